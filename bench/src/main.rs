@@ -1,0 +1,3 @@
+//! Benchmark harness (being built).
+
+fn main() {}

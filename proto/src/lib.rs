@@ -1,0 +1,1 @@
+//! loopd control protocol.

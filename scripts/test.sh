@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, then runs everything.
+# README.md and .ci/run call exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
+pkg-config --exists libuv 2>/dev/null || need_pkgs+=(libuv1-dev pkg-config)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${need_pkgs[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+cargo build --workspace --all-targets
+cargo test --workspace
