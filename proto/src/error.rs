@@ -2,7 +2,7 @@
 //!
 //! Every error a server can hit while reading a client's input converts to an
 //! [`ErrorObject`] with [`to_error_object`](DecodeError::to_error_object),
-//! ready to be sent back in a [`Response`].
+//! ready to be sent back in a [`Response`](crate::Response).
 
 use std::fmt;
 

@@ -158,14 +158,19 @@ pub struct Latency {
     /// Samples recorded.
     pub count: u64,
     /// Sum of all samples, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub sum: f64,
     /// Mean, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub mean: f64,
     /// Median, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub p50: f64,
     /// 99th percentile, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub p99: f64,
     /// Maximum, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub max: f64,
 }
 
@@ -174,10 +179,13 @@ pub struct Latency {
 #[serde(default)]
 pub struct Utilization {
     /// Over the last second.
+    #[serde(deserialize_with = "null_as_zero")]
     pub last_1s: f64,
     /// Over the last 10 seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub last_10s: f64,
     /// Over the last minute.
+    #[serde(deserialize_with = "null_as_zero")]
     pub last_60s: f64,
 }
 
@@ -229,12 +237,14 @@ pub struct LoopStatus {
     /// Iterations since start.
     pub iterations: u64,
     /// Iterations per second over the last second.
+    #[serde(deserialize_with = "null_as_zero")]
     pub iterations_per_second: f64,
     /// Events processed since start (`uv_metrics_info.events`).
     pub events: u64,
     /// Events waiting when the last poll returned (`events_waiting`).
     pub events_waiting: u64,
     /// Time blocked in poll since start, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub idle_seconds_total: f64,
     /// Event-loop utilization.
     pub utilization: Utilization,
@@ -242,6 +252,7 @@ pub struct LoopStatus {
     pub lag: Latency,
     /// Recent lag: the maximum lag of each of the last publications, oldest first, seconds
     /// (for a sparkline).
+    #[serde(deserialize_with = "nulls_as_zero")]
     pub lag_recent: Vec<f64>,
     /// Per-phase statistics, in phase order.
     pub phases: Vec<PhaseStats>,
@@ -304,6 +315,7 @@ pub struct Status {
     /// When the daemon started, unix ms.
     pub started_at_ms: u64,
     /// Seconds since start.
+    #[serde(deserialize_with = "null_as_zero")]
     pub uptime_seconds: f64,
     /// The daemon's version.
     pub server_version: String,
@@ -345,6 +357,7 @@ pub struct HandleInfo {
     /// Creation time, unix ms.
     pub created_at_ms: u64,
     /// Seconds since creation.
+    #[serde(deserialize_with = "null_as_zero")]
     pub age_seconds: f64,
     /// Where it was created, `file:line`.
     pub site: String,
@@ -389,6 +402,7 @@ pub struct RequestInfo {
     /// Creation time, unix ms.
     pub created_at_ms: u64,
     /// Seconds since creation.
+    #[serde(deserialize_with = "null_as_zero")]
     pub age_seconds: f64,
     /// Where it was created, `file:line`.
     pub site: String,
@@ -435,6 +449,7 @@ pub struct WorkerInfo {
     /// How long the current task has run, seconds, when busy.
     pub busy_for_seconds: Option<f64>,
     /// Time spent idle since the worker started, seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub idle_seconds_total: f64,
     /// Tasks finished by this worker.
     pub tasks_done: u64,
@@ -499,6 +514,7 @@ pub struct Stall {
     /// When the callback started, unix ms.
     pub started_at_ms: u64,
     /// How long it has run so far (in progress) or ran (closed), seconds.
+    #[serde(deserialize_with = "null_as_zero")]
     pub duration_seconds: f64,
     /// The threshold that was crossed, ms.
     pub threshold_ms: u64,
@@ -581,6 +597,20 @@ pub struct ConfigResult {
     pub config_file: Option<String>,
     /// The configured services.
     pub services: Vec<ServiceConfig>,
+}
+
+/// Reads an `f64` that may be `null`: `serde_json` writes non-finite floats (a NaN from a
+/// division by zero) as `null`; one such value must not make a whole snapshot unreadable.
+fn null_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(0.0))
+}
+
+/// [`null_as_zero`] for every element of a list.
+fn nulls_as_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(Vec::<Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.unwrap_or(0.0))
+        .collect())
 }
 
 #[cfg(test)]
@@ -880,6 +910,20 @@ pub(crate) mod tests {
         let st: LoopStatus =
             serde_json::from_value(json!({"handles": {"pipe": {"total": 1, "weird": 2}}})).unwrap();
         assert_eq!(st.handles[&HandleType::from("pipe")].total, 1);
+    }
+
+    #[test]
+    fn non_finite_floats_do_not_break_parsing() {
+        let mut s = status();
+        s.loops[0].utilization.last_1s = f64::NAN;
+        s.loops[0].lag_recent.push(f64::INFINITY);
+        s.loops[0].lag.mean = f64::NAN;
+        let text = serde_json::to_string(&s).unwrap();
+        let back: Status = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.loops[0].utilization.last_1s, 0.0);
+        assert_eq!(back.loops[0].lag.mean, 0.0);
+        assert_eq!(back.loops[0].lag_recent.last(), Some(&0.0));
+        assert_eq!(back.loops[0].lag.p99, s.loops[0].lag.p99);
     }
 
     #[test]
