@@ -1,0 +1,333 @@
+//! The handle table: every long-lived object of a loop, with its id, type, label, creation
+//! site, state and type-specific data, and the [`Handle`] trait of operations they all share.
+
+use std::panic::Location;
+use std::sync::Arc;
+
+use super::async_handle::AsyncData;
+use super::target::{next_id, HandleId, HandleType};
+use super::timer::TimerData;
+use super::watcher::WatcherData;
+use super::Loop;
+
+/// Flag: the handle is active (started).
+pub(crate) const ACTIVE: u8 = 1;
+/// Flag: the handle is referenced (keeps the loop alive while active).
+pub(crate) const REF: u8 = 2;
+/// Flag: `close` was called; the close callback runs in the close phase.
+pub(crate) const CLOSING: u8 = 4;
+
+/// An opaque reference to a handle slot; typed handles wrap it. Stale references (to a
+/// closed handle) are detected by id and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HandleRef {
+    pub(crate) slot: u32,
+    pub(crate) id: u64,
+}
+
+impl HandleRef {
+    /// The handle's stable id.
+    pub fn id(&self) -> HandleId {
+        HandleId(self.id)
+    }
+}
+
+pub(crate) type CloseCb = Box<dyn FnOnce(&mut Loop)>;
+
+/// Per-handle I/O counters (bytes moved, last activity); zero for handles without I/O.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IoCounters {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub last_activity_ns: u64,
+}
+
+/// Type-specific state.
+pub(crate) enum HandleData {
+    Timer(TimerData),
+    Watcher(WatcherData),
+    Async(AsyncData),
+}
+
+pub(crate) struct HandleSlot {
+    pub id: u64,
+    pub kind: HandleType,
+    pub flags: u8,
+    pub label: Option<Arc<str>>,
+    pub site: &'static Location<'static>,
+    pub created_ns: u64,
+    pub close_cb: Option<CloseCb>,
+    pub io: IoCounters,
+    pub fd: Option<i32>,
+    pub data: HandleData,
+}
+
+/// Counts of one handle type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypeCount {
+    /// Handles of the type that exist (including closing ones).
+    pub total: u64,
+    /// Of those, how many are active.
+    pub active: u64,
+}
+
+/// All handles of one loop.
+#[derive(Default)]
+pub(crate) struct HandleTable {
+    slots: Vec<Option<HandleSlot>>,
+    free: Vec<u32>,
+    pub counts: [TypeCount; HandleType::COUNT],
+    pub opened: [u64; HandleType::COUNT],
+    pub closed: [u64; HandleType::COUNT],
+    /// Active and referenced handles: what keeps the loop alive (libuv's `active_handles`).
+    pub active_refd: usize,
+    /// Handles whose close callback is due in the next close phase, in close order.
+    pub closing: Vec<HandleRef>,
+}
+
+impl HandleTable {
+    pub fn insert(
+        &mut self,
+        kind: HandleType,
+        data: HandleData,
+        site: &'static Location<'static>,
+        now_ns: u64,
+    ) -> HandleRef {
+        let id = next_id();
+        let slot = HandleSlot {
+            id,
+            kind,
+            flags: REF,
+            label: None,
+            site,
+            created_ns: now_ns,
+            close_cb: None,
+            io: IoCounters::default(),
+            fd: None,
+            data,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.counts[kind.index()].total += 1;
+        self.opened[kind.index()] += 1;
+        HandleRef { slot: index, id }
+    }
+
+    #[inline]
+    pub fn get(&self, r: HandleRef) -> Option<&HandleSlot> {
+        match self.slots.get(r.slot as usize) {
+            Some(Some(s)) if s.id == r.id => Some(s),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, r: HandleRef) -> Option<&mut HandleSlot> {
+        match self.slots.get_mut(r.slot as usize) {
+            Some(Some(s)) if s.id == r.id => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Sets or clears the active flag, keeping the counts right. Returns whether it changed.
+    pub fn set_active(&mut self, r: HandleRef, active: bool) -> bool {
+        let Some(slot) = self.get_mut(r) else {
+            return false;
+        };
+        let was = slot.flags & ACTIVE != 0;
+        if was == active {
+            return false;
+        }
+        let refd = slot.flags & REF != 0;
+        let kind = slot.kind.index();
+        if active {
+            slot.flags |= ACTIVE;
+        } else {
+            slot.flags &= !ACTIVE;
+        }
+        if active {
+            self.counts[kind].active += 1;
+            if refd {
+                self.active_refd += 1;
+            }
+        } else {
+            self.counts[kind].active -= 1;
+            if refd {
+                self.active_refd -= 1;
+            }
+        }
+        true
+    }
+
+    /// Sets or clears the ref flag (libuv's `uv_ref`/`uv_unref`), keeping the counts right.
+    pub fn set_ref(&mut self, r: HandleRef, refd: bool) {
+        let Some(slot) = self.get_mut(r) else {
+            return;
+        };
+        let was = slot.flags & REF != 0;
+        if was == refd {
+            return;
+        }
+        let active = slot.flags & ACTIVE != 0;
+        if refd {
+            slot.flags |= REF;
+        } else {
+            slot.flags &= !REF;
+        }
+        if active {
+            if refd {
+                self.active_refd += 1;
+            } else {
+                self.active_refd -= 1;
+            }
+        }
+    }
+
+    /// Frees a slot after its close callback; the id is never used again.
+    pub fn remove(&mut self, r: HandleRef) -> Option<HandleSlot> {
+        let slot = self.get(r)?;
+        debug_assert!(slot.flags & ACTIVE == 0, "removing an active handle");
+        let kind = slot.kind.index();
+        let taken = self.slots[r.slot as usize].take();
+        self.free.push(r.slot);
+        self.counts[kind].total -= 1;
+        self.closed[kind] += 1;
+        taken
+    }
+
+    /// Every live slot with its reference, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (HandleRef, &HandleSlot)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.as_ref().map(|s| {
+                (
+                    HandleRef {
+                        slot: i as u32,
+                        id: s.id,
+                    },
+                    s,
+                )
+            })
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+/// What [`Loop::walk`] shows of a handle.
+#[derive(Clone, Debug)]
+pub struct HandleInfo {
+    /// Stable id.
+    pub id: HandleId,
+    /// Type.
+    pub kind: HandleType,
+    /// Label, if one was set.
+    pub label: Option<Arc<str>>,
+    /// `file:line` of the code that created it.
+    pub site: &'static Location<'static>,
+    /// Creation time ([`super::clock::now_ns`]).
+    pub created_ns: u64,
+    /// Started and not stopped.
+    pub active: bool,
+    /// Keeps the loop alive while active.
+    pub has_ref: bool,
+    /// Being closed.
+    pub closing: bool,
+    /// The file descriptor, for I/O handles.
+    pub fd: Option<i32>,
+    /// Bytes read through the handle.
+    pub bytes_read: u64,
+    /// Bytes written through the handle.
+    pub bytes_written: u64,
+    /// Last time data moved ([`super::clock::now_ns`]), 0 if never.
+    pub last_activity_ns: u64,
+}
+
+impl HandleInfo {
+    pub(crate) fn of(slot: &HandleSlot) -> HandleInfo {
+        HandleInfo {
+            id: HandleId(slot.id),
+            kind: slot.kind,
+            label: slot.label.clone(),
+            site: slot.site,
+            created_ns: slot.created_ns,
+            active: slot.flags & ACTIVE != 0,
+            has_ref: slot.flags & REF != 0,
+            closing: slot.flags & CLOSING != 0,
+            fd: slot.fd,
+            bytes_read: slot.io.bytes_read,
+            bytes_written: slot.io.bytes_written,
+            last_activity_ns: slot.io.last_activity_ns,
+        }
+    }
+}
+
+/// Operations every handle type shares (libuv's `uv_handle_t` functions).
+pub trait Handle: Copy {
+    /// The untyped reference.
+    fn raw(&self) -> HandleRef;
+
+    /// The stable id.
+    fn id(&self) -> HandleId {
+        self.raw().id()
+    }
+
+    /// Closes the handle: it stops now, and its slot is freed in the close phase.
+    /// Closing a handle twice, or a closed one, does nothing.
+    fn close(&self, lp: &mut Loop) {
+        lp.close_handle(self.raw(), None);
+    }
+
+    /// Like [`Handle::close`], then runs `cb` in the close phase.
+    fn close_then(&self, lp: &mut Loop, cb: impl FnOnce(&mut Loop) + 'static) {
+        lp.close_handle(self.raw(), Some(Box::new(cb)));
+    }
+
+    /// Makes the handle keep the loop alive while active (the default).
+    fn ref_(&self, lp: &mut Loop) {
+        lp.handles.set_ref(self.raw(), true);
+    }
+
+    /// Makes the handle not keep the loop alive.
+    fn unref(&self, lp: &mut Loop) {
+        lp.handles.set_ref(self.raw(), false);
+    }
+
+    /// Whether the handle is referenced.
+    fn has_ref(&self, lp: &Loop) -> bool {
+        lp.handles
+            .get(self.raw())
+            .is_some_and(|s| s.flags & REF != 0)
+    }
+
+    /// Whether the handle is active.
+    fn is_active(&self, lp: &Loop) -> bool {
+        lp.handles
+            .get(self.raw())
+            .is_some_and(|s| s.flags & ACTIVE != 0)
+    }
+
+    /// Whether the handle is closing or closed.
+    fn is_closing(&self, lp: &Loop) -> bool {
+        lp.handles
+            .get(self.raw())
+            .is_none_or(|s| s.flags & CLOSING != 0)
+    }
+
+    /// Sets the label shown in snapshots, stall reports and logs.
+    fn set_label(&self, lp: &mut Loop, label: impl Into<Arc<str>>) {
+        if let Some(slot) = lp.handles.get_mut(self.raw()) {
+            slot.label = Some(label.into());
+            lp.observer.current.invalidate_label();
+        }
+    }
+}

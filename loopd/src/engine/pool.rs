@@ -1,0 +1,330 @@
+//! The thread pool (libuv's `threadpool.c`): a FIFO queue served by named worker threads,
+//! shared by every loop of the process.
+//!
+//! Workers run work with no lock held, record its queue wait and run time, and hand the result
+//! to the submitting loop's completion queue, waking it; the after-work callback then runs on
+//! the loop thread in the poll phase. A panic in work is caught: the request completes with
+//! [`WorkError::Panicked`] and the worker lives on. Cancel succeeds only while queued.
+
+mod worker;
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use super::clock::now_ns;
+use super::request::RequestRef;
+use super::stats::Histogram;
+use super::target::{RequestId, RequestType};
+use super::wake::LoopWake;
+pub use worker::WorkerSnapshot;
+use worker::WorkerStats;
+
+/// Default number of workers, as libuv's `UV_THREADPOOL_SIZE`.
+pub const DEFAULT_SIZE: usize = 4;
+/// Largest allowed pool.
+pub const MAX_SIZE: usize = 1024;
+/// Environment variable that sets the initial size.
+pub const SIZE_ENV: &str = "LOOPD_THREADPOOL_SIZE";
+
+/// Why a work request did not produce a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WorkError {
+    /// Cancelled while still queued.
+    #[error("cancelled before it ran")]
+    Cancelled,
+    /// The work function panicked (the message is kept).
+    #[error("work panicked: {0}")]
+    Panicked(String),
+    /// The result had an unexpected type (an engine bug).
+    #[error("work result of the wrong type")]
+    WrongType,
+}
+
+/// How a pool task ended, for the `tasks_total{kind, outcome}` counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaskOutcome {
+    /// Returned normally.
+    Ok,
+    /// Returned an error (fs and getaddrinfo tasks).
+    Error,
+    /// Panicked.
+    Panic,
+    /// Cancelled while queued.
+    Cancelled,
+}
+
+impl TaskOutcome {
+    /// Every outcome.
+    pub const ALL: [TaskOutcome; 4] = [
+        TaskOutcome::Ok,
+        TaskOutcome::Error,
+        TaskOutcome::Panic,
+        TaskOutcome::Cancelled,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOutcome::Ok => "ok",
+            TaskOutcome::Error => "error",
+            TaskOutcome::Panic => "panic",
+            TaskOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a task returns: the value for the after-callback and whether it failed.
+pub(crate) struct JobOutput {
+    pub value: Box<dyn Any + Send>,
+    pub failed: bool,
+}
+
+pub(crate) type JobFn = Box<dyn FnOnce() -> JobOutput + Send>;
+
+pub(crate) struct Job {
+    pub req: RequestRef,
+    pub kind: RequestType,
+    pub enqueued_ns: u64,
+    pub run: JobFn,
+    pub reply: Arc<LoopWake>,
+}
+
+/// A finished task on its way back to its loop.
+pub(crate) struct Completion {
+    pub req: RequestRef,
+    pub result: Result<Box<dyn Any + Send>, WorkError>,
+}
+
+#[derive(Default)]
+struct PoolMetrics {
+    queue_wait: [Histogram; RequestType::COUNT],
+    run: [Histogram; RequestType::COUNT],
+    tasks: [[u64; 4]; RequestType::COUNT],
+}
+
+struct PoolState {
+    queue: VecDeque<Job>,
+    target: usize,
+    started: bool,
+    shutdown: bool,
+    /// Per worker index: its stats while a thread serves that index.
+    workers: Vec<Option<Arc<WorkerStats>>>,
+}
+
+pub(crate) struct PoolInner {
+    state: Mutex<PoolState>,
+    work_ready: Condvar,
+    busy: AtomicUsize,
+    panics: AtomicU64,
+    metrics: Mutex<PoolMetrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A thread pool. Most code uses [`ThreadPool::global`].
+pub struct ThreadPool {
+    inner: Arc<PoolInner>,
+}
+
+/// What the pool looks like right now (see [`ThreadPool::snapshot`]).
+#[derive(Clone, Debug)]
+pub struct PoolSnapshot {
+    /// Configured number of workers.
+    pub size: usize,
+    /// Workers running a task.
+    pub busy_workers: usize,
+    /// Tasks waiting for a worker.
+    pub queue_depth: usize,
+    /// Queue wait by task kind (index by [`RequestType::index`]).
+    pub queue_wait: Vec<(RequestType, Histogram)>,
+    /// Run time by task kind.
+    pub run: Vec<(RequestType, Histogram)>,
+    /// Tasks by kind and outcome.
+    pub tasks: Vec<(RequestType, TaskOutcome, u64)>,
+    /// Panics caught in work.
+    pub panics: u64,
+    /// One entry per worker.
+    pub workers: Vec<WorkerSnapshot>,
+}
+
+/// The kinds of task the pool runs.
+pub const POOL_KINDS: [RequestType; 3] =
+    [RequestType::Work, RequestType::Fs, RequestType::Getaddrinfo];
+
+/// Reads [`SIZE_ENV`]: default 4, clamped to 1..=1024; an unparsable value is logged and
+/// ignored.
+pub fn size_from_env() -> usize {
+    match std::env::var(SIZE_ENV) {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) => n.clamp(1, MAX_SIZE),
+            Err(_) => {
+                tracing::warn!(value = %v, "{SIZE_ENV} is not a number; using {DEFAULT_SIZE}");
+                DEFAULT_SIZE
+            }
+        },
+        Err(_) => DEFAULT_SIZE,
+    }
+}
+
+impl ThreadPool {
+    /// The process-wide pool, sized from [`SIZE_ENV`] on first use. Its threads start when
+    /// the first task is queued.
+    pub fn global() -> &'static Arc<ThreadPool> {
+        static GLOBAL: OnceLock<Arc<ThreadPool>> = OnceLock::new();
+        GLOBAL.get_or_init(|| Arc::new(ThreadPool::new(size_from_env())))
+    }
+
+    /// A pool of `size` workers (clamped to 1..=1024), started on first use.
+    pub fn new(size: usize) -> ThreadPool {
+        ThreadPool {
+            inner: Arc::new(PoolInner {
+                state: Mutex::new(PoolState {
+                    queue: VecDeque::new(),
+                    target: size.clamp(1, MAX_SIZE),
+                    started: false,
+                    shutdown: false,
+                    workers: Vec::new(),
+                }),
+                work_ready: Condvar::new(),
+                busy: AtomicUsize::new(0),
+                panics: AtomicU64::new(0),
+                metrics: Mutex::new(PoolMetrics::default()),
+            }),
+        }
+    }
+
+    /// The configured size.
+    pub fn size(&self) -> usize {
+        lock(&self.inner.state).target
+    }
+
+    /// Resizes the pool (clamped to 1..=1024) and returns the new size. Extra workers finish
+    /// their current task and exit; new ones start at once if the pool has started.
+    pub fn set_size(&self, size: usize) -> usize {
+        let size = size.clamp(1, MAX_SIZE);
+        let mut st = lock(&self.inner.state);
+        st.target = size;
+        if st.started {
+            self.spawn_missing(&mut st);
+        }
+        drop(st);
+        self.inner.work_ready.notify_all();
+        size
+    }
+
+    fn spawn_missing(&self, st: &mut PoolState) {
+        let target = st.target;
+        if st.workers.len() < target {
+            st.workers.resize(target, None);
+        }
+        for index in 0..target {
+            if st.workers[index].is_some() {
+                continue;
+            }
+            let stats = Arc::new(WorkerStats::new());
+            match worker::spawn(self.inner.clone(), index, stats.clone()) {
+                Ok(()) => st.workers[index] = Some(stats),
+                Err(e) => tracing::error!(worker = index, error = %e, "cannot start pool worker"),
+            }
+        }
+    }
+
+    pub(crate) fn submit(&self, job: Job) {
+        let mut st = lock(&self.inner.state);
+        if !st.started {
+            st.started = true;
+            self.spawn_missing(&mut st);
+        }
+        st.queue.push_back(job);
+        drop(st);
+        self.inner.work_ready.notify_one();
+    }
+
+    /// Removes a still-queued task; `None` if a worker already took it.
+    pub(crate) fn cancel(&self, req: RequestRef) -> Option<Job> {
+        let mut st = lock(&self.inner.state);
+        let pos = st.queue.iter().position(|j| j.req == req)?;
+        let job = st.queue.remove(pos)?;
+        drop(st);
+        lock(&self.inner.metrics).tasks[job.kind.index()][3] += 1;
+        Some(job)
+    }
+
+    /// The request a worker is running right now, if any (for request listings).
+    pub(crate) fn running_requests(&self) -> Vec<RequestId> {
+        let st = lock(&self.inner.state);
+        st.workers
+            .iter()
+            .flatten()
+            .filter_map(|w| w.current_request())
+            .collect()
+    }
+
+    /// Size, load, histograms and per-worker state, read without involving any loop.
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let (size, queue_depth, workers) = {
+            let st = lock(&self.inner.state);
+            let now = now_ns();
+            let workers = st
+                .workers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.as_ref().map(|w| w.snapshot(i, now)))
+                .collect();
+            (st.target, st.queue.len(), workers)
+        };
+        let m = lock(&self.inner.metrics);
+        let queue_wait = POOL_KINDS
+            .iter()
+            .map(|k| (*k, m.queue_wait[k.index()].clone()))
+            .collect();
+        let run = POOL_KINDS
+            .iter()
+            .map(|k| (*k, m.run[k.index()].clone()))
+            .collect();
+        let tasks = POOL_KINDS
+            .iter()
+            .flat_map(|k| {
+                TaskOutcome::ALL
+                    .iter()
+                    .enumerate()
+                    .map(move |(o, outcome)| (*k, *outcome, o))
+            })
+            .map(|(k, outcome, o)| (k, outcome, m.tasks[k.index()][o]))
+            .collect();
+        PoolSnapshot {
+            size,
+            busy_workers: self.inner.busy.load(Ordering::Relaxed),
+            queue_depth,
+            queue_wait,
+            run,
+            tasks,
+            panics: self.inner.panics.load(Ordering::Relaxed),
+            workers,
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        lock(&self.inner.state).shutdown = true;
+        self.inner.work_ready.notify_all();
+    }
+}
+
+impl PoolInner {
+    fn record(&self, kind: RequestType, wait_ns: u64, run_ns: u64, outcome: TaskOutcome) {
+        let mut m = lock(&self.metrics);
+        m.queue_wait[kind.index()].record(wait_ns);
+        m.run[kind.index()].record(run_ns);
+        let o = TaskOutcome::ALL
+            .iter()
+            .position(|x| *x == outcome)
+            .unwrap_or(0);
+        m.tasks[kind.index()][o] += 1;
+    }
+}

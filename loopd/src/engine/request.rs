@@ -1,0 +1,175 @@
+//! The request table: one-shot operations in flight (work, fs, writes, …) with their ids,
+//! types, labels, creation sites and states.
+
+use std::any::Any;
+use std::panic::Location;
+use std::sync::Arc;
+
+use super::pool::WorkError;
+use super::target::{next_id, RequestId, RequestType};
+use super::Loop;
+
+/// An opaque reference to a request slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestRef {
+    pub(crate) slot: u32,
+    pub(crate) id: u64,
+}
+
+impl RequestRef {
+    /// The request's stable id.
+    pub fn id(&self) -> RequestId {
+        RequestId(self.id)
+    }
+}
+
+/// Where a request is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestState {
+    /// Waiting (in the thread-pool queue, or for the socket to be writable).
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// Finished; its callback is running.
+    Done,
+}
+
+impl RequestState {
+    /// The name used in the protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Queued => "queued",
+            RequestState::Running => "running",
+            RequestState::Done => "done",
+        }
+    }
+}
+
+pub(crate) type AfterWork = Box<dyn FnOnce(&mut Loop, Result<Box<dyn Any + Send>, WorkError>)>;
+
+pub(crate) enum RequestData {
+    /// Thread-pool work whose after-callback runs on the loop.
+    Pool { after: Option<AfterWork> },
+}
+
+pub(crate) struct RequestSlot {
+    pub id: u64,
+    pub kind: RequestType,
+    pub label: Option<Arc<str>>,
+    pub site: &'static Location<'static>,
+    pub created_ns: u64,
+    pub state: RequestState,
+    pub data: RequestData,
+}
+
+/// Every request of one loop that has not completed.
+#[derive(Default)]
+pub(crate) struct RequestTable {
+    slots: Vec<Option<RequestSlot>>,
+    free: Vec<u32>,
+    /// In flight, by type.
+    pub active: [u64; RequestType::COUNT],
+    /// Started, by type, since the loop began.
+    pub started: [u64; RequestType::COUNT],
+    /// In flight, all types (what keeps the loop alive: libuv's `active_reqs`).
+    pub active_total: usize,
+}
+
+impl RequestTable {
+    pub fn insert(
+        &mut self,
+        kind: RequestType,
+        data: RequestData,
+        site: &'static Location<'static>,
+        now_ns: u64,
+    ) -> RequestRef {
+        let id = next_id();
+        let slot = RequestSlot {
+            id,
+            kind,
+            label: None,
+            site,
+            created_ns: now_ns,
+            state: RequestState::Queued,
+            data,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.active[kind.index()] += 1;
+        self.started[kind.index()] += 1;
+        self.active_total += 1;
+        RequestRef { slot: index, id }
+    }
+
+    #[inline]
+    pub fn get(&self, r: RequestRef) -> Option<&RequestSlot> {
+        match self.slots.get(r.slot as usize) {
+            Some(Some(s)) if s.id == r.id => Some(s),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, r: RequestRef) -> Option<&mut RequestSlot> {
+        match self.slots.get_mut(r.slot as usize) {
+            Some(Some(s)) if s.id == r.id => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The label of the request in `slot`, if its id is `id`.
+    pub fn label(&self, slot: u32, id: u64) -> Option<&str> {
+        self.get(RequestRef { slot, id })?.label.as_deref()
+    }
+
+    pub fn remove(&mut self, r: RequestRef) -> Option<RequestSlot> {
+        self.get(r)?;
+        let taken = self.slots[r.slot as usize].take()?;
+        self.free.push(r.slot);
+        self.active[taken.kind.index()] -= 1;
+        self.active_total -= 1;
+        Some(taken)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RequestSlot> {
+        self.slots.iter().flatten()
+    }
+}
+
+/// What [`Loop::walk_requests`] shows of a request in flight.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// Stable id.
+    pub id: RequestId,
+    /// Type.
+    pub kind: RequestType,
+    /// Label, if one was set.
+    pub label: Option<Arc<str>>,
+    /// `file:line` of the code that made it.
+    pub site: &'static Location<'static>,
+    /// Creation time ([`super::clock::now_ns`]).
+    pub created_ns: u64,
+    /// Queued, running or done.
+    pub state: RequestState,
+}
+
+impl RequestInfo {
+    pub(crate) fn of(slot: &RequestSlot) -> RequestInfo {
+        RequestInfo {
+            id: RequestId(slot.id),
+            kind: slot.kind,
+            label: slot.label.clone(),
+            site: slot.site,
+            created_ns: slot.created_ns,
+            state: slot.state,
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Loop-local counters and histograms, and their publication as immutable snapshots.
+//!
+//! The loop updates plain fields (no atomics, no locks) and, at a fixed cadence, publishes a
+//! [`LoopSnapshot`] through an `ArcSwap`: readers on other threads load the latest snapshot
+//! without ever waiting on the loop thread, so they keep answering while the loop is blocked.
+
+mod histogram;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use histogram::Histogram;
+
+use super::clock::{now_ns, wall_ms};
+use super::current::{CallbackSlot, CurrentCallback};
+use super::handle::{HandleInfo, TypeCount};
+use super::phase::Phase;
+use super::request::{RequestInfo, RequestState};
+use super::target::{HandleType, RequestType};
+use super::Loop;
+
+/// Recent lag maxima kept for sparklines: one per publication.
+const LAG_RECENT: usize = 120;
+/// Utilization samples kept: one per publication, enough for the 60 s window.
+const ELU_SAMPLES: usize = 1200;
+
+/// Counters the loop thread updates as it runs.
+#[derive(Default)]
+pub(crate) struct LoopStats {
+    pub iterations: u64,
+    pub events: u64,
+    pub events_waiting: u64,
+    pub idle_ns: u64,
+    /// Time blocked in the last poll, subtracted from the poll phase's duration.
+    pub last_poll_idle_ns: u64,
+    pub phase_ns: [Histogram; 7],
+    pub phase_callbacks: [u64; 7],
+    pub lag: Histogram,
+    lag_window_max: u64,
+    lag_recent: VecDeque<u64>,
+    pub request_ns: [Histogram; RequestType::COUNT],
+    pub panics: u64,
+    /// (time, idle_ns) at each publication, for utilization windows.
+    elu: VecDeque<(u64, u64)>,
+    publications: u64,
+}
+
+impl LoopStats {
+    pub fn record_lag(&mut self, lag_ns: u64) {
+        self.lag.record(lag_ns);
+        self.lag_window_max = self.lag_window_max.max(lag_ns);
+    }
+
+    /// Event-loop utilization over the last `window_ns`: 1 − idle/elapsed.
+    fn utilization(&self, now: u64, idle_now: u64, window_ns: u64) -> f64 {
+        let oldest = self
+            .elu
+            .iter()
+            .find(|(t, _)| now.saturating_sub(*t) <= window_ns)
+            .copied();
+        let Some((t0, idle0)) = oldest else {
+            return 0.0;
+        };
+        let elapsed = now.saturating_sub(t0);
+        if elapsed == 0 {
+            return 0.0;
+        }
+        let idle = idle_now.saturating_sub(idle0).min(elapsed);
+        1.0 - idle as f64 / elapsed as f64
+    }
+}
+
+/// Event-loop utilization (ELU = 1 − idle/elapsed) over sliding windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Utilization {
+    /// Over the last second.
+    pub last_1s: f64,
+    /// Over the last 10 seconds.
+    pub last_10s: f64,
+    /// Over the last 60 seconds.
+    pub last_60s: f64,
+}
+
+/// One phase's numbers in a snapshot.
+#[derive(Clone, Debug)]
+pub struct PhaseSnapshot {
+    /// The phase.
+    pub phase: Phase,
+    /// Callbacks run in it since the loop began.
+    pub callbacks: u64,
+    /// Its duration in every iteration where it ran a callback (poll: every iteration,
+    /// excluding the time blocked waiting, which is idle time).
+    pub duration: Histogram,
+}
+
+/// Everything a loop publishes; immutable once published.
+#[derive(Clone, Debug)]
+pub struct LoopSnapshot {
+    /// Which loop (the `loop` label).
+    pub loop_index: usize,
+    /// When it was taken ([`super::clock::now_ns`]).
+    pub as_of_ns: u64,
+    /// When it was taken, Unix milliseconds.
+    pub as_of_wall_ms: u64,
+    /// When the loop was created ([`super::clock::now_ns`]).
+    pub started_ns: u64,
+    /// Iterations run.
+    pub iterations: u64,
+    /// I/O events processed.
+    pub events: u64,
+    /// Events returned by the last poll: the backlog the loop processed in its last iteration.
+    pub events_waiting: u64,
+    /// Time blocked in poll, nanoseconds.
+    pub idle_ns_total: u64,
+    /// Utilization windows.
+    pub utilization: Utilization,
+    /// Per-phase numbers, in phase order.
+    pub phases: Vec<PhaseSnapshot>,
+    /// Event-loop lag (actual − scheduled time of the probe timer).
+    pub lag: Histogram,
+    /// Largest lag seen in each recent publication interval, oldest first.
+    pub lag_recent_ns: Vec<u64>,
+    /// Handle counts by type (index by [`HandleType::index`]).
+    pub handles: [TypeCount; HandleType::COUNT],
+    /// Handles opened since the loop began, by type.
+    pub handles_opened: [u64; HandleType::COUNT],
+    /// Handles closed since the loop began, by type.
+    pub handles_closed: [u64; HandleType::COUNT],
+    /// Requests in flight, by type.
+    pub requests_active: [u64; RequestType::COUNT],
+    /// Requests started, by type.
+    pub requests_started: [u64; RequestType::COUNT],
+    /// Request durations (creation to completion), by type.
+    pub request_duration: Vec<Histogram>,
+    /// Panics caught in callbacks.
+    pub callback_panics: u64,
+    /// Every handle, refreshed at most once a second unless asked for
+    /// ([`LoopObserver::request_details`]).
+    pub handle_list: Arc<Vec<HandleInfo>>,
+    /// Every request in flight, refreshed with `handle_list`.
+    pub request_list: Arc<Vec<RequestInfo>>,
+    /// When the lists were taken.
+    pub lists_as_of_ns: u64,
+}
+
+impl LoopSnapshot {
+    fn empty(loop_index: usize, now: u64) -> Self {
+        LoopSnapshot {
+            loop_index,
+            as_of_ns: now,
+            as_of_wall_ms: wall_ms(now),
+            started_ns: now,
+            iterations: 0,
+            events: 0,
+            events_waiting: 0,
+            idle_ns_total: 0,
+            utilization: Utilization::default(),
+            phases: Phase::ALL
+                .iter()
+                .map(|p| PhaseSnapshot {
+                    phase: *p,
+                    callbacks: 0,
+                    duration: Histogram::new(),
+                })
+                .collect(),
+            lag: Histogram::new(),
+            lag_recent_ns: Vec::new(),
+            handles: Default::default(),
+            handles_opened: Default::default(),
+            handles_closed: Default::default(),
+            requests_active: Default::default(),
+            requests_started: Default::default(),
+            request_duration: vec![Histogram::new(); RequestType::COUNT],
+            callback_panics: 0,
+            handle_list: Arc::new(Vec::new()),
+            request_list: Arc::new(Vec::new()),
+            lists_as_of_ns: now,
+        }
+    }
+}
+
+/// The part of a loop other threads may hold: its latest snapshot and its current-callback
+/// slot. Obtained with [`Loop::observer`]; `Send + Sync`.
+pub struct LoopObserver {
+    index: usize,
+    snapshot: ArcSwap<LoopSnapshot>,
+    pub(crate) current: CallbackSlot,
+    want_details: AtomicBool,
+}
+
+impl std::fmt::Debug for LoopObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopObserver")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopObserver {
+    pub(crate) fn new(index: usize) -> Self {
+        LoopObserver {
+            index,
+            snapshot: ArcSwap::from_pointee(LoopSnapshot::empty(index, now_ns())),
+            current: CallbackSlot::default(),
+            want_details: AtomicBool::new(false),
+        }
+    }
+
+    /// The loop's index (the `loop` label).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The latest published snapshot. Never waits for the loop.
+    pub fn snapshot(&self) -> Arc<LoopSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The callback running on the loop right now, if any. Never waits for the loop.
+    pub fn current(&self) -> Option<CurrentCallback> {
+        self.current.read()
+    }
+
+    /// Asks the loop to refresh the handle and request lists at its next publication
+    /// (they are otherwise refreshed once a second).
+    pub fn request_details(&self) {
+        self.want_details.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Loop {
+    /// Builds and publishes a snapshot (loop thread; called at the publication cadence).
+    pub(crate) fn publish(&mut self) {
+        let now = now_ns();
+        let st = &mut self.stats;
+        st.publications += 1;
+        st.elu.push_back((now, st.idle_ns));
+        if st.elu.len() > ELU_SAMPLES {
+            st.elu.pop_front();
+        }
+        st.lag_recent.push_back(st.lag_window_max);
+        st.lag_window_max = 0;
+        if st.lag_recent.len() > LAG_RECENT {
+            st.lag_recent.pop_front();
+        }
+        let utilization = Utilization {
+            last_1s: st.utilization(now, st.idle_ns, 1_000_000_000),
+            last_10s: st.utilization(now, st.idle_ns, 10_000_000_000),
+            last_60s: st.utilization(now, st.idle_ns, 60_000_000_000),
+        };
+        let previous = self.observer.snapshot.load();
+        let details_due = self.observer.want_details.swap(false, Ordering::Relaxed)
+            || now.saturating_sub(previous.lists_as_of_ns) >= 1_000_000_000
+            || st.publications <= 1;
+        let (handle_list, request_list, lists_as_of_ns) = if details_due {
+            let running = if self.requests.active_total > 0 {
+                self.pool.running_requests()
+            } else {
+                Vec::new()
+            };
+            let handles = self
+                .handles
+                .iter()
+                .map(|(_, s)| HandleInfo::of(s))
+                .collect();
+            let requests = self
+                .requests
+                .iter()
+                .map(|s| {
+                    let mut info = RequestInfo::of(s);
+                    if info.state == RequestState::Queued && running.contains(&info.id) {
+                        info.state = RequestState::Running;
+                    }
+                    info
+                })
+                .collect();
+            (Arc::new(handles), Arc::new(requests), now)
+        } else {
+            (
+                previous.handle_list.clone(),
+                previous.request_list.clone(),
+                previous.lists_as_of_ns,
+            )
+        };
+        let st = &self.stats;
+        let snapshot = LoopSnapshot {
+            loop_index: self.observer.index(),
+            as_of_ns: now,
+            as_of_wall_ms: wall_ms(now),
+            started_ns: self.started_ns,
+            iterations: st.iterations,
+            events: st.events,
+            events_waiting: st.events_waiting,
+            idle_ns_total: st.idle_ns,
+            utilization,
+            phases: Phase::ALL
+                .iter()
+                .map(|p| PhaseSnapshot {
+                    phase: *p,
+                    callbacks: st.phase_callbacks[p.index()],
+                    duration: st.phase_ns[p.index()].clone(),
+                })
+                .collect(),
+            lag: st.lag.clone(),
+            lag_recent_ns: st.lag_recent.iter().copied().collect(),
+            handles: self.handles.counts,
+            handles_opened: self.handles.opened,
+            handles_closed: self.handles.closed,
+            requests_active: self.requests.active,
+            requests_started: self.requests.started,
+            request_duration: st.request_ns.to_vec(),
+            callback_panics: st.panics,
+            handle_list,
+            request_list,
+            lists_as_of_ns,
+        };
+        self.observer.snapshot.store(Arc::new(snapshot));
+    }
+}

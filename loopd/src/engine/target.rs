@@ -1,0 +1,173 @@
+//! Ids and types of handles and requests, and the "target" a callback belongs to.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Ids for handles and requests come from one process-wide counter: never reused, and a
+/// handle id never equals a request id.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A handle's stable id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandleId(pub u64);
+
+/// A request's stable id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for HandleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! name_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// How many values there are.
+            pub const COUNT: usize = [$($s),+].len();
+
+            /// The name used in metrics labels and the protocol.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+
+            /// Position in [`Self::ALL`].
+            #[inline]
+            pub fn index(self) -> usize {
+                self as usize
+            }
+
+            /// The value whose name is `s`.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+name_enum!(
+    /// The type of a handle (a long-lived object of the loop).
+    HandleType {
+        /// [`super::Timer`]
+        Timer => "timer",
+        /// [`super::Idle`]
+        Idle => "idle",
+        /// [`super::Prepare`]
+        Prepare => "prepare",
+        /// [`super::Check`]
+        Check => "check",
+        /// [`super::Async`]
+        Async => "async",
+        /// A TCP listener or stream.
+        Tcp => "tcp",
+        /// A UDP socket.
+        Udp => "udp",
+        /// A signal watcher.
+        Signal => "signal",
+        /// A poll watcher of an arbitrary file descriptor.
+        Poll => "poll",
+    }
+);
+
+name_enum!(
+    /// The type of a request (a one-shot operation).
+    RequestType {
+        /// A stream write.
+        Write => "write",
+        /// A TCP connect.
+        Connect => "connect",
+        /// A stream shutdown (half-close).
+        Shutdown => "shutdown",
+        /// A UDP send.
+        UdpSend => "udp_send",
+        /// A file-system operation on the thread pool.
+        Fs => "fs",
+        /// User work on the thread pool ([`super::Loop::queue_work`]).
+        Work => "work",
+        /// A name lookup on the thread pool.
+        Getaddrinfo => "getaddrinfo",
+    }
+);
+
+/// The handle or request a callback belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A handle's callback (timer fired, watcher ran, data read, close callback, …).
+    Handle(HandleType, HandleId),
+    /// A request's completion callback.
+    Request(RequestType, RequestId),
+}
+
+const REQUEST_BIT: u64 = 1 << 7;
+
+impl Target {
+    /// The raw id of the handle or request.
+    pub fn id(&self) -> u64 {
+        match *self {
+            Target::Handle(_, id) => id.0,
+            Target::Request(_, id) => id.0,
+        }
+    }
+
+    /// The type name (`timer`, `tcp`, `work`, …).
+    pub fn type_name(&self) -> &'static str {
+        match *self {
+            Target::Handle(t, _) => t.as_str(),
+            Target::Request(t, _) => t.as_str(),
+        }
+    }
+
+    /// `true` for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self, Target::Request(..))
+    }
+
+    pub(crate) fn encode_kind(&self) -> u64 {
+        match *self {
+            Target::Handle(t, _) => t.index() as u64,
+            Target::Request(t, _) => REQUEST_BIT | t.index() as u64,
+        }
+    }
+
+    pub(crate) fn decode(kind: u64, id: u64) -> Option<Target> {
+        if kind & REQUEST_BIT != 0 {
+            let t = *RequestType::ALL.get((kind & !REQUEST_BIT) as usize)?;
+            Some(Target::Request(t, RequestId(id)))
+        } else {
+            let t = *HandleType::ALL.get(kind as usize)?;
+            Some(Target::Handle(t, HandleId(id)))
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Handle(t, id) => write!(f, "{t} handle {id}"),
+            Target::Request(t, id) => write!(f, "{t} request {id}"),
+        }
+    }
+}
