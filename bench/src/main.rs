@@ -1,3 +1,386 @@
-//! Benchmark harness (being built).
+//! `loopd-bench`: runs loopd's engine side by side with libuv (and Node.js) on the same
+//! scenarios, each run a separate process, peers alternating, and reports medians and
+//! ratios.
+//!
+//! ```text
+//! cargo run --release -p loopd-bench -- [--reps N] [--quick] [--json FILE]
+//!     [--peers loopd-on,loopd-off,libuv,node] [--timeout SECS] [--list] [SCENARIO...]
+//! ```
+//! Exit codes: 0 every run succeeded, 1 some run failed or the harness could not
+//! start, 2 usage.
+#![allow(clippy::print_stdout)]
 
-fn main() {}
+mod peer;
+mod prepare;
+mod report;
+mod run;
+mod scenario;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+
+use peer::{Peer, Programs, ALL_PEERS};
+use report::RunRecord;
+use run::Outcome;
+use scenario::{Metric, Scenario, SCENARIOS};
+
+const USAGE: &str = "\
+usage: loopd-bench [OPTIONS] [SCENARIO...]
+
+Runs each scenario in every peer, alternating peers, each run a separate process,
+and prints medians and ratios (> 1.0 = loopd better).
+
+options:
+  --reps N            repetitions per peer (default 5; 1 with --quick)
+  --quick             smaller sizes and 1 repetition (for development)
+  --json FILE         also write every run, the medians and the ratios as JSON
+  --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node
+  --threadpool-size N thread-pool size for every peer (default 4)
+  --timeout SECS      kill a run after this long (default 300)
+  --list              list the scenarios and exit
+  -h, --help          this help
+
+Build and run with: cargo run --release -p loopd-bench -- [OPTIONS] [SCENARIO...]";
+
+/// What the command line asked for.
+#[derive(Debug)]
+struct Options {
+    reps: usize,
+    quick: bool,
+    json: Option<PathBuf>,
+    peers: Option<Vec<Peer>>,
+    threadpool_size: u32,
+    timeout: Duration,
+    list: bool,
+    help: bool,
+    scenarios: Vec<&'static Scenario>,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
+    let mut reps = None;
+    let mut opts = Options {
+        reps: 5,
+        quick: false,
+        json: None,
+        peers: None,
+        threadpool_size: 4,
+        timeout: Duration::from_secs(300),
+        list: false,
+        help: false,
+        scenarios: Vec::new(),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--reps" => {
+                let n: usize = value("--reps")?.parse().context("--reps: not a number")?;
+                if n == 0 {
+                    bail!("--reps must be at least 1");
+                }
+                reps = Some(n);
+            }
+            "--quick" => opts.quick = true,
+            "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
+            "--peers" => {
+                let list = value("--peers")?;
+                let mut peers = Vec::new();
+                for name in list.split(',').filter(|s| !s.is_empty()) {
+                    let p = Peer::parse(name).with_context(|| {
+                        format!("unknown peer {name:?} (peers: loopd-on, loopd-off, libuv, node)")
+                    })?;
+                    if !peers.contains(&p) {
+                        peers.push(p);
+                    }
+                }
+                if peers.is_empty() {
+                    bail!("--peers: no peer given");
+                }
+                opts.peers = Some(peers);
+            }
+            "--threadpool-size" => {
+                opts.threadpool_size = value("--threadpool-size")?
+                    .parse()
+                    .context("--threadpool-size: not a number")?;
+                if !(1..=1024).contains(&opts.threadpool_size) {
+                    bail!("--threadpool-size must be in 1..=1024");
+                }
+            }
+            "--timeout" => {
+                let secs: u64 = value("--timeout")?
+                    .parse()
+                    .context("--timeout: not a number of seconds")?;
+                opts.timeout = Duration::from_secs(secs.max(1));
+            }
+            "--list" => opts.list = true,
+            "-h" | "--help" => opts.help = true,
+            flag if flag.starts_with('-') => bail!("unknown option {flag}"),
+            name => {
+                let s = Scenario::find(name)
+                    .with_context(|| format!("unknown scenario {name:?} (see --list)"))?;
+                if !opts.scenarios.iter().any(|t| std::ptr::eq(*t, s)) {
+                    opts.scenarios.push(s);
+                }
+            }
+        }
+    }
+    opts.reps = reps.unwrap_or(if opts.quick { 1 } else { 5 });
+    if opts.scenarios.is_empty() {
+        opts.scenarios = SCENARIOS.iter().collect();
+    }
+    Ok(opts)
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loopd-bench: {e:#}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loopd-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<ExitCode> {
+    if opts.help {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if opts.list {
+        for s in SCENARIOS {
+            println!("{:<18} {}", s.name, s.about);
+            println!(
+                "{:<18} sizes: {}   quick: {}   node: {}",
+                "",
+                s.size_label(false),
+                s.size_label(true),
+                s.node_script.unwrap_or("-")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "loopd-bench: WARNING: this is a debug build, and so is loopd-peer; \
+             use `cargo run --release -p loopd-bench`"
+        );
+    }
+
+    let (programs, peers) = prepare_programs(opts)?;
+    let meta = metadata(opts, &programs, &peers);
+
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for &scenario in &opts.scenarios {
+        eprintln!(
+            "== {} ({}): {} rep(s) of {}",
+            scenario.name,
+            scenario.size_label(opts.quick),
+            opts.reps,
+            peers
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut skip: Vec<Peer> = Vec::new();
+        for rep in 1..=opts.reps {
+            for &peer in &peers {
+                if skip.contains(&peer) {
+                    continue;
+                }
+                let outcome = match programs.command(peer, scenario, opts.quick)? {
+                    Some(cmd) => run::run(cmd, scenario.peer_scenario, opts.timeout),
+                    None => Outcome::Unsupported,
+                };
+                eprintln!(
+                    "  [{rep}/{}] {:<10} {}",
+                    opts.reps,
+                    peer.name(),
+                    progress(scenario, &outcome)
+                );
+                if matches!(outcome, Outcome::Unsupported) {
+                    skip.push(peer);
+                }
+                runs.push(RunRecord {
+                    scenario,
+                    peer,
+                    rep,
+                    outcome,
+                });
+            }
+        }
+    }
+
+    let reports = report::summarize(&opts.scenarios, &peers, &runs);
+    println!("\n{}", report::table(&reports, opts.quick, opts.reps));
+    if let Some(path) = &opts.json {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let doc = report::json(&reports, &runs, meta);
+        let text = serde_json::to_string_pretty(&doc).context("encoding the JSON")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    let failed = runs
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+        .count();
+    if failed > 0 {
+        eprintln!("loopd-bench: {failed} run(s) failed (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds or finds every peer program; returns them and the peers that will run.
+/// A peer asked for explicitly must be available; of the default set, only Node may
+/// be missing (it is then left out with a note).
+fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
+    let explicit = opts.peers.is_some();
+    let mut peers = opts.peers.clone().unwrap_or_else(|| ALL_PEERS.to_vec());
+    let mut programs = Programs {
+        threadpool_size: opts.threadpool_size,
+        ..Programs::default()
+    };
+    if peers
+        .iter()
+        .any(|p| matches!(p, Peer::LoopdOn | Peer::LoopdOff))
+    {
+        programs.loopd_peer = Some(prepare::loopd_peer()?);
+    }
+    if peers.contains(&Peer::Libuv) {
+        eprintln!("building the libuv peer (peers/build/libuv-peer)");
+        programs.libuv_peer = Some(prepare::libuv_peer()?);
+    }
+    if peers.contains(&Peer::Node) {
+        programs.node = prepare::node();
+        if programs.node.is_none() {
+            if explicit {
+                bail!(
+                    "peer node: `node` not found: {}",
+                    prepare::unavailable_hint(Peer::Node)
+                );
+            }
+            eprintln!(
+                "loopd-bench: note: `node` not found, leaving the node peer out ({})",
+                prepare::unavailable_hint(Peer::Node)
+            );
+            peers.retain(|p| *p != Peer::Node);
+        }
+    }
+    Ok((programs, peers))
+}
+
+/// One progress line for stderr.
+fn progress(scenario: &Scenario, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Ok(m) => {
+            let headline = match scenario.metric {
+                Metric::Throughput => format!("{:>12.0} {}s/s", m.ops_per_second(), scenario.op),
+                Metric::Duration => format!("{:>8.3} s", m.seconds),
+            };
+            format!(
+                "{headline}  cpu {:.3} s (user {:.3} sys {:.3})  rss {:.1} MiB",
+                m.cpu_seconds(),
+                m.user_seconds,
+                m.sys_seconds,
+                m.max_rss_kib as f64 / 1024.0
+            )
+        }
+        Outcome::Unsupported => "n/a: the peer has no such scenario".to_owned(),
+        Outcome::Failed(why) => format!("FAILED: {why}"),
+    }
+}
+
+/// What the JSON records about this machine and run.
+fn metadata(opts: &Options, programs: &Programs, peers: &[Peer]) -> serde_json::Value {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_owned()).ok();
+    let cpu_model = read("/proc/cpuinfo").and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_owned())
+    });
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(prepare::bench_dir())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    json!({
+        "harness": "loopd-bench",
+        "unix_time": unix_time,
+        "git_commit": git,
+        "reps": opts.reps,
+        "quick": opts.quick,
+        "threadpool_size": opts.threadpool_size,
+        "peers": peers.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu_model,
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "libuv_version": programs.libuv_peer.as_ref().and_then(|_| prepare::libuv_version()),
+        "node_version": programs.node.as_ref().and_then(|(n, _)| prepare::node_version(n)),
+        "ratio_orientation": "> 1.0 means the first peer is better (faster, or less CPU per op)",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.reps, 5);
+        assert!(!o.quick);
+        assert_eq!(o.scenarios.len(), SCENARIOS.len());
+        assert_eq!(o.peers, None);
+    }
+
+    #[test]
+    fn quick_means_one_rep_unless_told() {
+        assert_eq!(parse(&["--quick"]).unwrap().reps, 1);
+        assert_eq!(parse(&["--quick", "--reps", "3"]).unwrap().reps, 3);
+    }
+
+    #[test]
+    fn scenarios_and_peers() {
+        let o = parse(&["timers", "async1", "timers", "--peers", "libuv,loopd-on"]).unwrap();
+        let names: Vec<_> = o.scenarios.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["timers", "async1"]);
+        assert_eq!(o.peers, Some(vec![Peer::Libuv, Peer::LoopdOn]));
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        assert!(parse(&["nope"]).is_err());
+        assert!(parse(&["--reps", "0"]).is_err());
+        assert!(parse(&["--reps"]).is_err());
+        assert!(parse(&["--peers", "rust"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+    }
+}

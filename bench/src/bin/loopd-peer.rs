@@ -1,0 +1,311 @@
+//! `loopd-peer SCENARIO [--no-instrument] [--n N] [--inflight K]`: the loopd side of
+//! loopd-bench. Each scenario mirrors its libuv peer in `peers/libuv/` line for line.
+//! Prints one JSON result line on stdout; exits 3 for a scenario it does not have.
+#![allow(clippy::print_stdout)]
+
+use std::cell::Cell;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use loopd::engine::{Async, Handle as _, Loop, LoopOptions, RunMode, ThreadPool, Timer};
+use serde_json::{json, Value};
+
+/// Exit code for "no such scenario" (the harness shows the peer as n/a).
+const EXIT_UNSUPPORTED: u8 = 3;
+
+struct Args {
+    scenario: String,
+    instrument: bool,
+    n: u64,
+    inflight: u64,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let scenario = it.next().context("missing SCENARIO")?;
+    let mut args = Args {
+        scenario,
+        instrument: true,
+        n: 0,
+        inflight: 1,
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-instrument" => args.instrument = false,
+            "--n" | "--inflight" => {
+                let v: u64 = it
+                    .next()
+                    .with_context(|| format!("{a} needs a value"))?
+                    .parse()
+                    .with_context(|| format!("{a}: not a number"))?;
+                ensure!(v > 0, "{a} must be positive");
+                if a == "--n" {
+                    args.n = v;
+                } else {
+                    args.inflight = v;
+                }
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    ensure!(args.n > 0, "--n is required");
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "loopd-peer: {e:#}\nusage: loopd-peer SCENARIO [--no-instrument] [--n N] \
+                 [--inflight K]\nscenarios: timers async1 queue_work"
+            );
+            return ExitCode::from(64);
+        }
+    };
+    let result = match args.scenario.as_str() {
+        "timers" => timers(&args),
+        "async1" => async1(&args),
+        "queue_work" => queue_work(&args),
+        other => {
+            eprintln!("loopd-peer: no scenario {other:?}");
+            return ExitCode::from(EXIT_UNSUPPORTED);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loopd-peer: {}: {e:#}", args.scenario);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn new_loop(args: &Args) -> Result<Loop> {
+    Loop::with_options(LoopOptions {
+        instrument: args.instrument,
+        ..Default::default()
+    })
+    .context("creating the loop")
+}
+
+fn emit(args: &Args, ops: u64, seconds: f64, mut extra: Value) {
+    extra["instrument"] = json!(args.instrument);
+    let line = json!({
+        "scenario": args.scenario,
+        "peer": if args.instrument { "loopd-on" } else { "loopd-off" },
+        "ops": ops,
+        "seconds": seconds,
+        "extra": extra,
+    });
+    println!("{line}");
+}
+
+thread_local! {
+    static TIMER_CB_CALLED: Cell<u64> = const { Cell::new(0) };
+    static CLOSE_CB_CALLED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// libuv's million_timers: n timers, timeout 1 ms for the first 1000, 2 ms for the next
+/// 1000, ...; run until all fired; close all; run until all closed. The callbacks
+/// capture nothing (counters are thread-locals, like the C statics), so no closure
+/// allocates.
+fn timers(args: &Args) -> Result<()> {
+    let n = args.n;
+    let mut lp = new_loop(args)?;
+    let mut timers: Vec<Timer> = Vec::with_capacity(usize::try_from(n)?);
+    let mut timeout = 0;
+
+    let before_all = Instant::now();
+    for i in 0..n {
+        if i % 1000 == 0 {
+            timeout += 1;
+        }
+        let t = Timer::new(&mut lp);
+        t.start(
+            &mut lp,
+            Duration::from_millis(timeout),
+            Duration::ZERO,
+            |_: &mut Loop, _: Timer| TIMER_CB_CALLED.with(|c| c.set(c.get() + 1)),
+        )?;
+        timers.push(t);
+    }
+    let before_run = Instant::now();
+    lp.run(RunMode::Default);
+    let after_run = Instant::now();
+    for t in &timers {
+        t.close_then(&mut lp, |_: &mut Loop| {
+            CLOSE_CB_CALLED.with(|c| c.set(c.get() + 1))
+        });
+    }
+    lp.run(RunMode::Default);
+    let after_all = Instant::now();
+
+    let fired = TIMER_CB_CALLED.with(Cell::get);
+    let closed = CLOSE_CB_CALLED.with(Cell::get);
+    ensure!(fired == n, "{fired} of {n} timers fired");
+    ensure!(closed == n, "{closed} of {n} timers closed");
+    emit(
+        args,
+        n,
+        (after_all - before_all).as_secs_f64(),
+        json!({
+            "init_seconds": (before_run - before_all).as_secs_f64(),
+            "dispatch_seconds": (after_run - before_run).as_secs_f64(),
+            "cleanup_seconds": (after_all - after_run).as_secs_f64(),
+        }),
+    );
+    Ok(())
+}
+
+/// libuv's async1: a ping-pong of async sends between this thread's loop and a loop on a
+/// second thread, n round trips. The worker sends first; each callback sends to the
+/// other side and closes its handle after n sends.
+fn async1(args: &Args) -> Result<()> {
+    let n = args.n;
+    let instrument = args.instrument;
+    let mut lp = new_loop(args)?;
+
+    // The main handle's callback needs the worker's sender, which exists only once the
+    // worker thread has made its loop.
+    let to_worker: Rc<std::cell::OnceCell<loopd::engine::AsyncSender>> = Rc::default();
+    let main_seen = Rc::new(Cell::new(0u64));
+    let main_async = Async::new(&mut lp, {
+        let to_worker = Rc::clone(&to_worker);
+        let main_seen = Rc::clone(&main_seen);
+        let mut main_sent = 0u64;
+        move |lp: &mut Loop, a: Async| {
+            if let Some(w) = to_worker.get() {
+                w.send();
+            }
+            main_sent += 1;
+            main_seen.set(main_seen.get() + 1);
+            if main_sent >= n {
+                a.close(lp);
+            }
+        }
+    });
+    let to_main = main_async
+        .sender(&lp)
+        .context("the main async handle has no sender")?;
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::Builder::new()
+        .name("async1-worker".to_owned())
+        .spawn(move || -> Result<(u64, u64)> {
+            let mut wl = Loop::with_options(LoopOptions {
+                instrument,
+                ..Default::default()
+            })
+            .context("creating the worker loop")?;
+            let first_ping = to_main.clone();
+            let seen = Rc::new(Cell::new(0u64));
+            let sent = Rc::new(Cell::new(0u64));
+            let worker_async = Async::new(&mut wl, {
+                let (seen, sent) = (Rc::clone(&seen), Rc::clone(&sent));
+                move |wl: &mut Loop, a: Async| {
+                    to_main.send();
+                    sent.set(sent.get() + 1);
+                    seen.set(seen.get() + 1);
+                    if sent.get() >= n {
+                        a.close(wl);
+                    }
+                }
+            });
+            let sender = worker_async
+                .sender(&wl)
+                .context("the worker async handle has no sender")?;
+            tx.send(sender).ok().context("the main thread is gone")?;
+            // As in C: the worker sends first, then runs its loop.
+            first_ping.send();
+            wl.run(RunMode::Default);
+            Ok((seen.get(), sent.get()))
+        })
+        .context("spawning the worker thread")?;
+    let w = rx
+        .recv()
+        .context("the worker thread ended before it was ready")?;
+    let _ = to_worker.set(w);
+
+    let start = Instant::now();
+    lp.run(RunMode::Default);
+    let (worker_seen, worker_sent) = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the worker thread panicked"))??;
+    let seconds = start.elapsed().as_secs_f64();
+
+    ensure!(worker_sent == n, "worker sent {worker_sent} of {n}");
+    ensure!(worker_seen == n, "worker saw {worker_seen} of {n}");
+    ensure!(main_seen.get() == n, "main saw {} of {n}", main_seen.get());
+    emit(args, n, seconds, json!({}));
+    Ok(())
+}
+
+static RNG: AtomicU32 = AtomicU32::new(0);
+
+/// libuv's work function: one step of a linear congruential generator (racy across
+/// workers on purpose, as in C: the value does not matter).
+fn work() -> u32 {
+    let g = RNG
+        .load(Ordering::Relaxed)
+        .wrapping_mul(214_013)
+        .wrapping_add(2_531_011);
+    RNG.store(g, Ordering::Relaxed);
+    g
+}
+
+thread_local! {
+    static STARTED: Cell<u64> = const { Cell::new(0) };
+    static COMPLETED: Cell<u64> = const { Cell::new(0) };
+    static FAILED: Cell<u64> = const { Cell::new(0) };
+    static TOTAL: Cell<u64> = const { Cell::new(0) };
+}
+
+fn queue_one(lp: &mut Loop) {
+    STARTED.with(|s| s.set(s.get() + 1));
+    lp.queue_work(work, after_work);
+}
+
+fn after_work(lp: &mut Loop, r: Result<u32, loopd::engine::WorkError>) {
+    if r.is_err() {
+        FAILED.with(|f| f.set(f.get() + 1));
+    }
+    COMPLETED.with(|c| c.set(c.get() + 1));
+    if STARTED.with(Cell::get) < TOTAL.with(Cell::get) {
+        queue_one(lp);
+    }
+}
+
+/// Thread-pool jobs: `inflight` queued at the start, each after-work queues the next
+/// until n have completed (inflight 1: round-trip latency; 1000: throughput).
+fn queue_work(args: &Args) -> Result<()> {
+    let n = args.n;
+    let inflight = args.inflight.min(n);
+    let mut lp = new_loop(args)?;
+    TOTAL.with(|t| t.set(n));
+
+    let start = Instant::now();
+    for _ in 0..inflight {
+        queue_one(&mut lp);
+    }
+    lp.run(RunMode::Default);
+    let seconds = start.elapsed().as_secs_f64();
+
+    let completed = COMPLETED.with(Cell::get);
+    let failed = FAILED.with(Cell::get);
+    ensure!(completed == n, "{completed} of {n} jobs completed");
+    ensure!(failed == 0, "{failed} jobs failed");
+    emit(
+        args,
+        n,
+        seconds,
+        json!({
+            "inflight": inflight,
+            "threadpool_size": ThreadPool::global().size(),
+        }),
+    );
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The peers: the programs a scenario runs in, and how to start them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::scenario::Scenario;
+
+/// One side of a comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Peer {
+    /// loopd's engine with instrumentation on (the default, what the daemon runs).
+    LoopdOn,
+    /// loopd's engine with instrumentation off (`LoopOptions { instrument: false }`).
+    LoopdOff,
+    /// The C programs in `peers/libuv/` against the system libuv.
+    Libuv,
+    /// The scripts in `peers/node/` under the system `node`.
+    Node,
+}
+
+/// Every peer, in the order a repetition runs them.
+pub const ALL_PEERS: &[Peer] = &[Peer::LoopdOn, Peer::LoopdOff, Peer::Libuv, Peer::Node];
+
+impl Peer {
+    /// Name on the command line, in the table and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::LoopdOn => "loopd-on",
+            Peer::LoopdOff => "loopd-off",
+            Peer::Libuv => "libuv",
+            Peer::Node => "node",
+        }
+    }
+
+    /// Looks a peer up by name.
+    pub fn parse(name: &str) -> Option<Peer> {
+        ALL_PEERS.iter().copied().find(|p| p.name() == name)
+    }
+}
+
+/// Where the peer programs are, once built or found.
+#[derive(Debug, Default)]
+pub struct Programs {
+    /// `loopd-peer`, built by cargo beside this binary.
+    pub loopd_peer: Option<PathBuf>,
+    /// `peers/build/libuv-peer`, built by [`crate::build`].
+    pub libuv_peer: Option<PathBuf>,
+    /// The `node` binary and the directory of the Node scripts.
+    pub node: Option<(PathBuf, PathBuf)>,
+    /// Thread-pool size given to every peer (`LOOPD_THREADPOOL_SIZE`, `UV_THREADPOOL_SIZE`).
+    pub threadpool_size: u32,
+}
+
+impl Programs {
+    /// The command that runs `scenario` in `peer`, or `None` when the peer has no
+    /// equivalent of the scenario.
+    pub fn command(&self, peer: Peer, scenario: &Scenario, quick: bool) -> Result<Option<Command>> {
+        let mut cmd = match peer {
+            Peer::LoopdOn | Peer::LoopdOff => {
+                let exe = need(self.loopd_peer.as_deref(), peer)?;
+                let mut cmd = Command::new(exe);
+                cmd.arg(scenario.peer_scenario);
+                if peer == Peer::LoopdOff {
+                    cmd.arg("--no-instrument");
+                }
+                cmd
+            }
+            Peer::Libuv => {
+                let mut cmd = Command::new(need(self.libuv_peer.as_deref(), peer)?);
+                cmd.arg(scenario.peer_scenario);
+                cmd
+            }
+            Peer::Node => {
+                let Some(script) = scenario.node_script else {
+                    return Ok(None);
+                };
+                let Some((node, dir)) = &self.node else {
+                    bail!("peer node: the `node` binary was not found (install nodejs)");
+                };
+                let mut cmd = Command::new(node);
+                cmd.arg(dir.join(script));
+                cmd
+            }
+        };
+        cmd.args(scenario.size_argv(quick));
+        let size = self.threadpool_size.to_string();
+        cmd.env("LOOPD_THREADPOOL_SIZE", &size)
+            .env("UV_THREADPOOL_SIZE", &size);
+        Ok(Some(cmd))
+    }
+}
+
+fn need(path: Option<&Path>, peer: Peer) -> Result<&Path> {
+    path.with_context(|| format!("peer {} is not available", peer.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in ALL_PEERS {
+            assert_eq!(Peer::parse(p.name()), Some(*p));
+        }
+        assert_eq!(Peer::parse("nope"), None);
+    }
+}

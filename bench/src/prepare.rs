@@ -1,0 +1,109 @@
+//! Finding and building the peer programs before anything is measured.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::peer::Peer;
+
+/// The `bench/` directory (peer sources live under it).
+pub fn bench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `loopd-peer`, which cargo builds beside this binary.
+pub fn loopd_peer() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this executable's path")?;
+    let peer = me.with_file_name(format!("loopd-peer{}", std::env::consts::EXE_SUFFIX));
+    if !peer.is_file() {
+        bail!(
+            "{} not found: run the harness with `cargo run --release -p loopd-bench`, \
+             which builds loopd-peer too",
+            peer.display()
+        );
+    }
+    Ok(peer)
+}
+
+/// Compiles `peers/libuv/*.c` into `peers/build/libuv-peer` with `cc` (or `$CC`) and
+/// the flags `pkg-config` gives for libuv. Rebuilt on every harness run: it takes
+/// well under a second and never goes stale.
+pub fn libuv_peer() -> Result<PathBuf> {
+    let flags = pkg_config(&["--cflags", "--libs", "libuv"]).context(
+        "libuv (headers and pkg-config file) not found: install the Debian package \
+         `libuv1-dev` (and `pkg-config`): `apt-get install -y libuv1-dev pkg-config`, \
+         or leave the libuv peer out with `--peers loopd-on,loopd-off,node`",
+    )?;
+    let src = bench_dir().join("peers/libuv");
+    let out_dir = bench_dir().join("peers/build");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let out = out_dir.join("libuv-peer");
+    let mut sources = Vec::new();
+    for entry in
+        std::fs::read_dir(&src).with_context(|| format!("cannot read {}", src.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "c") {
+            sources.push(path);
+        }
+    }
+    sources.sort();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let status = Command::new(&cc)
+        .args(["-O2", "-Wall", "-Wextra", "-o"])
+        .arg(&out)
+        .args(&sources)
+        .args(flags.split_whitespace())
+        .status()
+        .with_context(|| format!("cannot run the C compiler `{cc}` (install gcc)"))?;
+    if !status.success() {
+        bail!("building {} failed ({status})", out.display());
+    }
+    Ok(out)
+}
+
+/// The libuv version the C peer links against.
+pub fn libuv_version() -> Option<String> {
+    pkg_config(&["--modversion", "libuv"]).ok()
+}
+
+/// `node` on PATH and the Node peers' directory, or `None` when there is no `node`.
+pub fn node() -> Option<(PathBuf, PathBuf)> {
+    let version = Command::new("node").arg("--version").output().ok()?;
+    version
+        .status
+        .success()
+        .then(|| (PathBuf::from("node"), bench_dir().join("peers/node")))
+}
+
+/// `node --version`, if there is a node.
+pub fn node_version(node: &Path) -> Option<String> {
+    let out = Command::new(node).arg("--version").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// What a run needs that is not a peer: the message for a peer that cannot run here.
+pub fn unavailable_hint(peer: Peer) -> &'static str {
+    match peer {
+        Peer::LoopdOn | Peer::LoopdOff => "build it with `cargo build --release -p loopd-bench`",
+        Peer::Libuv => "install `libuv1-dev` and `pkg-config`",
+        Peer::Node => "install `nodejs`",
+    }
+}
+
+fn pkg_config(args: &[&str]) -> Result<String> {
+    let out = Command::new("pkg-config")
+        .args(args)
+        .output()
+        .context("cannot run pkg-config")?;
+    if !out.status.success() {
+        bail!(
+            "pkg-config {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
