@@ -340,9 +340,11 @@ impl Loop {
         self.instrument
     }
 
-    /// Publishes a snapshot now instead of at the next cadence point.
+    /// Publishes a snapshot, handle and request lists included, now instead of at the next
+    /// cadence point.
     pub fn publish_now(&mut self) {
         if self.instrument {
+            self.observer.request_details();
             self.publish();
         }
     }
