@@ -14,8 +14,10 @@ mod current;
 mod handle;
 mod phase;
 mod pool;
+mod recorder;
 mod request;
 mod stats;
+pub mod sys;
 mod target;
 mod timer;
 mod wake;
@@ -36,6 +38,7 @@ pub use pool::{
     size_from_env as threadpool_size_from_env, PoolSnapshot, TaskOutcome, ThreadPool, WorkError,
     WorkerSnapshot, POOL_KINDS,
 };
+pub use recorder::{IterationRecord, Recorder, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS};
 pub use request::{RequestInfo, RequestRef, RequestState};
 pub use stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilization};
 pub use target::{HandleId, HandleType, RequestId, RequestType, Target};
@@ -46,6 +49,7 @@ pub use watcher::{
 
 use handle::{CloseCb, HandleData, HandleTable, CLOSING};
 use pool::{Completion, Job, JobFn, JobOutput};
+use recorder::RecorderLocal;
 use request::{AfterWork, RequestData, RequestTable};
 use stats::LoopStats;
 use timer::TimerHeap;
@@ -159,6 +163,9 @@ pub struct Loop {
     next_publish_ns: u64,
     /// Due time of the timer being fired (for the lag probe).
     firing_due_ns: u64,
+    recorder: RecorderLocal,
+    /// Guards against running the loop from inside one of its callbacks.
+    running: bool,
 }
 
 impl std::fmt::Debug for Loop {
@@ -214,6 +221,8 @@ impl Loop {
             publish_interval_ns: clock::duration_ns(options.publish_interval).max(1),
             next_publish_ns: now,
             firing_due_ns: 0,
+            recorder: RecorderLocal::default(),
+            running: false,
         };
         if lp.instrument {
             lp.start_lag_probe(options.lag_probe_interval);
@@ -238,12 +247,21 @@ impl Loop {
     /// Runs the loop (libuv's `uv_run`). Returns whether the loop is still alive (something
     /// would keep it running).
     pub fn run(&mut self, mode: RunMode) -> bool {
+        if self.running {
+            tracing::error!("Loop::run called from inside a callback of the same loop; ignored");
+            return self.alive();
+        }
+        self.running = true;
+        if self.instrument {
+            self.observer.note_thread();
+        }
         let mut alive = self.alive();
         if !alive {
             self.update_time();
         }
         while alive && !self.stop_flag {
             self.update_time();
+            self.recorder.current.start_ns = self.now_ns;
             self.phase(Phase::Timers, Loop::run_timers);
             let ran_pending = self.phase(Phase::Pending, Loop::run_pending);
             self.phase(Phase::Idle, |lp| {
@@ -274,6 +292,7 @@ impl Loop {
             }
         }
         self.stop_flag = false;
+        self.running = false;
         if self.instrument {
             self.publish();
         }
@@ -421,12 +440,17 @@ impl Loop {
         let start = self.last_clock;
         let callbacks_before = self.stats.phase_callbacks[phase.index()];
         let r = run(self);
-        if phase == Phase::Poll {
-            let took = self.last_clock.saturating_sub(start);
-            self.stats.phase_ns[phase.index()]
-                .record(took.saturating_sub(self.stats.last_poll_idle_ns));
+        let ran = if phase == Phase::Poll {
+            let began = start + self.stats.last_poll_idle_ns;
+            Some((began, self.last_clock.saturating_sub(began)))
         } else if self.stats.phase_callbacks[phase.index()] != callbacks_before {
-            self.stats.phase_ns[phase.index()].record(self.last_clock.saturating_sub(start));
+            Some((start, self.last_clock.saturating_sub(start)))
+        } else {
+            None
+        };
+        if let Some((began, took)) = ran {
+            self.stats.phase_ns[phase.index()].record(took);
+            self.recorder.current.phases[phase.index()] = (began, took);
         }
         r
     }
@@ -452,15 +476,45 @@ impl Loop {
                 .current
                 .enter(phase, target, label, self.last_clock);
         }
+        let started = self.last_clock;
         let outcome = catch_unwind(AssertUnwindSafe(|| f(self)));
         if self.instrument {
             self.observer.current.leave();
             self.stats.phase_callbacks[phase.index()] += 1;
-            self.last_clock = clock::now_ns();
+            let end = clock::now_ns();
+            self.last_clock = end;
+            if end - started >= recorder::SLOW_CALLBACK_NS {
+                self.record_slow(phase, target, slot, started, end - started);
+            }
         }
         if let Err(payload) = outcome {
             self.callback_panicked(phase, target, slot, payload.as_ref());
         }
+    }
+
+    #[cold]
+    fn record_slow(
+        &mut self,
+        phase: Phase,
+        target: Target,
+        slot: u32,
+        start_ns: u64,
+        duration_ns: u64,
+    ) {
+        let label = match target {
+            Target::Handle(_, id) => self
+                .handles
+                .get(HandleRef { slot, id: id.0 })
+                .and_then(|s| s.label.clone()),
+            Target::Request(..) => None,
+        };
+        self.recorder.slow_callback(recorder::SlowCallback {
+            start_ns,
+            duration_ns,
+            phase,
+            target,
+            label,
+        });
     }
 
     #[cold]
@@ -624,7 +678,15 @@ impl Loop {
 
     fn end_iteration(&mut self) {
         self.stats.iterations += 1;
-        if self.instrument && self.last_clock >= self.next_publish_ns {
+        if !self.instrument {
+            return;
+        }
+        self.recorder.end_iteration(
+            self.last_clock,
+            self.stats.last_poll_idle_ns,
+            &self.observer.recorder,
+        );
+        if self.last_clock >= self.next_publish_ns {
             self.next_publish_ns = self.last_clock + self.publish_interval_ns;
             self.publish();
         }

@@ -225,3 +225,35 @@ fn work_requests_are_listed_and_timed() {
     assert_eq!(snap.requests_active[work], 0);
     assert!(snap.request_duration[work].max() >= 15_000_000);
 }
+
+#[test]
+fn the_flight_recorder_keeps_iterations_and_slow_callbacks() {
+    let mut lp = Loop::new().unwrap();
+    let t = Timer::new(&mut lp);
+    t.set_label(&mut lp, "slowpoke");
+    t.start(&mut lp, ms(5), Duration::ZERO, |_, _| {
+        std::thread::sleep(ms(20))
+    })
+    .unwrap();
+    lp.run(RunMode::Default);
+    let observer = lp.observer();
+    assert!(observer.thread().is_some(), "the loop thread is known");
+    let its = observer.recorder().iterations_since(0);
+    assert!(!its.is_empty());
+    let slowest = its
+        .iter()
+        .max_by_key(|r| r.phases[Phase::Timers.index()].1)
+        .unwrap();
+    assert!(
+        slowest.phases[Phase::Timers.index()].1 >= 20_000_000,
+        "{its:?}"
+    );
+    assert!(slowest.end_ns >= slowest.start_ns);
+    let slow = observer.recorder().slow_callbacks_since(0);
+    let s = slow
+        .iter()
+        .find(|s| s.label.as_deref() == Some("slowpoke"))
+        .expect("the slow callback is recorded");
+    assert!(s.duration_ns >= 20_000_000);
+    assert_eq!(s.phase, Phase::Timers);
+}

@@ -7,7 +7,7 @@
 mod histogram;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,7 +18,9 @@ use super::clock::{now_ns, wall_ms};
 use super::current::{CallbackSlot, CurrentCallback};
 use super::handle::{HandleInfo, TypeCount};
 use super::phase::Phase;
+use super::recorder::Recorder;
 use super::request::{RequestInfo, RequestState};
+use super::sys::{self, ThreadIdentity};
 use super::target::{HandleType, RequestType};
 use super::Loop;
 
@@ -188,7 +190,10 @@ pub struct LoopObserver {
     index: usize,
     snapshot: ArcSwap<LoopSnapshot>,
     pub(crate) current: CallbackSlot,
+    pub(crate) recorder: Recorder,
     want_details: AtomicBool,
+    thread_pthread: AtomicU64,
+    thread_tid: AtomicI32,
 }
 
 impl std::fmt::Debug for LoopObserver {
@@ -205,8 +210,37 @@ impl LoopObserver {
             index,
             snapshot: ArcSwap::from_pointee(LoopSnapshot::empty(index, now_ns())),
             current: CallbackSlot::default(),
+            recorder: Recorder::default(),
             want_details: AtomicBool::new(false),
+            thread_pthread: AtomicU64::new(0),
+            thread_tid: AtomicI32::new(0),
         }
+    }
+
+    /// Remembers the calling thread as the loop's (at the start of `run`).
+    pub(crate) fn note_thread(&self) {
+        let me = sys::current_pthread() as u64;
+        if self.thread_pthread.load(Ordering::Relaxed) != me {
+            let id = sys::current_thread();
+            self.thread_tid.store(id.tid, Ordering::Relaxed);
+            self.thread_pthread.store(me, Ordering::Release);
+        }
+    }
+
+    /// The thread that last ran the loop, `None` before the first `run`.
+    pub fn thread(&self) -> Option<ThreadIdentity> {
+        match self.thread_pthread.load(Ordering::Acquire) {
+            0 => None,
+            p => Some(ThreadIdentity {
+                pthread: p as libc::pthread_t,
+                tid: self.thread_tid.load(Ordering::Relaxed),
+            }),
+        }
+    }
+
+    /// The flight recorder: recent iterations and slow callbacks.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     /// The loop's index (the `loop` label).
@@ -318,5 +352,6 @@ impl Loop {
             lists_as_of_ns,
         };
         self.observer.snapshot.store(Arc::new(snapshot));
+        self.recorder.flush(&self.observer.recorder);
     }
 }
