@@ -230,6 +230,10 @@ fn run(opts: &Options) -> Result<ExitCode> {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        let mut meta = meta;
+        meta["loadavg_at_end"] = json!(std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.trim().to_owned())
+            .ok());
         let doc = report::json(&reports, &runs, meta);
         let text = serde_json::to_string_pretty(&doc).context("encoding the JSON")?;
         std::fs::write(path, text + "\n")
@@ -323,6 +327,13 @@ fn metadata(opts: &Options, programs: &Programs, peers: &[Peer]) -> serde_json::
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(prepare::bench_dir())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| !o.stdout.is_empty());
     let unix_time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -331,6 +342,8 @@ fn metadata(opts: &Options, programs: &Programs, peers: &[Peer]) -> serde_json::
         "harness": "loopd-bench",
         "unix_time": unix_time,
         "git_commit": git,
+        "git_dirty": dirty,
+        "loadavg_at_start": read("/proc/loadavg"),
         "reps": opts.reps,
         "quick": opts.quick,
         "threadpool_size": opts.threadpool_size,

@@ -34,6 +34,10 @@ pub struct Summary {
     pub ops_per_second: f64,
     /// (max − min) / median of the headline value (seconds or ops/s).
     pub spread: f64,
+    /// Lowest headline value (seconds or ops/s).
+    pub min: f64,
+    /// Highest headline value (seconds or ops/s).
+    pub max: f64,
     /// Median wall seconds of the whole process.
     pub process_seconds: f64,
     /// Median user + system CPU seconds of the whole process.
@@ -71,6 +75,8 @@ impl Summary {
             seconds: med(&|m| m.seconds),
             ops_per_second: med(&|m| m.ops_per_second()),
             spread: if mid > 0.0 { (hi - lo) / mid } else { 0.0 },
+            min: lo,
+            max: hi,
             process_seconds: med(&|m| m.process_seconds),
             cpu_seconds: med(&|m| m.cpu_seconds()),
             user_seconds: med(&|m| m.user_seconds),
@@ -304,6 +310,8 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
                             "seconds": m.seconds,
                             "ops_per_second": m.ops_per_second,
                             "spread": m.spread,
+                            "min": m.min,
+                            "max": m.max,
                             "process_seconds": m.process_seconds,
                             "cpu_seconds": m.cpu_seconds,
                             "user_seconds": m.user_seconds,
@@ -434,6 +442,7 @@ mod tests {
         let s = Summary::of(Metric::Duration, &refs).unwrap();
         assert_eq!(s.seconds, 2.0);
         assert_eq!(s.spread, 1.5);
+        assert_eq!((s.min, s.max), (1.0, 4.0));
         assert_eq!(s.cpu_us_per_op, 10_000.0);
         assert_eq!(s.max_rss_mib, 2.0);
     }
