@@ -11,14 +11,17 @@
 mod async_handle;
 pub mod clock;
 mod current;
+mod fs;
 mod handle;
 mod phase;
 mod pool;
 mod recorder;
 mod request;
+mod signal;
 mod stats;
 pub mod sys;
 mod target;
+mod tcp;
 mod timer;
 mod wake;
 mod watcher;
@@ -32,6 +35,7 @@ use std::time::Duration;
 
 pub use async_handle::{Async, AsyncSender};
 pub use current::{CurrentCallback, LABEL_MAX};
+pub use fs::{DirEntry, FsFile};
 pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
 pub use phase::Phase;
 pub use pool::{
@@ -40,8 +44,10 @@ pub use pool::{
 };
 pub use recorder::{IterationRecord, Recorder, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS};
 pub use request::{RequestInfo, RequestRef, RequestState};
+pub use signal::Signal;
 pub use stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilization};
 pub use target::{HandleId, HandleType, RequestId, RequestType, Target};
+pub use tcp::{DoneCb, ReadEvent, Tcp};
 pub use timer::Timer;
 pub use watcher::{
     Check, CheckPhase, Idle, IdlePhase, Prepare, PreparePhase, Watcher, WatcherPhase,
@@ -127,6 +133,18 @@ static NEXT_LOOP_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 /// The token of the loop's waker in its `mio::Poll`.
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+/// The token of the loop's signal pipe.
+const SIGNAL_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
+/// Handle tokens: slot index in the high bits, the id's low bits below, so a readiness event
+/// for a closed handle whose slot was reused is recognised as stale.
+const TOKEN_ID_BITS: u32 = 40;
+const TOKEN_ID_MASK: usize = (1 << TOKEN_ID_BITS) - 1;
+/// Size of the loop's read buffer.
+const READ_BUF: usize = 64 * 1024;
+
+pub(crate) fn token_for(r: HandleRef) -> mio::Token {
+    mio::Token(((r.slot as usize) << TOKEN_ID_BITS) | (r.id as usize & TOKEN_ID_MASK))
+}
 
 /// A callback deferred to the pending phase.
 pub(crate) struct Pending {
@@ -164,6 +182,12 @@ pub struct Loop {
     /// Due time of the timer being fired (for the lag probe).
     firing_due_ns: u64,
     recorder: RecorderLocal,
+    /// Handles to serve again in the next poll phase (read bursts cut short, reads resumed).
+    io_again: Vec<HandleRef>,
+    /// Listeners whose accept failed (EMFILE, …): retried after a short pause.
+    io_again_later: Vec<HandleRef>,
+    read_buf: Vec<u8>,
+    signals: signal::SignalSource,
     /// Guards against running the loop from inside one of its callbacks.
     running: bool,
 }
@@ -222,6 +246,10 @@ impl Loop {
             next_publish_ns: now,
             firing_due_ns: 0,
             recorder: RecorderLocal::default(),
+            io_again: Vec::new(),
+            io_again_later: Vec::new(),
+            read_buf: vec![0; READ_BUF],
+            signals: signal::SignalSource::default(),
             running: false,
         };
         if lp.instrument {
@@ -322,10 +350,17 @@ impl Loop {
             || self.watchers.any_active(WatcherKind::Idle)
             || !self.pending.is_empty()
             || !self.handles.closing.is_empty()
+            || !self.io_again.is_empty()
         {
             return Some(0);
         }
-        self.next_timer_in()
+        let timer = self.next_timer_in();
+        if self.io_again_later.is_empty() {
+            timer
+        } else {
+            const RETRY_NS: u64 = 10_000_000;
+            Some(timer.map_or(RETRY_NS, |t| t.min(RETRY_NS)))
+        }
     }
 
     /// Loop time: when the current iteration started.
@@ -579,16 +614,48 @@ impl Loop {
             self.stats.last_poll_idle_ns = idle;
             self.last_clock = after;
         }
+        let mut again = std::mem::take(&mut self.io_again);
+        again.append(&mut self.io_again_later);
         let mut n = 0u64;
         for event in events.iter() {
             n += 1;
-            if event.token() == WAKER_TOKEN {
-                self.run_wakeups();
+            match event.token() {
+                WAKER_TOKEN => self.run_wakeups(),
+                SIGNAL_TOKEN => self.run_signals(),
+                token => {
+                    let Some(r) = self.handle_for_token(token) else {
+                        continue;
+                    };
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
+                    self.io_event(r, readable, writable);
+                }
             }
+        }
+        for r in again.drain(..) {
+            self.io_event(r, true, false);
+        }
+        if self.io_again.is_empty() {
+            self.io_again = again;
         }
         self.stats.events += n;
         self.stats.events_waiting = n;
         self.events = events;
+    }
+
+    fn handle_for_token(&self, token: mio::Token) -> Option<HandleRef> {
+        let slot = (token.0 >> TOKEN_ID_BITS) as u32;
+        let id_low = token.0 & TOKEN_ID_MASK;
+        let (r, s) = self.handles.by_slot(slot)?;
+        (s.id as usize & TOKEN_ID_MASK == id_low).then_some(r)
+    }
+
+    fn io_event(&mut self, r: HandleRef, readable: bool, writable: bool) {
+        if let Some(HandleType::Tcp) = self.handles.get(r).map(|s| s.kind) {
+            self.tcp_io(r, readable, writable);
+        }
     }
 
     /// Thread-pool completions, then async handles.
@@ -612,8 +679,10 @@ impl Loop {
         slot.state = RequestState::Done;
         let kind = slot.kind;
         let created = slot.created_ns;
-        let RequestData::Pool { after } = &mut slot.data;
-        let after = after.take();
+        let after = match &mut slot.data {
+            RequestData::Pool { after } => after.take(),
+            RequestData::Io => None,
+        };
         if self.instrument {
             self.stats.request_ns[kind.index()].record(self.last_clock.saturating_sub(created));
         }
@@ -638,6 +707,12 @@ impl Loop {
                 continue;
             };
             let kind = slot.kind;
+            if kind == HandleType::Tcp {
+                self.tcp_run_cancelled(r);
+            }
+            let Some(slot) = self.handles.get_mut(r) else {
+                continue;
+            };
             if let Some(cb) = slot.close_cb.take() {
                 self.dispatch(Phase::Close, Target::Handle(kind, r.id()), r.slot, cb);
             }
@@ -672,6 +747,8 @@ impl Loop {
                 a.mark_closed();
                 self.handles.set_active(r, false);
             }
+            HandleData::Tcp(_) => self.tcp_close(r),
+            HandleData::Signal(_) => self.signal_stop(r),
         }
         self.handles.closing.push(r);
     }

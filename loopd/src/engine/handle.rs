@@ -5,7 +5,9 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::async_handle::AsyncData;
+use super::signal::SignalData;
 use super::target::{next_id, HandleId, HandleType};
+use super::tcp::TcpData;
 use super::timer::TimerData;
 use super::watcher::WatcherData;
 use super::Loop;
@@ -47,6 +49,8 @@ pub(crate) enum HandleData {
     Timer(TimerData),
     Watcher(WatcherData),
     Async(AsyncData),
+    Tcp(Box<TcpData>),
+    Signal(SignalData),
 }
 
 pub(crate) struct HandleSlot {
@@ -201,6 +205,12 @@ impl HandleTable {
         self.counts[kind].total -= 1;
         self.closed[kind] += 1;
         taken
+    }
+
+    /// The live slot at index `slot`, whatever its id.
+    pub fn by_slot(&self, slot: u32) -> Option<(HandleRef, &HandleSlot)> {
+        let s = self.slots.get(slot as usize)?.as_ref()?;
+        Some((HandleRef { slot, id: s.id }, s))
     }
 
     /// Every live slot with its reference, in slot order.

@@ -50,6 +50,8 @@ pub(crate) type AfterWork = Box<dyn FnOnce(&mut Loop, Result<Box<dyn Any + Send>
 pub(crate) enum RequestData {
     /// Thread-pool work whose after-callback runs on the loop.
     Pool { after: Option<AfterWork> },
+    /// Socket I/O (write, connect, shutdown, send); the callback lives with the handle.
+    Io,
 }
 
 pub(crate) struct RequestSlot {

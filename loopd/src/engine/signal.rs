@@ -1,0 +1,150 @@
+//! Signal handles (libuv's `uv_signal_t`): a signal delivered as a loop callback.
+//!
+//! Each loop has one `signal-hook` pipe registered in its poll; the process-wide handler only
+//! writes to it, and the loop runs the callbacks of its handles watching that signal.
+
+use std::io;
+use std::panic::Location;
+
+use signal_hook_mio::v1_0::Signals;
+
+use super::handle::{Handle, HandleData, HandleRef, CLOSING};
+use super::phase::Phase;
+use super::target::{HandleType, Target};
+use super::{EngineError, Loop, SIGNAL_TOKEN};
+
+pub(crate) type SignalCb = Box<dyn FnMut(&mut Loop, Signal, i32)>;
+
+pub(crate) struct SignalData {
+    signum: i32,
+    cb: Option<SignalCb>,
+}
+
+/// The loop's signal pipe, created when the first signal handle starts.
+#[derive(Default)]
+pub(crate) struct SignalSource {
+    signals: Option<Signals>,
+    watched: Vec<i32>,
+    handles: Vec<HandleRef>,
+}
+
+/// A signal handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Signal(HandleRef);
+
+impl Handle for Signal {
+    fn raw(&self) -> HandleRef {
+        self.0
+    }
+}
+
+impl Signal {
+    /// Creates a stopped signal handle.
+    #[track_caller]
+    pub fn new(lp: &mut Loop) -> Signal {
+        let site = Location::caller();
+        Signal(lp.handles.insert(
+            HandleType::Signal,
+            HandleData::Signal(SignalData {
+                signum: 0,
+                cb: None,
+            }),
+            site,
+            lp.now_ns,
+        ))
+    }
+
+    /// Runs `cb` on the loop each time `signum` arrives (e.g. `libc::SIGTERM`).
+    ///
+    /// # Errors
+    /// Closing, a signal that cannot be caught (SIGKILL, SIGSTOP, …), or the OS error.
+    pub fn start(
+        &self,
+        lp: &mut Loop,
+        signum: i32,
+        cb: impl FnMut(&mut Loop, Signal, i32) + 'static,
+    ) -> Result<(), EngineError> {
+        if self.is_closing(lp) {
+            return Err(EngineError::Closed);
+        }
+        lp.signal_watch(signum)?;
+        if let Some(HandleData::Signal(s)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+            s.signum = signum;
+            s.cb = Some(Box::new(cb));
+        }
+        if lp.handles.set_active(self.0, true) {
+            lp.signals.handles.push(self.0);
+        }
+        Ok(())
+    }
+
+    /// Stops watching.
+    pub fn stop(&self, lp: &mut Loop) {
+        lp.signal_stop(self.0);
+    }
+}
+
+impl Loop {
+    fn signal_watch(&mut self, signum: i32) -> io::Result<()> {
+        if self.signals.watched.contains(&signum) {
+            return Ok(());
+        }
+        match &mut self.signals.signals {
+            Some(s) => s.add_signal(signum)?,
+            None => {
+                let mut s = Signals::new([signum])?;
+                self.poll
+                    .registry()
+                    .register(&mut s, SIGNAL_TOKEN, mio::Interest::READABLE)?;
+                self.signals.signals = Some(s);
+            }
+        }
+        self.signals.watched.push(signum);
+        Ok(())
+    }
+
+    pub(crate) fn signal_stop(&mut self, r: HandleRef) {
+        if self.handles.set_active(r, false) {
+            self.signals.handles.retain(|h| *h != r);
+        }
+    }
+
+    /// Poll phase: the signal pipe is readable.
+    pub(crate) fn run_signals(&mut self) {
+        let Some(signals) = &mut self.signals.signals else {
+            return;
+        };
+        let arrived: Vec<i32> = signals.pending().collect();
+        for signum in arrived {
+            let handles = self.signals.handles.clone();
+            for r in handles {
+                let Some(slot) = self.handles.get_mut(r) else {
+                    continue;
+                };
+                if slot.flags & CLOSING != 0 {
+                    continue;
+                }
+                let HandleData::Signal(s) = &mut slot.data else {
+                    continue;
+                };
+                if s.signum != signum {
+                    continue;
+                }
+                let mut cb = s.cb.take();
+                if let Some(f) = cb.as_mut() {
+                    self.dispatch(
+                        Phase::Poll,
+                        Target::Handle(HandleType::Signal, r.id()),
+                        r.slot,
+                        |lp| f(lp, Signal(r), signum),
+                    );
+                }
+                if let Some(HandleData::Signal(s)) = self.handles.get_mut(r).map(|s| &mut s.data) {
+                    if s.cb.is_none() {
+                        s.cb = cb;
+                    }
+                }
+            }
+        }
+    }
+}
