@@ -180,6 +180,15 @@ fn run(opts: &Options) -> Result<ExitCode> {
 
     let (programs, peers) = prepare_programs(opts)?;
     let meta = metadata(opts, &programs, &peers);
+    let load_at_start = load_average();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if load_at_start.is_some_and(|l| l > cpus as f64 * 0.5) {
+        eprintln!(
+            "loopd-bench: WARNING: the machine is busy (1-minute load {:.2} on {cpus} CPUs): \
+             expect noisy results",
+            load_at_start.unwrap_or(0.0)
+        );
+    }
 
     let mut runs: Vec<RunRecord> = Vec::new();
     for &scenario in &opts.scenarios {
@@ -225,6 +234,12 @@ fn run(opts: &Options) -> Result<ExitCode> {
 
     let reports = report::summarize(&opts.scenarios, &peers, &runs);
     println!("\n{}", report::table(&reports, opts.quick, opts.reps));
+    let fmt_load = |l: Option<f64>| l.map_or_else(|| "?".to_owned(), |l| format!("{l:.2}"));
+    println!(
+        "1-minute load average on {cpus} CPUs: {} at start, {} at end",
+        fmt_load(load_at_start),
+        fmt_load(load_average())
+    );
     if let Some(path) = &opts.json {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -288,6 +303,16 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
         }
     }
     Ok((programs, peers))
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// One progress line for stderr.
