@@ -661,3 +661,57 @@ fn completions_and_man_page() {
     );
     assert!(out.stdout.contains("status"));
 }
+
+// ---- Ctrl-C -----------------------------------------------------------------------------------
+
+/// Starts `loopctl ARGS` against `fake`, reads `lines` lines of its stdout, sends it SIGINT and
+/// returns its exit code, everything it printed and its stderr.
+fn interrupt_after(fake: &FakeLoopd, args: &[&str], lines: usize) -> (Option<i32>, String, String) {
+    let mut child = loopctl()
+        .arg("--socket")
+        .arg(&fake.path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    for _ in 0..lines {
+        assert!(
+            stdout.read_line(&mut seen).unwrap() > 0,
+            "ended early: {seen}"
+        );
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait(&mut child);
+    std::io::Read::read_to_string(&mut stdout, &mut seen).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), seen, stderr)
+}
+
+#[test]
+fn watch_stops_cleanly_on_ctrl_c() {
+    let fake = FakeLoopd::start();
+    // Header, the current status, the 3 pushes.
+    let (code, out, err) = interrupt_after(&fake, &["watch"], 5);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn record_keeps_a_whole_file_on_ctrl_c() {
+    let fake = FakeLoopd::start();
+    // Header and the 6 pushes.
+    let (code, out, err) = interrupt_after(&fake, &["record", "-o", "-"], 7);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(err.contains("recorded 6 notifications"), "{err}");
+    for line in out.lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
+}

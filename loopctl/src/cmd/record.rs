@@ -69,9 +69,6 @@ pub struct Line<'a> {
 pub fn run(ctx: &Ctx, args: &RecordArgs) -> anyhow::Result<()> {
     let stop = stop_flag()?;
     let mut client = ctx.connect()?;
-    let started = Instant::now();
-    let started_at_ms = now_ms();
-    let deadline = args.duration.map(|d| started + d);
 
     let topics = vec![Topic::Status, Topic::Handles, Topic::Stalls];
     let interval_ms = u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX);
@@ -83,6 +80,10 @@ pub fn run(ctx: &Ctx, args: &RecordArgs) -> anyhow::Result<()> {
         .get("interval_ms")
         .and_then(Value::as_u64)
         .unwrap_or(interval_ms);
+    // The recording starts once subscribed.
+    let started = Instant::now();
+    let started_at_ms = now_ms();
+    let deadline = args.duration.map(|d| started + d);
 
     let to_stdout = args.output == Path::new("-");
     let mut sink = Sink::open(&args.output, to_stdout)?;
