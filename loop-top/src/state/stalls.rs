@@ -1,0 +1,227 @@
+//! Stalls: the ones in progress (at most one per loop) and the recently closed ones, merged from
+//! `stalls` notifications, `stalls` results and the `stall_in_progress` of `status`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::{Stall, StallEvent, StallEventKind, StallsResult, Status};
+
+/// Recent stalls kept, newest first.
+pub const RECENT_CAP: usize = 500;
+
+/// In-progress and recent stalls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StallBook {
+    /// Per loop: the stall in progress and when we last learnt it was (unix ms).
+    in_progress: BTreeMap<u32, (Stall, u64)>,
+    /// Closed stalls by id.
+    recent: BTreeMap<u64, Stall>,
+    /// Ids of stalls known to be closed, so a stale `status` cannot bring one back.
+    closed: BTreeSet<u64>,
+    /// In progress first (by loop), then recent newest first: the rows of the Stalls view.
+    rows: Vec<Stall>,
+    /// Changes whenever `rows` does.
+    version: u64,
+    /// Stalls since the daemon started (from `status` or `stalls`).
+    total: u64,
+}
+
+impl StallBook {
+    /// Stalls in progress, by loop.
+    pub fn in_progress(&self) -> impl Iterator<Item = &Stall> {
+        self.in_progress.values().map(|(s, _)| s)
+    }
+
+    /// In progress first, then recent, newest first.
+    pub fn rows(&self) -> &[Stall] {
+        &self.rows
+    }
+
+    /// Changes whenever [`Self::rows`] does.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Stalls since the daemon started, as far as we know.
+    pub fn total(&self) -> u64 {
+        self.total.max(self.closed.len() as u64)
+    }
+
+    /// A `stalls` notification.
+    pub fn observe_event(&mut self, e: &StallEvent) {
+        let s = &e.stall;
+        match e.event {
+            StallEventKind::Closed => self.close(s.clone()),
+            // Opened, or a kind this version does not know: trust `in_progress`.
+            _ if !s.in_progress => self.close(s.clone()),
+            _ => {
+                if !self.closed.contains(&s.id) {
+                    let seen = s.started_at_ms + secs_to_ms(s.duration_seconds);
+                    self.in_progress.insert(s.loop_index, (s.clone(), seen));
+                }
+            }
+        }
+        self.rebuild();
+    }
+
+    /// A `stalls` result: authoritative at its `as_of_ms`.
+    pub fn observe_result(&mut self, r: &StallsResult) {
+        for s in &r.recent {
+            self.close(s.clone());
+        }
+        let live: BTreeSet<u32> = r.in_progress.iter().map(|s| s.loop_index).collect();
+        self.in_progress
+            .retain(|l, (_, seen)| live.contains(l) || *seen > r.as_of_ms);
+        for s in &r.in_progress {
+            if !self.closed.contains(&s.id) {
+                self.in_progress
+                    .insert(s.loop_index, (s.clone(), r.as_of_ms));
+            }
+        }
+        self.total = self.total.max(r.total);
+        self.rebuild();
+    }
+
+    /// The `stall_in_progress` of each loop in a `status`.
+    pub fn observe_status(&mut self, st: &Status) {
+        for l in &st.loops {
+            match &l.stall_in_progress {
+                Some(s) if !self.closed.contains(&s.id) => {
+                    self.in_progress
+                        .insert(l.loop_index, (s.clone(), st.as_of_ms));
+                }
+                Some(_) => {}
+                None => {
+                    // Gone as of this status, unless we heard of it after the status was taken.
+                    if self
+                        .in_progress
+                        .get(&l.loop_index)
+                        .is_some_and(|(_, seen)| *seen <= st.as_of_ms)
+                    {
+                        self.in_progress.remove(&l.loop_index);
+                    }
+                }
+            }
+        }
+        self.total = self.total.max(st.stalls_total);
+        self.rebuild();
+    }
+
+    fn close(&mut self, mut s: Stall) {
+        s.in_progress = false;
+        if self
+            .in_progress
+            .get(&s.loop_index)
+            .is_some_and(|(p, _)| p.id == s.id)
+        {
+            self.in_progress.remove(&s.loop_index);
+        }
+        self.closed.insert(s.id);
+        self.recent.insert(s.id, s);
+        while self.recent.len() > RECENT_CAP {
+            self.recent.pop_first();
+        }
+        while self.closed.len() > 4 * RECENT_CAP {
+            self.closed.pop_first();
+        }
+    }
+
+    fn rebuild(&mut self) {
+        let rows: Vec<Stall> = self
+            .in_progress
+            .values()
+            .map(|(s, _)| s.clone())
+            .chain(self.recent.values().rev().cloned())
+            .collect();
+        if rows != self.rows {
+            self.rows = rows;
+            self.version = super::next_version();
+        }
+    }
+}
+
+fn secs_to_ms(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1000.0) as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::LoopStatus;
+
+    fn stall(id: u64, started: u64, in_progress: bool) -> Stall {
+        Stall {
+            id,
+            started_at_ms: started,
+            duration_seconds: 0.2,
+            in_progress,
+            ..Default::default()
+        }
+    }
+
+    fn status(as_of: u64, s: Option<Stall>) -> Status {
+        Status {
+            as_of_ms: as_of,
+            loops: vec![LoopStatus {
+                stall_in_progress: s,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn open_then_close() {
+        let mut b = StallBook::default();
+        b.observe_event(&StallEvent {
+            event: StallEventKind::Opened,
+            stall: stall(1, 1000, true),
+        });
+        assert_eq!(b.in_progress().count(), 1);
+        assert!(b.rows()[0].in_progress);
+        b.observe_event(&StallEvent {
+            event: StallEventKind::Closed,
+            stall: stall(1, 1000, false),
+        });
+        assert_eq!(b.in_progress().count(), 0);
+        assert_eq!(b.rows().len(), 1);
+        // A stale status taken before the close cannot resurrect it.
+        b.observe_status(&status(1100, Some(stall(1, 1000, true))));
+        assert_eq!(b.in_progress().count(), 0);
+    }
+
+    #[test]
+    fn status_without_stall_clears_only_older_knowledge() {
+        let mut b = StallBook::default();
+        b.observe_event(&StallEvent {
+            event: StallEventKind::Opened,
+            stall: stall(2, 5000, true),
+        });
+        // Status taken before the stall was seen: keep it.
+        b.observe_status(&status(5100, None));
+        assert_eq!(b.in_progress().count(), 1);
+        // Status taken after: the stall ended and we missed the event.
+        b.observe_status(&status(6000, None));
+        assert_eq!(b.in_progress().count(), 0);
+    }
+
+    #[test]
+    fn rows_newest_first_and_version_only_on_change() {
+        let mut b = StallBook::default();
+        let r = StallsResult {
+            as_of_ms: 10,
+            in_progress: vec![],
+            recent: vec![stall(5, 1, false), stall(4, 1, false)],
+            total: 9,
+        };
+        b.observe_result(&r);
+        let v = b.version();
+        b.observe_result(&r);
+        assert_eq!(b.version(), v);
+        assert_eq!(b.rows()[0].id, 5);
+        assert_eq!(b.total(), 9);
+    }
+}
