@@ -40,7 +40,7 @@ pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
 pub use phase::Phase;
 pub use pool::{
     size_from_env as threadpool_size_from_env, PoolSnapshot, TaskOutcome, ThreadPool, WorkError,
-    WorkerSnapshot, POOL_KINDS,
+    WorkerSnapshot, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
 };
 pub use recorder::{IterationRecord, Recorder, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS};
 pub use request::{RequestInfo, RequestRef, RequestState};
@@ -374,6 +374,11 @@ impl Loop {
         self.last_clock = self.now_ns;
     }
 
+    /// Requests in flight (work, fs, writes, …).
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.active_total
+    }
+
     /// The loop's index (the `loop` label of its metrics).
     pub fn index(&self) -> usize {
         self.observer.index()
@@ -400,6 +405,15 @@ impl Loop {
         if self.instrument {
             self.observer.request_details();
             self.publish();
+        }
+    }
+
+    /// Closes every handle (the `uv_walk` + `uv_close` shutdown idiom); the loop then ends
+    /// once their close callbacks ran and requests in flight completed.
+    pub fn close_all(&mut self) {
+        let all: Vec<HandleRef> = self.handles.iter().map(|(r, _)| r).collect();
+        for r in all {
+            self.close_handle(r, None);
         }
     }
 

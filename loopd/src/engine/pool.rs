@@ -97,8 +97,8 @@ pub(crate) struct Completion {
     pub result: Result<Box<dyn Any + Send>, WorkError>,
 }
 
-#[derive(Default)]
-struct PoolMetrics {
+#[derive(Clone, Default)]
+pub(crate) struct PoolMetrics {
     queue_wait: [Histogram; RequestType::COUNT],
     run: [Histogram; RequestType::COUNT],
     tasks: [[u64; 4]; RequestType::COUNT],
@@ -111,6 +111,11 @@ struct PoolState {
     shutdown: bool,
     /// Per worker index: its stats while a thread serves that index.
     workers: Vec<Option<Arc<WorkerStats>>>,
+    /// Workers waiting for work, and how many of them were signalled and have not woken yet:
+    /// a submit signals only when some idle worker is still unsignalled, because every
+    /// signal is a system call (glibc's condvar does the same bookkeeping internally).
+    idle: usize,
+    signalled: usize,
 }
 
 pub(crate) struct PoolInner {
@@ -188,6 +193,8 @@ impl ThreadPool {
                     started: false,
                     shutdown: false,
                     workers: Vec::new(),
+                    idle: 0,
+                    signalled: 0,
                 }),
                 work_ready: Condvar::new(),
                 busy: AtomicUsize::new(0),
@@ -240,8 +247,14 @@ impl ThreadPool {
             self.spawn_missing(&mut st);
         }
         st.queue.push_back(job);
+        let wake = st.idle > st.signalled;
+        if wake {
+            st.signalled += 1;
+        }
         drop(st);
-        self.inner.work_ready.notify_one();
+        if wake {
+            self.inner.work_ready.notify_one();
+        }
     }
 
     /// Removes a still-queued task; `None` if a worker already took it.
@@ -266,7 +279,7 @@ impl ThreadPool {
 
     /// Size, load, histograms and per-worker state, read without involving any loop.
     pub fn snapshot(&self) -> PoolSnapshot {
-        let (size, queue_depth, workers) = {
+        let (size, queue_depth, workers, live) = {
             let st = lock(&self.inner.state);
             let now = now_ns();
             let workers = st
@@ -275,9 +288,13 @@ impl ThreadPool {
                 .enumerate()
                 .filter_map(|(i, w)| w.as_ref().map(|w| w.snapshot(i, now)))
                 .collect();
-            (st.target, st.queue.len(), workers)
+            let live: Vec<_> = st.workers.iter().flatten().cloned().collect();
+            (st.target, st.queue.len(), workers, live)
         };
-        let m = lock(&self.inner.metrics);
+        let mut m = lock(&self.inner.metrics).clone();
+        for w in &live {
+            w.merge_into(&mut m);
+        }
         let queue_wait = POOL_KINDS
             .iter()
             .map(|k| (*k, m.queue_wait[k.index()].clone()))
@@ -317,8 +334,31 @@ impl Drop for ThreadPool {
 }
 
 impl PoolInner {
-    fn record(&self, kind: RequestType, wait_ns: u64, run_ns: u64, outcome: TaskOutcome) {
-        let mut m = lock(&self.metrics);
+    /// Keeps the counts of a worker that exits.
+    fn absorb(&self, m: &PoolMetrics) {
+        lock(&self.metrics).merge(m);
+    }
+}
+
+impl PoolMetrics {
+    pub(crate) fn merge(&mut self, other: &PoolMetrics) {
+        for k in 0..RequestType::COUNT {
+            self.queue_wait[k].merge(&other.queue_wait[k]);
+            self.run[k].merge(&other.run[k]);
+            for o in 0..4 {
+                self.tasks[k][o] += other.tasks[k][o];
+            }
+        }
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        kind: RequestType,
+        wait_ns: u64,
+        run_ns: u64,
+        outcome: TaskOutcome,
+    ) {
+        let m = self;
         m.queue_wait[kind.index()].record(wait_ns);
         m.run[kind.index()].record(run_ns);
         let o = TaskOutcome::ALL

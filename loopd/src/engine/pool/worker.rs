@@ -2,9 +2,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{lock, Completion, PoolInner, TaskOutcome, WorkError};
+use super::{lock, Completion, PoolInner, PoolMetrics, TaskOutcome, WorkError};
 use crate::engine::clock::now_ns;
 use crate::engine::target::{RequestId, RequestType};
 
@@ -17,6 +17,9 @@ pub(crate) struct WorkerStats {
     idle_ns: AtomicU64,
     idle_since_ns: AtomicU64,
     tasks: AtomicU64,
+    /// Histograms and outcome counts of this worker's tasks: its own lock, so workers never
+    /// contend on a shared one; the snapshot merges them.
+    metrics: Mutex<PoolMetrics>,
 }
 
 /// One worker as seen from outside.
@@ -43,7 +46,16 @@ impl WorkerStats {
             idle_ns: AtomicU64::new(0),
             idle_since_ns: AtomicU64::new(now_ns()),
             tasks: AtomicU64::new(0),
+            metrics: Mutex::new(PoolMetrics::default()),
         }
+    }
+
+    pub fn merge_into(&self, into: &mut PoolMetrics) {
+        into.merge(&lock(&self.metrics));
+    }
+
+    fn take_metrics(&self) -> PoolMetrics {
+        std::mem::take(&mut *lock(&self.metrics))
     }
 
     pub fn current_request(&self) -> Option<RequestId> {
@@ -111,15 +123,20 @@ fn run(pool: &PoolInner, index: usize, stats: &WorkerStats) {
                     if let Some(slot) = st.workers.get_mut(index) {
                         *slot = None;
                     }
+                    drop(st);
+                    pool.absorb(&stats.take_metrics());
                     return;
                 }
                 if let Some(job) = st.queue.pop_front() {
                     break job;
                 }
+                st.idle += 1;
                 st = pool
                     .work_ready
                     .wait(st)
                     .unwrap_or_else(PoisonError::into_inner);
+                st.idle -= 1;
+                st.signalled = st.signalled.saturating_sub(1).min(st.idle);
             }
         };
         let start = now_ns();
@@ -149,7 +166,7 @@ fn run(pool: &PoolInner, index: usize, stats: &WorkerStats) {
                 (Err(WorkError::Panicked(msg)), TaskOutcome::Panic)
             }
         };
-        pool.record(
+        lock(&stats.metrics).record(
             job.kind,
             start.saturating_sub(job.enqueued_ns),
             end - start,

@@ -1,0 +1,310 @@
+//! The daemon's configuration: TOML file (`--config`, `$LOOPD_CONFIG`) with built-in
+//! defaults, then flags on top. Every key is optional; unknown keys are errors, so a typo
+//! never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default metrics endpoint.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has wrong keys or values.
+    #[error("bad config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its position.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("bad config: {0}")]
+    Invalid(String),
+}
+
+/// What kind of workload a service is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// The sequence protocol.
+    Seq,
+    /// The primality line protocol.
+    Prime,
+    /// Static files.
+    Http,
+}
+
+impl ServiceKind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Seq => "seq",
+            ServiceKind::Prime => "prime",
+            ServiceKind::Http => "http",
+        }
+    }
+}
+
+/// Where `prime` computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrimeMode {
+    /// On the thread pool: the loop stays responsive.
+    #[default]
+    Pool,
+    /// On the loop thread: blocks the loop (what the stall tooling must expose).
+    Inline,
+}
+
+/// One `[[service]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Its kind.
+    pub kind: ServiceKind,
+    /// Address to listen on; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// `prime` only.
+    #[serde(default)]
+    pub mode: Option<PrimeMode>,
+    /// `http` only: the directory served (default: the current directory).
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    metrics_addr: Option<String>,
+    control: Option<PathBuf>,
+    threadpool_size: Option<usize>,
+    stall_threshold_ms: Option<u64>,
+    log: Option<String>,
+    #[serde(default)]
+    service: Vec<ServiceConfig>,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Metrics endpoint; `None` disables it (`metrics_addr = ""`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Control socket path; `None`: the default path rule.
+    pub control: Option<PathBuf>,
+    /// Thread-pool size.
+    pub threadpool_size: usize,
+    /// Stall threshold in milliseconds.
+    pub stall_threshold_ms: u64,
+    /// Log filter (env-filter syntax).
+    pub log: String,
+    /// Services to run.
+    pub services: Vec<ServiceConfig>,
+    /// The file it came from, for reloads.
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        Config {
+            metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
+            control: None,
+            threadpool_size: crate::engine::threadpool_size_from_env(),
+            stall_threshold_ms: 100,
+            log: "info".to_string(),
+            services: vec![
+                ServiceConfig {
+                    kind: ServiceKind::Seq,
+                    bind: local(7070),
+                    mode: None,
+                    root: None,
+                },
+                ServiceConfig {
+                    kind: ServiceKind::Prime,
+                    bind: local(7071),
+                    mode: Some(PrimeMode::Pool),
+                    root: None,
+                },
+                ServiceConfig {
+                    kind: ServiceKind::Http,
+                    bind: local(7080),
+                    mode: None,
+                    root: Some(PathBuf::from(".")),
+                },
+            ],
+            source: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` over the defaults. A file with `[[service]]` entries runs exactly those.
+    ///
+    /// # Errors
+    /// Unreadable file, bad TOML, unknown keys, invalid values.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, Some(path))
+    }
+
+    /// Parses TOML text over the defaults.
+    ///
+    /// # Errors
+    /// Bad TOML, unknown keys, invalid values.
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let shown = path.map_or_else(|| PathBuf::from("<config>"), Path::to_path_buf);
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.message().to_string()
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default(),
+        })?;
+        let mut c = Config::default();
+        if let Some(addr) = file.metrics_addr {
+            c.metrics_addr = parse_metrics_addr(&addr)?;
+        }
+        if file.control.is_some() {
+            c.control = file.control;
+        }
+        if let Some(n) = file.threadpool_size {
+            c.threadpool_size = n;
+        }
+        if let Some(ms) = file.stall_threshold_ms {
+            c.stall_threshold_ms = ms;
+        }
+        if let Some(log) = file.log {
+            c.log = log;
+        }
+        if !file.service.is_empty() {
+            c.services = file.service;
+        }
+        c.source = path.map(Path::to_path_buf);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks ranges and consistency.
+    ///
+    /// # Errors
+    /// The first problem found, in words.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=crate::engine::THREADPOOL_MAX_SIZE).contains(&self.threadpool_size) {
+            return Err(ConfigError::Invalid(format!(
+                "threadpool_size = {} is out of range 1..=1024",
+                self.threadpool_size
+            )));
+        }
+        if self.stall_threshold_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "stall_threshold_ms must be at least 1".into(),
+            ));
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if s.mode.is_some() && s.kind != ServiceKind::Prime {
+                return Err(ConfigError::Invalid(format!(
+                    "service {} ({}): `mode` applies to prime services only",
+                    i + 1,
+                    s.kind.as_str()
+                )));
+            }
+            if s.root.is_some() && s.kind != ServiceKind::Http {
+                return Err(ConfigError::Invalid(format!(
+                    "service {} ({}): `root` applies to http services only",
+                    i + 1,
+                    s.kind.as_str()
+                )));
+            }
+            let clash = self.services[..i]
+                .iter()
+                .any(|o| o.bind == s.bind && s.bind.port() != 0);
+            if clash {
+                return Err(ConfigError::Invalid(format!(
+                    "two services bind {}",
+                    s.bind
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `""` or `"off"` disables the endpoint.
+pub fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.is_empty() || s == "off" {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        ConfigError::Invalid(format!(
+            "metrics_addr `{s}` is not an address like 127.0.0.1:9464"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_three_services_on_loopback() {
+        let c = Config::parse("", None).unwrap();
+        let kinds: Vec<_> = c.services.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![ServiceKind::Seq, ServiceKind::Prime, ServiceKind::Http]
+        );
+        assert!(c.services.iter().all(|s| s.bind.ip().is_loopback()));
+        assert_eq!(c.metrics_addr, "127.0.0.1:9464".parse().ok());
+        assert_eq!(c.stall_threshold_ms, 100);
+    }
+
+    #[test]
+    fn services_in_the_file_replace_the_defaults() {
+        let c = Config::parse(
+            "stall_threshold_ms = 50\n[[service]]\nkind = \"prime\"\nbind = \"127.0.0.1:0\"\nmode = \"inline\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].mode, Some(PrimeMode::Inline));
+        assert_eq!(c.stall_threshold_ms, 50);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::parse("stall_treshold_ms = 5", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stall_treshold_ms"), "{e}");
+        let e = Config::parse("[[service]]\nkind = \"ftp\"\nbind = \"127.0.0.1:1\"", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ftp"), "{e}");
+        let e = Config::parse("threadpool_size = 0", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("threadpool_size"), "{e}");
+        let e = Config::parse(
+            "[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:1\"\nmode = \"pool\"",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mode"), "{e}");
+    }
+}

@@ -1,0 +1,281 @@
+//! Starts a real `loopd` with a config of the test's choosing, reads the bound addresses from
+//! its JSON logs, and kills it on drop.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous: debug builds on a loaded 2-core machine.
+pub const STARTUP: Duration = Duration::from_secs(30);
+
+/// Path of a workspace binary next to this test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "loopd-e2e-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    /// Bound address per service name (`seq`, `prime`, `http`, …).
+    pub services: HashMap<String, SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+    pub control: PathBuf,
+    pub dir: TempDir,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    log_rx: Mutex<mpsc::Receiver<serde_json::Value>>,
+}
+
+fn field<'a>(line: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    line.get("fields")?.get(name)?.as_str()
+}
+
+impl Daemon {
+    /// The three services on free ports (`prime` in `mode`), metrics on a free port.
+    pub fn start_services(prime_mode: &str) -> Daemon {
+        Daemon::start(&format!(
+            "[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:0\"\n\
+             [[service]]\nkind = \"prime\"\nbind = \"127.0.0.1:0\"\nmode = \"{prime_mode}\"\n\
+             [[service]]\nkind = \"http\"\nbind = \"127.0.0.1:0\"\nroot = \"@DIR@/www\"\n"
+        ))
+    }
+
+    /// Starts loopd with `services_toml` (`@DIR@` is replaced by the test's temp dir),
+    /// metrics on a free port and the control socket in the temp dir.
+    pub fn start(services_toml: &str) -> Daemon {
+        Daemon::start_with_args(services_toml, &[])
+    }
+
+    pub fn start_with_args(services_toml: &str, args: &[&str]) -> Daemon {
+        let dir = TempDir::new("daemon");
+        std::fs::create_dir_all(dir.0.join("www")).unwrap();
+        let control = dir.0.join("control.sock");
+        let config = format!(
+            "metrics_addr = \"127.0.0.1:0\"\ncontrol = \"{}\"\n{}",
+            control.display(),
+            services_toml.replace("@DIR@", &dir.0.display().to_string())
+        );
+        let config_path = dir.0.join("loopd.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let expected = services_toml.matches("[[service]]").count();
+        let mut child = Command::new(binary("loopd"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--log-format", "json", "--log", "info"])
+            .args(args)
+            .env_remove("LOOPD_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let keep = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+                keep.lock().unwrap().push(value.clone());
+                let _ = tx.send(value);
+            }
+        });
+        let mut d = Daemon {
+            child,
+            services: HashMap::new(),
+            metrics: None,
+            control,
+            dir,
+            logs,
+            log_rx: Mutex::new(rx),
+        };
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let line = d
+                .next_log(deadline)
+                .unwrap_or_else(|| panic!("loopd did not start; logs: {:?}", d.logs()));
+            match field(&line, "message") {
+                Some("service listening") => {
+                    let name = field(&line, "service").unwrap().to_string();
+                    let addr = field(&line, "addr").unwrap().parse().unwrap();
+                    d.services.insert(name, addr);
+                }
+                Some("metrics endpoint listening") => {
+                    d.metrics = field(&line, "addr").and_then(|a| a.parse().ok());
+                }
+                Some("loopd running") => break,
+                _ => {}
+            }
+        }
+        assert_eq!(d.services.len(), expected, "every service started");
+        d
+    }
+
+    fn next_log(&self, deadline: Instant) -> Option<serde_json::Value> {
+        let rx = self.log_rx.lock().unwrap();
+        let left = deadline.checked_duration_since(Instant::now())?;
+        rx.recv_timeout(left).ok()
+    }
+
+    /// Waits for a log line whose message contains `text`.
+    pub fn wait_log(&self, text: &str, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.next_log(deadline) {
+                Some(line) if field(&line, "message").is_some_and(|m| m.contains(text)) => {
+                    return line
+                }
+                Some(_) => continue,
+                None => panic!("no log line with {text:?}; logs: {:?}", self.logs()),
+            }
+        }
+    }
+
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn addr(&self, service: &str) -> SocketAddr {
+        self.services[service]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "loopd did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A plain HTTP/1.0 GET against the metrics endpoint: (status, body).
+    pub fn scrape(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics.expect("metrics enabled"), path)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `loopd` with `args` to completion: (exit code, stderr).
+pub fn run_loopd(args: &[&str]) -> (i32, String) {
+    let out = Command::new(binary("loopd"))
+        .args(args)
+        .env_remove("LOOPD_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A client connection with a read timeout, so a broken server fails the test, not hangs it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Reads one line (without the newline).
+pub fn read_line(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        s.read_exact(&mut b).unwrap();
+        if b[0] == b'\n' {
+            return String::from_utf8(out).unwrap();
+        }
+        out.push(b[0]);
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
