@@ -137,22 +137,29 @@ fn snapshots_and_the_current_callback_are_readable_while_the_loop_blocks() {
         while !blocking.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }
-        let mut slowest = Duration::ZERO;
+        let mut reads = Vec::new();
         let mut seen = None;
         let until = Instant::now() + ms(500);
         while Instant::now() < until {
             let started = Instant::now();
             let snap = observer.snapshot();
             let cur = observer.current();
-            slowest = slowest.max(started.elapsed());
+            reads.push(started.elapsed());
             assert!(snap.iterations >= 1);
             seen = cur;
         }
-        (slowest, seen)
+        (reads, seen)
     });
     lp.run(RunMode::Default);
-    let (slowest, seen) = reader.join().unwrap();
-    assert!(slowest < ms(10), "a read took {slowest:?}");
+    let (mut reads, seen) = reader.join().unwrap();
+    reads.sort();
+    let p99 = reads[reads.len() * 99 / 100];
+    let max = *reads.last().unwrap();
+    // Reads never wait for the loop: a read that did would take until the 1 s callback
+    // returned. The 10 ms bound is on the 99th percentile, so a descheduled reader thread on
+    // a loaded machine cannot fail the test; the max bound still catches any waiting.
+    assert!(p99 < ms(10), "p99 read took {p99:?}");
+    assert!(max < ms(250), "a read took {max:?}: it waited for the loop");
     let cur = seen.expect("the blocking callback was visible");
     assert_eq!(cur.phase, Phase::Timers);
     assert_eq!(cur.target, Target::Handle(HandleType::Timer, id));

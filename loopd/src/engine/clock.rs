@@ -2,29 +2,38 @@
 //!
 //! One epoch for the whole process lets the loop, the thread pool and the observers compare
 //! times without converting, and lets snapshots map monotonic times to wall-clock times.
+//! Reads use `quanta` (the CPU's invariant TSC, calibrated once; the OS clock where there is
+//! no reliable TSC): the loop reads the clock after every callback, and a TSC read costs a
+//! fraction of a `clock_gettime` in a VM.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 struct Epoch {
-    mono: Instant,
+    clock: quanta::Clock,
+    mono: u64,
     wall: SystemTime,
 }
 
 static EPOCH: OnceLock<Epoch> = OnceLock::new();
 
 fn epoch() -> &'static Epoch {
-    EPOCH.get_or_init(|| Epoch {
-        mono: Instant::now(),
-        wall: SystemTime::now(),
+    EPOCH.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let mono = clock.raw();
+        Epoch {
+            clock,
+            mono,
+            wall: SystemTime::now(),
+        }
     })
 }
 
 /// Monotonic nanoseconds since the process epoch.
 #[inline]
 pub fn now_ns() -> u64 {
-    // `as` cannot truncate for 584 years of uptime.
-    epoch().mono.elapsed().as_nanos() as u64
+    let e = epoch();
+    e.clock.delta_as_nanos(e.mono, e.clock.raw())
 }
 
 /// Wall-clock milliseconds since the Unix epoch for a monotonic time from [`now_ns`].
@@ -39,4 +48,21 @@ pub fn wall_ms(mono_ns: u64) -> u64 {
 #[inline]
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_the_os_clock() {
+        let t0 = now_ns();
+        let i0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        let ours = now_ns() - t0;
+        let os = i0.elapsed().as_nanos() as u64;
+        assert!(ours >= 45_000_000, "{ours}");
+        let diff = ours.abs_diff(os);
+        assert!(diff < 5_000_000, "ours {ours} os {os}");
+    }
 }

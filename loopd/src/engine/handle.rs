@@ -61,9 +61,18 @@ pub(crate) struct HandleSlot {
     pub site: &'static Location<'static>,
     pub created_ns: u64,
     pub close_cb: Option<CloseCb>,
-    pub io: IoCounters,
-    pub fd: Option<i32>,
     pub data: HandleData,
+}
+
+impl HandleSlot {
+    /// The file descriptor and I/O counters of handles that do I/O (kept in their
+    /// type-specific data, so timers and watchers stay small).
+    pub fn io(&self) -> (Option<i32>, IoCounters) {
+        match &self.data {
+            HandleData::Tcp(t) => (t.fd, t.io),
+            _ => (None, IoCounters::default()),
+        }
+    }
 }
 
 /// Counts of one handle type.
@@ -106,8 +115,6 @@ impl HandleTable {
             site,
             created_ns: now_ns,
             close_cb: None,
-            io: IoCounters::default(),
-            fd: None,
             data,
         };
         let index = match self.free.pop() {
@@ -264,6 +271,7 @@ pub struct HandleInfo {
 
 impl HandleInfo {
     pub(crate) fn of(slot: &HandleSlot) -> HandleInfo {
+        let (fd, io) = slot.io();
         HandleInfo {
             id: HandleId(slot.id),
             kind: slot.kind,
@@ -273,10 +281,10 @@ impl HandleInfo {
             active: slot.flags & ACTIVE != 0,
             has_ref: slot.flags & REF != 0,
             closing: slot.flags & CLOSING != 0,
-            fd: slot.fd,
-            bytes_read: slot.io.bytes_read,
-            bytes_written: slot.io.bytes_written,
-            last_activity_ns: slot.io.last_activity_ns,
+            fd,
+            bytes_read: io.bytes_read,
+            bytes_written: io.bytes_written,
+            last_activity_ns: io.last_activity_ns,
         }
     }
 }
@@ -339,5 +347,15 @@ pub trait Handle: Copy {
             slot.label = Some(label.into());
             lp.observer.current.invalidate_label();
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A million timers are a million slots: keep them small (libuv's `uv_timer_t` is 152
+    /// bytes). I/O state lives in the boxed type-specific data, not here.
+    #[test]
+    fn a_slot_stays_small() {
+        assert!(std::mem::size_of::<Option<super::HandleSlot>>() <= 112);
     }
 }

@@ -28,6 +28,9 @@ use super::Loop;
 const LAG_RECENT: usize = 120;
 /// Utilization samples kept: one per publication, enough for the 60 s window.
 const ELU_SAMPLES: usize = 1200;
+/// Up to this many handles, the handle and request lists are refreshed every second
+/// without being asked.
+const PERIODIC_LISTS_MAX: usize = 10_000;
 
 /// Counters the loop thread updates as it runs.
 #[derive(Default)]
@@ -258,10 +261,31 @@ impl LoopObserver {
         self.current.read()
     }
 
-    /// Asks the loop to refresh the handle and request lists at its next publication
-    /// (they are otherwise refreshed once a second).
+    /// Asks the loop to refresh the handle and request lists at the end of its current
+    /// iteration (they are otherwise refreshed once a second while there are at most
+    /// 10,000 handles).
     pub fn request_details(&self) {
         self.want_details.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn details_wanted(&self) -> bool {
+        self.want_details.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot whose handle and request lists were taken after this call, waiting at most
+    /// `max_wait` for the loop to publish one; when the loop is blocked (or not running), the
+    /// latest snapshot instead — its `lists_as_of_ns` tells how old its lists are.
+    pub fn fresh_snapshot(&self, max_wait: std::time::Duration) -> Arc<LoopSnapshot> {
+        let asked = now_ns();
+        self.request_details();
+        let deadline = std::time::Instant::now() + max_wait;
+        loop {
+            let snap = self.snapshot();
+            if snap.lists_as_of_ns >= asked || std::time::Instant::now() >= deadline {
+                return snap;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
     }
 }
 
@@ -286,9 +310,12 @@ impl Loop {
             last_60s: st.utilization(now, st.idle_ns, 60_000_000_000),
         };
         let previous = self.observer.snapshot.load();
+        // Lists cost O(handles): refreshed when someone asked, and once a second only while
+        // they are small enough for that to be free.
         let details_due = self.observer.want_details.swap(false, Ordering::Relaxed)
-            || now.saturating_sub(previous.lists_as_of_ns) >= 1_000_000_000
-            || st.publications <= 1;
+            || (self.handles.len() <= PERIODIC_LISTS_MAX
+                && (st.publications <= 1
+                    || now.saturating_sub(previous.lists_as_of_ns) >= 1_000_000_000));
         let (handle_list, request_list, lists_as_of_ns) = if details_due {
             let running = if self.requests.active_total > 0 {
                 self.pool.running_requests()

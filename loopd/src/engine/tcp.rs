@@ -15,7 +15,7 @@ use std::time::Duration;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::clock;
-use super::handle::{Handle, HandleData, HandleRef, CLOSING};
+use super::handle::{Handle, HandleData, HandleRef, IoCounters, CLOSING};
 use super::phase::Phase;
 use super::request::{RequestData, RequestRef};
 use super::target::{HandleType, RequestType, Target};
@@ -69,6 +69,8 @@ pub(crate) struct TcpData {
     write_shut: bool,
     /// Completions to fail with `ECANCELED` in the close phase, before the close callback.
     cancelled: Vec<(RequestRef, DoneCb)>,
+    pub(crate) fd: Option<i32>,
+    pub(crate) io: IoCounters,
 }
 
 impl TcpData {
@@ -86,6 +88,8 @@ impl TcpData {
             shutdown: None,
             write_shut: false,
             cancelled: Vec::new(),
+            fd: None,
+            io: IoCounters::default(),
         })
     }
 
@@ -228,9 +232,7 @@ impl Tcp {
         let t = tcp_mut(lp, self.0)?;
         t.sock = Sock::Listener(listener);
         t.connection_cb = Some(Box::new(cb));
-        if let Some(s) = lp.handles.get_mut(self.0) {
-            s.fd = Some(fd);
-        }
+        t.fd = Some(fd);
         lp.handles.set_active(self.0, true);
         // Connections may already wait in the backlog.
         lp.io_again.push(self.0);
@@ -501,11 +503,9 @@ impl Loop {
             return Err(e.into());
         }
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        if let Some(slot) = self.handles.get_mut(r) {
-            slot.fd = Some(fd);
-            if let HandleData::Tcp(t) = &mut slot.data {
-                t.sock = Sock::Stream(stream);
-            }
+        if let Some(HandleData::Tcp(t)) = self.handles.get_mut(r).map(|s| &mut s.data) {
+            t.fd = Some(fd);
+            t.sock = Sock::Stream(stream);
         }
         Ok(Tcp(r))
     }
@@ -517,10 +517,11 @@ impl Loop {
 
     /// Counts bytes moved on a handle and notes the activity time.
     pub(crate) fn note_io(&mut self, r: HandleRef, read: u64, written: u64) {
-        if let Some(s) = self.handles.get_mut(r) {
-            s.io.bytes_read += read;
-            s.io.bytes_written += written;
-            s.io.last_activity_ns = self.last_clock.max(self.now_ns);
+        let now = self.last_clock.max(self.now_ns);
+        if let Some(HandleData::Tcp(t)) = self.handles.get_mut(r).map(|s| &mut s.data) {
+            t.io.bytes_read += read;
+            t.io.bytes_written += written;
+            t.io.last_activity_ns = now;
         }
     }
 
