@@ -188,17 +188,19 @@ fn trace_export_is_chrome_json_with_every_phase() {
     assert!(events
         .iter()
         .any(|e| e["ph"] == "M" && e["name"] == "thread_name"));
-    // A slow callback appears with its attribution.
+    // A slow callback appears with its attribution (once the loop has handed it over).
     h.lp.call(|_| std::thread::sleep(Duration::from_millis(5)));
-    h.lp.call(|lp| lp.publish_now());
-    let trace = c.result("trace", Value::Null);
-    let slow = trace["traceEvents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["cat"] == "slow_callback")
-        .cloned()
-        .expect("a slow callback event");
+    let slow = support::wait_for(Duration::from_secs(10), || {
+        h.lp.call(|lp| lp.publish_now());
+        let trace = c.result("trace", json!({"last_ms": 60000}));
+        trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["cat"] == "slow_callback")
+            .cloned()
+    })
+    .expect("a slow callback event");
     assert_eq!(slow["args"]["type"], "async");
     assert_eq!(slow["args"]["label"], "test commands");
 }
@@ -392,4 +394,64 @@ fn a_missing_socket_directory_is_created_private() {
         .mode();
     assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     o.shutdown();
+}
+
+#[test]
+fn a_peer_of_another_uid_is_refused() {
+    use std::os::unix::process::CommandExt;
+    // Needs root (to run a client as another user) and a system python for that client.
+    let python = std::path::Path::new("/usr/bin/python3");
+    if !python.exists()
+        || std::fs::metadata("/proc/self")
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.uid()
+            })
+            .unwrap_or(1)
+            != 0
+    {
+        eprintln!("NOTICE: not root or no /usr/bin/python3; skipping the other-uid peer test");
+        return;
+    }
+    let h = Harness::start();
+    // Open the directory and the socket to everyone, so only SO_PEERCRED stands in the way.
+    std::fs::set_permissions(&h.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(h.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = [
+        "import socket, sys",
+        "s = socket.socket(socket.AF_UNIX)",
+        "s.settimeout(10)",
+        "s.connect(sys.argv[1])",
+        "data = b''",
+        "while True:",
+        "    b = s.recv(65536)",
+        "    if not b: break",
+        "    data += b",
+        "sys.stdout.write(data.decode())",
+    ]
+    .join("\n");
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(h.socket())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "only the refusal, no hello: {text}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["error"]["code"], -32004, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("permission denied"));
+    // Our own uid is still welcome.
+    h.client().result("ping", Value::Null);
 }

@@ -16,7 +16,8 @@ use super::stalls::seconds;
 use super::Shared;
 use crate::engine::clock::{now_ns, wall_ms};
 use crate::engine::{
-    self, Histogram, LoopSnapshot, PoolSnapshot, RequestState, RequestType, TaskOutcome,
+    self, Histogram, LoopObserver, LoopSnapshot, PoolSnapshot, RequestState, RequestType,
+    TaskOutcome,
 };
 
 /// The daemon's version, as in `hello` and `status`.
@@ -74,8 +75,22 @@ pub(crate) fn hello(shared: &Shared) -> Hello {
     }
 }
 
+/// Utilization over the last second, live while a callback blocks the loop: the snapshot
+/// stops updating then, but a loop running one callback for over a second is fully busy.
+pub(crate) fn utilization_1s(lp: &LoopObserver, snap: &LoopSnapshot, now: u64) -> f64 {
+    match lp.current() {
+        Some(c) if now.saturating_sub(c.started_ns) >= 1_000_000_000 => 1.0,
+        _ => snap.utilization.last_1s,
+    }
+}
+
 /// One loop's status from its snapshot.
-pub(crate) fn loop_status(shared: &Shared, snap: &LoopSnapshot, now: u64) -> LoopStatus {
+pub(crate) fn loop_status(
+    shared: &Shared,
+    lp: &LoopObserver,
+    snap: &LoopSnapshot,
+    now: u64,
+) -> LoopStatus {
     let handles = engine::HandleType::ALL
         .iter()
         .map(|t| {
@@ -118,7 +133,7 @@ pub(crate) fn loop_status(shared: &Shared, snap: &LoopSnapshot, now: u64) -> Loo
         events_waiting: snap.events_waiting,
         idle_seconds_total: seconds(snap.idle_ns_total),
         utilization: proto::Utilization {
-            last_1s: snap.utilization.last_1s,
+            last_1s: utilization_1s(lp, snap, now),
             last_10s: snap.utilization.last_10s,
             last_60s: snap.utilization.last_60s,
         },
@@ -171,7 +186,12 @@ pub(crate) fn status(shared: &Shared) -> Status {
         uptime_seconds: seconds(now.saturating_sub(shared.started_ns)),
         server_version: SERVER_VERSION.to_string(),
         pid: pid(),
-        loops: snaps.iter().map(|s| loop_status(shared, s, now)).collect(),
+        loops: shared
+            .loops
+            .iter()
+            .zip(&snaps)
+            .map(|(lp, s)| loop_status(shared, lp, s, now))
+            .collect(),
         threadpool: pool_summary(&shared.pool.snapshot()),
         services: services(shared),
         stalls_total: shared.stalls.total(),

@@ -96,7 +96,7 @@ impl StallBook {
                 threshold_ms,
                 in_progress: true,
                 stack: Vec::new(),
-                stack_error: Some("sampling".into()),
+                stack_error: Some("stack sample pending".into()),
             },
             started_ns: cur.started_ns,
             dispatch: cur.dispatch,

@@ -5,7 +5,7 @@
 
 use prometheus::proto::{self as pb, MetricFamily, MetricType};
 
-use super::super::convert::task_outcome;
+use super::super::convert::{task_outcome, utilization_1s};
 use super::super::Shared;
 use crate::engine::clock::now_ns;
 use crate::engine::{HandleType, Histogram, Phase, RequestType};
@@ -152,7 +152,7 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         events.value(lb, snap.events as f64);
         waiting.value(lb, snap.events_waiting as f64);
         idle.value(lb, snap.idle_ns_total as f64 / 1e9);
-        utilization.value(lb, snap.utilization.last_1s);
+        utilization.value(lb, utilization_1s(lp, &snap, now));
         lag.histogram(lb, &snap.lag);
         panics.value(lb, snap.callback_panics as f64);
         for p in &snap.phases {
