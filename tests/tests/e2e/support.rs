@@ -1,6 +1,8 @@
 //! Starts a real `loopd` with a config of the test's choosing, reads the bound addresses from
 //! its JSON logs, and kills it on drop.
 
+#![allow(dead_code)] // shared by several test binaries; each uses a part
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
