@@ -6,6 +6,7 @@
 
 mod daemon;
 mod http;
+mod observe;
 mod prime;
 mod seq;
 mod support;
