@@ -188,6 +188,8 @@ pub struct Loop {
     io_again_later: Vec<HandleRef>,
     read_buf: Vec<u8>,
     signals: signal::SignalSource,
+    /// Pool workers to wake at the end of the current phase.
+    pool_wakes: usize,
     /// Guards against running the loop from inside one of its callbacks.
     running: bool,
 }
@@ -250,6 +252,7 @@ impl Loop {
             io_again_later: Vec::new(),
             read_buf: vec![0; READ_BUF],
             signals: signal::SignalSource::default(),
+            pool_wakes: 0,
             running: false,
         };
         if lp.instrument {
@@ -468,14 +471,26 @@ impl Loop {
             site,
             self.now_ns,
         );
-        self.pool.submit(Job {
+        self.pool_wakes += self.pool.submit(Job {
             req: r,
             kind,
             enqueued_ns: clock::now_ns(),
             run,
             reply: self.wake.clone(),
         });
+        if !self.running {
+            // Queued from outside `run`: no phase end will come to wake the workers.
+            self.flush_pool_wakes();
+        }
         r
+    }
+
+    /// Wakes the pool workers that submissions of this phase asked for.
+    #[inline]
+    fn flush_pool_wakes(&mut self) {
+        if self.pool_wakes > 0 {
+            self.pool.wake_workers(std::mem::take(&mut self.pool_wakes));
+        }
     }
 
     /// Wraps one phase: times it when it ran callbacks (the poll phase always, minus the time
@@ -484,7 +499,9 @@ impl Loop {
     #[inline]
     fn phase<R>(&mut self, phase: Phase, run: impl FnOnce(&mut Loop) -> R) -> R {
         if !self.instrument {
-            return run(self);
+            let r = run(self);
+            self.flush_pool_wakes();
+            return r;
         }
         let start = self.last_clock;
         let callbacks_before = self.stats.phase_callbacks[phase.index()];
@@ -501,6 +518,7 @@ impl Loop {
             self.stats.phase_ns[phase.index()].record(took);
             self.recorder.current.phases[phase.index()] = (began, took);
         }
+        self.flush_pool_wakes();
         r
     }
 
@@ -614,6 +632,7 @@ impl Loop {
     /// Poll phase: waits for I/O up to `timeout_ns` (forever when `None`), then runs the
     /// callbacks of what became ready.
     fn poll_io(&mut self, timeout_ns: Option<u64>) {
+        self.flush_pool_wakes();
         let timeout = timeout_ns.map(Duration::from_nanos);
         let mut events = std::mem::replace(&mut self.events, mio::Events::with_capacity(0));
         if let Err(e) = self.poll.poll(&mut events, timeout) {

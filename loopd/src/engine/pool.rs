@@ -240,19 +240,28 @@ impl ThreadPool {
         }
     }
 
-    pub(crate) fn submit(&self, job: Job) {
+    /// Queues a job. Returns how many idle workers the caller must wake with
+    /// [`ThreadPool::wake_workers`] (0 or 1): the loop defers the wake-ups to the end of the
+    /// phase, so a burst of submissions costs a few signals instead of one per job.
+    #[must_use]
+    pub(crate) fn submit(&self, job: Job) -> usize {
         let mut st = lock(&self.inner.state);
         if !st.started {
             st.started = true;
             self.spawn_missing(&mut st);
         }
         st.queue.push_back(job);
-        let wake = st.idle > st.signalled;
-        if wake {
+        if st.idle > st.signalled {
             st.signalled += 1;
+            1
+        } else {
+            0
         }
-        drop(st);
-        if wake {
+    }
+
+    /// Wakes `n` idle workers (each wake is a system call).
+    pub(crate) fn wake_workers(&self, n: usize) {
+        for _ in 0..n {
             self.inner.work_ready.notify_one();
         }
     }
