@@ -1,6 +1,7 @@
 //! The workloads loopd hosts (DESIGN §6): `seq`, `prime`, `http`, each a listener on the
 //! loop with per-connection state, counted in the [`ServiceRegistry`].
 
+pub mod flow;
 pub mod http;
 pub mod prime;
 pub mod seq;

@@ -59,6 +59,8 @@ pub(crate) struct TcpData {
     connection_cb: Option<ConnectionCb>,
     accepted: Option<(mio::net::TcpStream, SocketAddr)>,
     read_cb: Option<ReadCb>,
+    /// `read_start` was called (the callback may be out while it runs).
+    read_started: bool,
     reading: bool,
     /// Readable readiness arrived while not reading.
     readable_hint: bool,
@@ -80,6 +82,7 @@ impl TcpData {
             connection_cb: None,
             accepted: None,
             read_cb: None,
+            read_started: false,
             reading: false,
             readable_hint: false,
             writes: VecDeque::new(),
@@ -292,12 +295,36 @@ impl Tcp {
             ));
         }
         t.read_cb = Some(Box::new(cb));
+        t.read_started = true;
         t.reading = true;
         if t.readable_hint {
             t.readable_hint = false;
             lp.io_again.push(self.0);
         }
         lp.tcp_update_active(self.0);
+        Ok(())
+    }
+
+    /// Resumes reads with the callback given to the last [`Tcp::read_start`] (Node's
+    /// `resume()` after `pause()`).
+    ///
+    /// # Errors
+    /// Never started, not a connected stream, or closing.
+    pub fn read_resume(&self, lp: &mut Loop) -> Result<(), EngineError> {
+        let t = tcp_mut(lp, self.0)?;
+        if !t.read_started || !matches!(t.sock, Sock::Stream(_)) {
+            return Err(EngineError::InvalidState(
+                "read_resume needs an earlier read_start",
+            ));
+        }
+        if !t.reading {
+            t.reading = true;
+            if t.readable_hint {
+                t.readable_hint = false;
+                lp.io_again.push(self.0);
+            }
+            lp.tcp_update_active(self.0);
+        }
         Ok(())
     }
 

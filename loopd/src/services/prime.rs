@@ -169,7 +169,8 @@ pub fn start(
 
 fn reply(lp: &mut Loop, c: Tcp, counters: &ServiceCounters, bytes: Vec<u8>) {
     counters.add_bytes_sent(bytes.len() as u64);
-    let _ = c.write(lp, bytes, None);
+    // Fails only when the connection is closing: the answer has nobody to go to.
+    let _ = super::flow::write_with_backpressure(lp, c, bytes);
 }
 
 /// Answers queued lines in order: errors at once, numbers inline or one at a time on the pool.

@@ -66,7 +66,7 @@ pub fn start(
                 answer(&mut state, bytes, &mut out);
                 if !out.is_empty() {
                     counters.add_bytes_sent(out.len() as u64);
-                    if c.write(lp, out, None).is_err() {
+                    if super::flow::write_with_backpressure(lp, c, out).is_err() {
                         counters.connection_closed();
                         c.close(lp);
                     }

@@ -55,3 +55,51 @@ fn two_hundred_concurrent_clients_each_get_their_own_answers() {
         c.join().unwrap();
     }
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_never_reads_is_pushed_back_not_buffered() {
+    let d = Daemon::start_services("pool");
+    let mut s = connect(d.addr("seq"));
+    assert_eq!(read_n(&mut s, 1), b"*");
+    let before = rss_kib(d.pid());
+    // Send answer-producing bytes as long as loopd takes them, never reading. Without
+    // backpressure loopd would queue every answer: 200 MiB sent, 200 MiB buffered.
+    s.set_write_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    s.write_all(b"^").unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    while sent < 200 * 1024 * 1024 {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break, // the kernel buffers are full: loopd stopped reading
+        }
+    }
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "loopd kept reading {sent} bytes from a peer that never reads"
+    );
+    let grown = rss_kib(d.pid()).saturating_sub(before);
+    assert!(grown < 32 * 1024, "loopd's memory grew by {grown} KiB");
+    // Reading resumes the flow: the answers arrive, all of them `b`.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < sent.min(4 * 1024 * 1024) {
+        let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+        assert!(n > 0);
+        assert!(buf[..n].iter().all(|&b| b == b'b'));
+        got += n;
+    }
+}
