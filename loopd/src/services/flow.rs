@@ -2,9 +2,7 @@
 //! buffer answers without bound. Past a high-water mark of queued output, reading pauses
 //! (the kernel then pushes back on the peer) until the queue has drained.
 
-use std::io;
-
-use crate::engine::{EngineError, Loop, Tcp};
+use crate::engine::{DoneCb, EngineError, Loop, Tcp};
 
 /// Queued output above which a connection stops reading.
 pub const HIGH_WATER: usize = 256 * 1024;
@@ -19,7 +17,7 @@ pub fn write_with_backpressure(lp: &mut Loop, c: Tcp, bytes: Vec<u8>) -> Result<
     if !over {
         return c.write(lp, bytes, None);
     }
-    let resume: Box<dyn FnOnce(&mut Loop, io::Result<()>)> = Box::new(move |lp, result| {
+    let resume: DoneCb = Box::new(move |lp, result| {
         if result.is_ok() {
             // Fails only if the connection closed meanwhile: nothing to resume then.
             let _ = c.read_resume(lp);
