@@ -14,6 +14,7 @@ mod current;
 mod fs;
 mod handle;
 mod phase;
+mod poll_fd;
 mod pool;
 mod recorder;
 mod request;
@@ -23,6 +24,7 @@ pub mod sys;
 mod target;
 mod tcp;
 mod timer;
+mod udp;
 mod wake;
 mod watcher;
 
@@ -38,6 +40,7 @@ pub use current::{CurrentCallback, LABEL_MAX};
 pub use fs::{DirEntry, FsFile};
 pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
 pub use phase::Phase;
+pub use poll_fd::{PollEvents, PollFd};
 pub use pool::{
     size_from_env as threadpool_size_from_env, PoolSnapshot, TaskOutcome, ThreadPool, WorkError,
     WorkerSnapshot, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
@@ -49,6 +52,7 @@ pub use stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilizatio
 pub use target::{HandleId, HandleType, RequestId, RequestType, Target};
 pub use tcp::{DoneCb, ReadEvent, Tcp};
 pub use timer::Timer;
+pub use udp::Udp;
 pub use watcher::{
     Check, CheckPhase, Idle, IdlePhase, Prepare, PreparePhase, Watcher, WatcherPhase,
 };
@@ -686,8 +690,11 @@ impl Loop {
     }
 
     fn io_event(&mut self, r: HandleRef, readable: bool, writable: bool) {
-        if let Some(HandleType::Tcp) = self.handles.get(r).map(|s| s.kind) {
-            self.tcp_io(r, readable, writable);
+        match self.handles.get(r).map(|s| s.kind) {
+            Some(HandleType::Tcp) => self.tcp_io(r, readable, writable),
+            Some(HandleType::Udp) => self.udp_io(r, readable, writable),
+            Some(HandleType::Poll) => self.poll_fd_io(r, readable, writable),
+            _ => {}
         }
     }
 
@@ -740,8 +747,8 @@ impl Loop {
                 continue;
             };
             let kind = slot.kind;
-            if kind == HandleType::Tcp {
-                self.tcp_run_cancelled(r);
+            if matches!(kind, HandleType::Tcp | HandleType::Udp) {
+                self.run_cancelled(r);
             }
             let Some(slot) = self.handles.get_mut(r) else {
                 continue;
@@ -781,6 +788,12 @@ impl Loop {
                 self.handles.set_active(r, false);
             }
             HandleData::Tcp(_) => self.tcp_close(r),
+            HandleData::Udp(_) => self.udp_close(r),
+            HandleData::Poll(_) => {
+                if let Err(e) = self.poll_fd_close(r) {
+                    tracing::debug!(handle_id = r.id, error = %e, "poll handle deregister failed");
+                }
+            }
             HandleData::Signal(_) => self.signal_stop(r),
         }
         self.handles.closing.push(r);

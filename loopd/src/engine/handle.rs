@@ -5,10 +5,12 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::async_handle::AsyncData;
+use super::poll_fd::PollData;
 use super::signal::SignalData;
 use super::target::{next_id, HandleId, HandleType};
 use super::tcp::TcpData;
 use super::timer::TimerData;
+use super::udp::UdpData;
 use super::watcher::WatcherData;
 use super::Loop;
 
@@ -50,7 +52,9 @@ pub(crate) enum HandleData {
     Watcher(WatcherData),
     Async(AsyncData),
     Tcp(Box<TcpData>),
+    Udp(Box<UdpData>),
     Signal(SignalData),
+    Poll(PollData),
 }
 
 pub(crate) struct HandleSlot {
@@ -70,6 +74,8 @@ impl HandleSlot {
     pub fn io(&self) -> (Option<i32>, IoCounters) {
         match &self.data {
             HandleData::Tcp(t) => (t.fd, t.io),
+            HandleData::Udp(u) => (u.fd, u.io),
+            HandleData::Poll(p) => (Some(p.fd()), IoCounters::default()),
             _ => (None, IoCounters::default()),
         }
     }

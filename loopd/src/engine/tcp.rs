@@ -851,10 +851,12 @@ impl Loop {
         }
     }
 
-    /// Close phase, before the close callback: fail the TCP handle's cancelled requests.
-    pub(crate) fn tcp_run_cancelled(&mut self, r: HandleRef) {
+    /// Close phase, before the close callback: fail the handle's cancelled requests (TCP
+    /// writes, connect, shutdown; UDP sends) with `ECANCELED`.
+    pub(crate) fn run_cancelled(&mut self, r: HandleRef) {
         let cancelled = match self.handles.get_mut(r).map(|s| &mut s.data) {
             Some(HandleData::Tcp(t)) => std::mem::take(&mut t.cancelled),
+            Some(HandleData::Udp(u)) => std::mem::take(&mut u.cancelled),
             _ => return,
         };
         for (req, cb) in cancelled {
