@@ -163,17 +163,3 @@ fn the_stall_threshold_is_live_settable() {
     assert_eq!(s["label"], "test commands");
     assert_eq!(s["phase"], "poll");
 }
-
-#[test]
-#[ignore]
-fn print_a_stall_stack() {
-    let h = Harness::start();
-    let mut c = h.client();
-    h.lp.call(|_| block_the_loop_in_a_distinctively_named_function(Duration::from_millis(300)));
-    let r = wait_for(Duration::from_secs(30), || {
-        let r = c.result("stalls", Value::Null);
-        (r["total"] == 1 && r["recent"][0]["stack_error"].is_null()).then_some(r)
-    })
-    .unwrap();
-    eprintln!("{}", serde_json::to_string_pretty(&r["recent"][0]).unwrap());
-}
