@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Most loops a daemon runs.
+pub const MAX_LOOPS: usize = 256;
+
 /// Default metrics endpoint.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 
@@ -90,6 +93,7 @@ struct FileConfig {
     metrics_addr: Option<String>,
     control: Option<PathBuf>,
     threadpool_size: Option<usize>,
+    loops: Option<usize>,
     stall_threshold_ms: Option<u64>,
     log: Option<String>,
     #[serde(default)]
@@ -105,6 +109,8 @@ pub struct Config {
     pub control: Option<PathBuf>,
     /// Thread-pool size.
     pub threadpool_size: usize,
+    /// Event loops, one thread each, sharing the services' ports (`SO_REUSEPORT`).
+    pub loops: usize,
     /// Stall threshold in milliseconds.
     pub stall_threshold_ms: u64,
     /// Log filter (env-filter syntax).
@@ -122,6 +128,7 @@ impl Default for Config {
             metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
             control: None,
             threadpool_size: crate::engine::threadpool_size_from_env(),
+            loops: 1,
             stall_threshold_ms: 100,
             log: "info".to_string(),
             services: vec![
@@ -185,6 +192,9 @@ impl Config {
         if let Some(n) = file.threadpool_size {
             c.threadpool_size = n;
         }
+        if let Some(n) = file.loops {
+            c.loops = n;
+        }
         if let Some(ms) = file.stall_threshold_ms {
             c.stall_threshold_ms = ms;
         }
@@ -208,6 +218,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "threadpool_size = {} is out of range 1..=1024",
                 self.threadpool_size
+            )));
+        }
+        if !(1..=MAX_LOOPS).contains(&self.loops) {
+            return Err(ConfigError::Invalid(format!(
+                "loops = {} is out of range 1..={MAX_LOOPS}",
+                self.loops
             )));
         }
         if self.stall_threshold_ms == 0 {

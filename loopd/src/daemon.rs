@@ -1,17 +1,23 @@
-//! The daemon: one loop hosting the configured services, the observers serving what it
-//! records, and signal handling — SIGTERM/SIGINT drain and exit 0, SIGHUP reloads.
+//! The daemon: N loops (one per thread, `--loops`) hosting the configured services on shared
+//! ports (`SO_REUSEPORT`), the observers serving what they record, and signal handling —
+//! SIGTERM/SIGINT drain and exit 0, SIGHUP reloads.
+//!
+//! Loop 0 runs on the main thread and owns the signal handles; it tells the other loops what
+//! to do through a command queue and an async handle per loop.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::Config;
-use crate::engine::{Handle, Loop, RunMode, Signal, ThreadPool, Timer};
-use crate::observe::ServiceRegistry;
-use crate::observe::{ConfigControl, Observe, ObserveOptions};
+use crate::config::{Config, ServiceConfig};
+use crate::engine::{
+    Async, AsyncSender, Handle, Loop, LoopObserver, LoopOptions, RunMode, Signal, ThreadPool, Timer,
+};
+use crate::observe::{ConfigControl, Observe, ObserveOptions, ServiceCounters, ServiceRegistry};
 use crate::services::{self, RunningService};
 
 /// How long in-flight work may take to finish after SIGTERM/SIGINT.
@@ -49,44 +55,161 @@ impl ConfigControl for DaemonConfig {
     }
 }
 
-struct State {
-    config: Config,
-    services: Vec<RunningService>,
-    registry: ServiceRegistry,
-    draining: bool,
+/// A service as every loop starts it: the bound address (port 0 resolved by loop 0) and the
+/// counters all instances share.
+#[derive(Clone)]
+struct ServicePlan {
+    config: ServiceConfig,
+    bind: std::net::SocketAddr,
+    name: String,
+    counters: Arc<ServiceCounters>,
 }
 
-/// Runs the daemon until a shutdown signal; returns when everything is closed.
+/// What loop 0 tells the other loops.
+enum Command {
+    Shutdown,
+    Stop(Vec<String>),
+    Start(Vec<ServicePlan>),
+}
+
+/// How loop 0 reaches another loop.
+struct Peer {
+    queue: Arc<Mutex<Vec<Command>>>,
+    wake: AsyncSender,
+}
+
+impl Peer {
+    fn send(&self, c: Command) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(c);
+        self.wake.send();
+    }
+}
+
+/// One loop's services and shutdown state.
+struct LoopState {
+    services: Vec<RunningService>,
+    draining: bool,
+    reuse_port: bool,
+}
+
+impl LoopState {
+    fn start(&mut self, lp: &mut Loop, plan: &ServicePlan) -> Result<(), services::StartError> {
+        let mut config = plan.config.clone();
+        config.bind = plan.bind;
+        let mut running = services::start_with(
+            lp,
+            &config,
+            plan.name.clone(),
+            plan.counters.clone(),
+            self.reuse_port,
+        )?;
+        running.config = plan.config.clone();
+        self.services.push(running);
+        Ok(())
+    }
+
+    fn stop(&mut self, lp: &mut Loop, names: &[String]) {
+        self.services.retain(|s| {
+            let gone = names.contains(&s.name);
+            if gone {
+                s.listener.close(lp);
+            }
+            !gone
+        });
+    }
+}
+
+/// Loop 0's extra state: the config, the registry and the other loops.
+struct Leader {
+    config: Config,
+    registry: ServiceRegistry,
+    peers: Vec<Peer>,
+}
+
+/// Runs the daemon until a shutdown signal; returns when every loop has closed.
 ///
 /// # Errors
 /// Startup failures (ports in use, socket path taken, …), each naming its cause.
 pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()> {
     let pool = ThreadPool::global().clone();
     pool.set_size(config.threadpool_size);
-    let mut lp = Loop::new().context("cannot create the event loop")?;
+    let loops = config.loops.max(1);
+    let reuse_port = loops > 1;
+    let mut lp = Loop::with_options(LoopOptions {
+        index: Some(0),
+        ..LoopOptions::default()
+    })
+    .context("cannot create the event loop")?;
     let registry = ServiceRegistry::default();
 
-    let mut running = Vec::new();
+    // Loop 0 binds first, so a port 0 is resolved once and shared by every loop.
+    let mut state0 = LoopState {
+        services: Vec::new(),
+        draining: false,
+        reuse_port,
+    };
+    let mut plans = Vec::new();
     let names = services::names(&config.services);
     for (svc, name) in config.services.iter().zip(names) {
-        running.push(services::start(&mut lp, svc, name, &registry)?);
+        let running = services::start(&mut lp, svc, name, &registry, reuse_port)?;
+        plans.push(ServicePlan {
+            config: svc.clone(),
+            bind: running.addr,
+            name: running.name.clone(),
+            counters: running.counters.clone(),
+        });
+        state0.services.push(running);
+    }
+
+    let mut observers = vec![lp.observer()];
+    let mut peers = Vec::new();
+    let mut threads = Vec::new();
+    for index in 1..loops {
+        match spawn_loop(index, plans.clone(), reuse_port) {
+            Ok((observer, peer, thread)) => {
+                observers.push(observer);
+                peers.push(peer);
+                threads.push(thread);
+            }
+            Err(e) => {
+                for p in &peers {
+                    p.send(Command::Shutdown);
+                }
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(e);
+            }
+        }
     }
 
     let control = Arc::new(DaemonConfig {
         current: Mutex::new(config.clone()),
         set_log_filter,
     });
-    let mut observe = Observe::start(ObserveOptions {
+    let observe = Observe::start(ObserveOptions {
         metrics_addr: config.metrics_addr,
         control_path: config.control.clone(),
         control: true,
         stall_threshold: Duration::from_millis(config.stall_threshold_ms),
         health_threshold: HEALTH_THRESHOLD,
-        loops: vec![lp.observer()],
+        loops: observers,
         pool: pool.clone(),
         services: registry.clone(),
         config: control,
-    })?;
+    });
+    let mut observe = match observe {
+        Ok(o) => o,
+        Err(e) => {
+            for p in &peers {
+                p.send(Command::Shutdown);
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(addr) = observe.metrics_addr() {
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "metrics endpoint bound to a non-loopback address");
@@ -96,54 +219,150 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     if let Some(path) = observe.control_path() {
         tracing::info!(path = %path.display(), "control socket listening");
     }
-    for s in &running {
+    for s in &state0.services {
         if !s.addr.ip().is_loopback() {
             tracing::warn!(service = %s.name, addr = %s.addr, "service bound to a non-loopback address");
         }
     }
 
-    let state = Rc::new(RefCell::new(State {
+    let state = Rc::new(RefCell::new(state0));
+    let leader = Rc::new(RefCell::new(Leader {
         config,
-        services: running,
         registry,
-        draining: false,
+        peers,
     }));
-    let mut signals = Vec::new();
     for signum in [libc::SIGTERM, libc::SIGINT] {
         let sig = Signal::new(&mut lp);
-        let st = state.clone();
+        let (st, ld) = (state.clone(), leader.clone());
         sig.start(&mut lp, signum, move |lp, _, signum| {
-            begin_shutdown(lp, &st, signum)
+            tracing::info!(signum, "shutdown signal");
+            for p in &ld.borrow().peers {
+                p.send(Command::Shutdown);
+            }
+            begin_shutdown(lp, &st);
         })
         .context("cannot watch shutdown signals")?;
         sig.unref(&mut lp);
-        signals.push(sig);
     }
     let hup = Signal::new(&mut lp);
-    let st = state.clone();
-    hup.start(&mut lp, libc::SIGHUP, move |lp, _, _| reload(lp, &st))
+    let (st, ld) = (state.clone(), leader.clone());
+    hup.start(&mut lp, libc::SIGHUP, move |lp, _, _| reload(lp, &st, &ld))
         .context("cannot watch SIGHUP")?;
     hup.unref(&mut lp);
 
-    tracing::info!(pid = std::process::id(), "loopd running");
+    tracing::info!(pid = std::process::id(), loops, "loopd running");
     lp.run(RunMode::Default);
+    for t in threads {
+        if t.join().is_err() {
+            tracing::error!("a loop thread panicked");
+        }
+    }
     observe.shutdown();
     tracing::info!("loopd stopped");
     Ok(())
 }
 
-/// SIGTERM/SIGINT: stop accepting, let in-flight work finish (bounded), close everything.
-/// A second signal closes everything at once.
-fn begin_shutdown(lp: &mut Loop, state: &Rc<RefCell<State>>, signum: i32) {
+type LoopThread = std::thread::JoinHandle<()>;
+
+/// Starts loop `index` on its own thread with `plans`; returns once its services listen.
+fn spawn_loop(
+    index: usize,
+    plans: Vec<ServicePlan>,
+    reuse_port: bool,
+) -> anyhow::Result<(Arc<LoopObserver>, Peer, LoopThread)> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(Arc<LoopObserver>, Peer), String>>();
+    let thread = std::thread::Builder::new()
+        .name(format!("loopd-loop-{index}"))
+        .spawn(move || {
+            let mut lp = match Loop::with_options(LoopOptions {
+                index: Some(index),
+                ..LoopOptions::default()
+            }) {
+                Ok(lp) => lp,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot create loop {index}: {e}")));
+                    return;
+                }
+            };
+            let state = Rc::new(RefCell::new(LoopState {
+                services: Vec::new(),
+                draining: false,
+                reuse_port,
+            }));
+            for plan in &plans {
+                if let Err(e) = state.borrow_mut().start(&mut lp, plan) {
+                    let _ = ready_tx.send(Err(format!("loop {index}: {e}")));
+                    lp.close_all();
+                    lp.run(RunMode::Default);
+                    return;
+                }
+            }
+            let queue = Arc::new(Mutex::new(Vec::new()));
+            let q = queue.clone();
+            let st = state.clone();
+            let commands = Async::new(&mut lp, move |lp, _| {
+                let batch = std::mem::take(&mut *q.lock().unwrap_or_else(PoisonError::into_inner));
+                for c in batch {
+                    apply(lp, &st, c);
+                }
+            });
+            commands.set_label(&mut lp, "loopd commands");
+            let Some(wake) = commands.sender(&lp) else {
+                return;
+            };
+            if ready_tx
+                .send(Ok((lp.observer(), Peer { queue, wake })))
+                .is_err()
+            {
+                return;
+            }
+            lp.run(RunMode::Default);
+        })
+        .context("cannot start a loop thread")?;
+    match ready_rx.recv() {
+        Ok(Ok((observer, peer))) => Ok((observer, peer, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(anyhow::anyhow!(e))
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(anyhow::anyhow!("loop {index} failed to start"))
+        }
+    }
+}
+
+/// A command from loop 0, on another loop.
+fn apply(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, c: Command) {
+    match c {
+        Command::Shutdown => begin_shutdown(lp, state),
+        Command::Stop(names) => state.borrow_mut().stop(lp, &names),
+        Command::Start(plans) => {
+            let mut st = state.borrow_mut();
+            for plan in &plans {
+                if let Err(e) = st.start(lp, plan) {
+                    tracing::error!(loop_index = lp.index(), error = %e, "SIGHUP: service not started on this loop");
+                }
+            }
+        }
+    }
+}
+
+/// Stop accepting, let in-flight work finish (bounded), close everything. A second call
+/// (second signal) closes everything at once.
+fn begin_shutdown(lp: &mut Loop, state: &Rc<RefCell<LoopState>>) {
     let mut st = state.borrow_mut();
     if st.draining {
-        tracing::warn!(signum, "second shutdown signal: closing everything now");
+        tracing::warn!(
+            loop_index = lp.index(),
+            "second shutdown signal: closing everything now"
+        );
         lp.close_all();
         return;
     }
     st.draining = true;
     tracing::info!(
-        signum,
+        loop_index = lp.index(),
         "shutting down: no new connections; finishing in-flight work"
     );
     for s in &st.services {
@@ -159,10 +378,14 @@ fn begin_shutdown(lp: &mut Loop, state: &Rc<RefCell<State>>, signum: i32) {
         Duration::from_millis(20),
         move |lp, _| {
             if lp.requests_in_flight() == 0 {
-                tracing::info!("in-flight work finished; closing connections");
+                tracing::info!(
+                    loop_index = lp.index(),
+                    "in-flight work finished; closing connections"
+                );
                 lp.close_all();
             } else if lp.now() >= deadline {
                 tracing::warn!(
+                    loop_index = lp.index(),
                     in_flight = lp.requests_in_flight(),
                     "shutdown grace of {SHUTDOWN_GRACE:?} expired; cutting in-flight work"
                 );
@@ -175,13 +398,15 @@ fn begin_shutdown(lp: &mut Loop, state: &Rc<RefCell<State>>, signum: i32) {
     }
 }
 
-/// SIGHUP: re-reads the config file; services added or removed, the others untouched.
-fn reload(lp: &mut Loop, state: &Rc<RefCell<State>>) {
+/// SIGHUP: re-reads the config file; services added or removed on every loop, the others
+/// untouched.
+fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<RefCell<Leader>>) {
     let mut st = state.borrow_mut();
     if st.draining {
         return;
     }
-    let Some(path) = st.config.source.clone() else {
+    let mut ld = leader.borrow_mut();
+    let Some(path) = ld.config.source.clone() else {
         tracing::info!("SIGHUP: no config file to reload (started without --config)");
         return;
     };
@@ -192,16 +417,25 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<State>>) {
             return;
         }
     };
-    let registry = st.registry.clone();
-    let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut st.services)
-        .into_iter()
-        .partition(|s| new.services.contains(&s.config));
-    for s in gone {
+    if new.loops != ld.config.loops {
+        tracing::warn!(
+            "SIGHUP: `loops` changes need a restart; keeping {}",
+            ld.config.loops
+        );
+    }
+    let registry = ld.registry.clone();
+    let gone: Vec<String> = st
+        .services
+        .iter()
+        .filter(|s| !new.services.contains(&s.config))
+        .map(|s| s.name.clone())
+        .collect();
+    for s in st.services.iter().filter(|s| gone.contains(&s.name)) {
         tracing::info!(service = %s.name, addr = %s.addr, "SIGHUP: service removed");
-        s.listener.close(lp);
         registry.unregister(&s.name);
     }
-    st.services = keep;
+    st.stop(lp, &gone);
+    let mut added = Vec::new();
     let names = services::names(&new.services);
     for (svc, name) in new.services.iter().zip(names) {
         if st.services.iter().any(|s| &s.config == svc) {
@@ -212,11 +446,29 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<State>>) {
         } else {
             name
         };
-        match services::start(lp, svc, name, &registry) {
-            Ok(s) => st.services.push(s),
+        match services::start(lp, svc, name, &registry, st.reuse_port) {
+            Ok(s) => {
+                added.push(ServicePlan {
+                    config: svc.clone(),
+                    bind: s.addr,
+                    name: s.name.clone(),
+                    counters: s.counters.clone(),
+                });
+                st.services.push(s);
+            }
             Err(e) => tracing::error!(error = %e, "SIGHUP: service not started"),
         }
     }
-    st.config = new;
+    for p in &ld.peers {
+        if !gone.is_empty() {
+            p.send(Command::Stop(gone.clone()));
+        }
+        if !added.is_empty() {
+            p.send(Command::Start(added.clone()));
+        }
+    }
+    let loops = ld.config.loops;
+    ld.config = new;
+    ld.config.loops = loops;
     tracing::info!(services = st.services.len(), "SIGHUP: config reloaded");
 }

@@ -37,6 +37,9 @@ struct Cli {
     /// Thread-pool size, 1..=1024 (default $LOOPD_THREADPOOL_SIZE or 4).
     #[arg(long)]
     threadpool_size: Option<usize>,
+    /// Event loops, one thread each, sharing the services' ports (default 1).
+    #[arg(long)]
+    loops: Option<usize>,
     /// Stall threshold: a callback running longer is reported, e.g. `100ms`, `1s`, `250`.
     #[arg(long, value_parser = parse_millis)]
     stall_threshold: Option<u64>,
@@ -81,6 +84,9 @@ fn build_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(n) = cli.threadpool_size {
         config.threadpool_size = n;
+    }
+    if let Some(n) = cli.loops {
+        config.loops = n;
     }
     if let Some(ms) = cli.stall_threshold {
         config.stall_threshold_ms = ms;

@@ -7,10 +7,11 @@ pub mod prime;
 pub mod seq;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::config::{ServiceConfig, ServiceKind};
 use crate::engine::{EngineError, Handle, Loop, Tcp};
-use crate::observe::ServiceRegistry;
+use crate::observe::{ServiceCounters, ServiceRegistry};
 
 /// A service that is serving.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct RunningService {
     pub addr: SocketAddr,
     /// The listening handle.
     pub listener: Tcp,
+    /// Where its connections and bytes are counted (shared by every loop's instance).
+    pub counters: Arc<ServiceCounters>,
 }
 
 /// Why a service did not start.
@@ -43,7 +46,7 @@ fn proto_kind(kind: ServiceKind) -> proto::ServiceKind {
     }
 }
 
-/// Starts one service under `name`.
+/// Starts one service under `name`, registering its counters.
 ///
 /// # Errors
 /// The bind or listen failure, naming the service and address.
@@ -52,54 +55,77 @@ pub fn start(
     config: &ServiceConfig,
     name: String,
     registry: &ServiceRegistry,
+    reuse_port: bool,
+) -> Result<RunningService, StartError> {
+    let counters = registry.register(name.clone(), proto_kind(config.kind), config.bind);
+    match start_with(lp, config, name.clone(), counters, reuse_port) {
+        Ok(running) => {
+            registry.set_bind(&name, running.addr);
+            Ok(running)
+        }
+        Err(e) => {
+            registry.unregister(&name);
+            Err(e)
+        }
+    }
+}
+
+/// Starts one more instance of a service (another loop's, sharing the port with
+/// `SO_REUSEPORT`) that counts into existing `counters`.
+///
+/// # Errors
+/// The bind or listen failure, naming the service and address.
+pub fn start_with(
+    lp: &mut Loop,
+    config: &ServiceConfig,
+    name: String,
+    counters: Arc<ServiceCounters>,
+    reuse_port: bool,
 ) -> Result<RunningService, StartError> {
     let fail = |source| StartError {
         kind: config.kind.as_str(),
         bind: config.bind,
         source,
     };
-    let listener = match config.kind {
-        ServiceKind::Http => {
-            let counters = registry.register(name.clone(), proto_kind(config.kind), config.bind);
-            let root = config
-                .root
-                .clone()
-                .unwrap_or_else(|| std::path::PathBuf::from("."));
-            http::start(lp, config.bind, http::HttpOptions { root, counters }).map_err(fail)?
-        }
-        ServiceKind::Seq | ServiceKind::Prime => {
-            let listener = Tcp::new(lp);
-            let bound = listener
-                .bind(lp, config.bind)
-                .and_then(|()| listener.local_addr(lp));
-            let addr = match bound {
-                Ok(a) => a,
-                Err(e) => {
-                    listener.close(lp);
-                    return Err(fail(e));
-                }
-            };
-            let counters = registry.register(name.clone(), proto_kind(config.kind), addr);
-            let started = match config.kind {
-                ServiceKind::Seq => seq::start(lp, listener, counters),
-                _ => prime::start(lp, listener, config.mode.unwrap_or_default(), counters),
-            };
-            if let Err(e) = started {
-                listener.close(lp);
-                registry.unregister(&name);
-                return Err(fail(e));
-            }
-            listener
+    let listener = Tcp::new(lp);
+    let started = listener
+        .bind_with(lp, config.bind, reuse_port)
+        .and_then(|()| match config.kind {
+            ServiceKind::Seq => seq::start(lp, listener, counters.clone()),
+            ServiceKind::Prime => prime::start(
+                lp,
+                listener,
+                config.mode.unwrap_or_default(),
+                counters.clone(),
+            ),
+            ServiceKind::Http => http::serve(
+                lp,
+                listener,
+                http::HttpOptions {
+                    root: config
+                        .root
+                        .clone()
+                        .unwrap_or_else(|| std::path::PathBuf::from(".")),
+                    counters: counters.clone(),
+                },
+            ),
+        })
+        .and_then(|()| listener.local_addr(lp));
+    let addr = match started {
+        Ok(addr) => addr,
+        Err(e) => {
+            listener.close(lp);
+            return Err(fail(e));
         }
     };
-    let addr = listener.local_addr(lp).unwrap_or(config.bind);
     listener.set_label(lp, format!("{} listen {addr}", config.kind.as_str()));
-    tracing::info!(service = %name, kind = config.kind.as_str(), %addr, "service listening");
+    tracing::info!(service = %name, kind = config.kind.as_str(), %addr, loop_index = lp.index(), "service listening");
     Ok(RunningService {
         config: config.clone(),
         name,
         addr,
         listener,
+        counters,
     })
 }
 

@@ -127,6 +127,13 @@ impl ServiceRegistry {
         counters
     }
 
+    /// Records the address a service actually bound (a port 0 resolved at bind time).
+    pub fn set_bind(&self, name: &str, bind: SocketAddr) {
+        if let Some(e) = self.lock().iter_mut().find(|e| e.name == name) {
+            e.bind = bind;
+        }
+    }
+
     /// Removes a service; its metrics disappear from the next scrape.
     pub fn unregister(&self, name: &str) {
         self.lock().retain(|e| e.name != name);

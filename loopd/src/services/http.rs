@@ -100,31 +100,36 @@ type ConnRef = Rc<RefCell<Conn>>;
 /// ```
 pub fn start(lp: &mut Loop, bind: SocketAddr, options: HttpOptions) -> Result<Tcp, EngineError> {
     let listener = Tcp::new(lp);
+    if let Err(e) = listener
+        .bind(lp, bind)
+        .and_then(|()| serve(lp, listener, options))
+    {
+        listener.close(lp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// Serves static files on an already bound listener (several loops can share a port with
+/// `SO_REUSEPORT`, each serving its own listener).
+///
+/// # Errors
+/// Listen failures.
+pub fn serve(lp: &mut Loop, listener: Tcp, options: HttpOptions) -> Result<(), EngineError> {
     let server: ServerRef = Rc::new(RefCell::new(Server {
         root: options.root,
         canonical_root: None,
         counters: options.counters,
     }));
     let s = server.clone();
-    let started = listener
-        .bind(lp, bind)
-        .and_then(|()| {
-            listener.listen(lp, 1024, move |lp, listener, status| {
-                on_connection(lp, listener, status, &s)
-            })
-        })
-        .and_then(|()| listener.local_addr(lp));
-    let addr = match started {
-        Ok(addr) => addr,
-        Err(e) => {
-            listener.close(lp);
-            return Err(e);
-        }
-    };
+    listener.listen(lp, 1024, move |lp, listener, status| {
+        on_connection(lp, listener, status, &s)
+    })?;
+    let addr = listener.local_addr(lp)?;
     listener.set_label(lp, format!("http listen {addr}"));
     // Resolve the root now, so the first request usually finds it ready.
     with_canonical_root(lp, &server, |_, _| {});
-    Ok(listener)
+    Ok(())
 }
 
 fn on_connection(lp: &mut Loop, listener: Tcp, status: io::Result<()>, server: &ServerRef) {

@@ -97,3 +97,36 @@ fn sighup_adds_and_removes_services_without_dropping_others() {
     kept.write_all(b"^a$").unwrap();
     assert_eq!(read_n(&mut kept, 1), b"b");
 }
+
+#[test]
+fn two_loops_share_the_ports_and_both_show_in_metrics() {
+    let mut d = Daemon::start_with_args(
+        "[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:0\"\n",
+        &["--loops", "2"],
+    );
+    let seq = d.addr("seq");
+    // Many connections: the kernel spreads them over both loops' listeners.
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = connect(seq);
+                assert_eq!(read_n(&mut s, 1), b"*");
+                s.write_all(b"^hal$").unwrap();
+                assert_eq!(read_n(&mut s, 3), b"ibm");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (_, body) = d.scrape("/metrics");
+    for l in ["0", "1"] {
+        let line = format!("loopd_handles{{loop=\"{l}\",type=\"tcp\"}}");
+        assert!(
+            body.lines().any(|x| x.starts_with(&line)),
+            "loop {l} has its own listener: {line} missing"
+        );
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
