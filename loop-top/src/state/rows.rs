@@ -162,10 +162,18 @@ pub fn stall_target(s: &Stall) -> String {
     }
 }
 
-/// The innermost frame of a stall's stack, e.g. `is_prime (prime.rs:52)`.
+/// The innermost frame of a stall's stack that is not the standard library's, e.g.
+/// `loopd::services::prime::is_prime (loopd/src/services/prime.rs:52)`: a real sample's
+/// innermost frame is often an inlined `core::…` helper (`<impl u64>::is_multiple_of`) that
+/// says nothing about what blocked. Falls back to the innermost frame.
 pub fn top_frame(s: &Stall) -> String {
-    match s.stack.first() {
-        Some(f) => match (&f.file, f.line) {
+    let frame = s
+        .stack
+        .iter()
+        .find(|f| !is_std_frame(f))
+        .or_else(|| s.stack.first());
+    match frame {
+        Some(f) => match (f.file.as_deref().map(short_file), f.line) {
             (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
             (Some(file), None) => format!("{} ({file})", f.function),
             _ => f.function.clone(),
@@ -174,6 +182,31 @@ pub fn top_frame(s: &Stall) -> String {
             Some(e) => format!("(no stack: {e})"),
             None => "(no stack)".to_owned(),
         },
+    }
+}
+
+/// A frame of Rust's standard library (`core`, `alloc`, `std`), inlined or not.
+fn is_std_frame(f: &proto::Frame) -> bool {
+    let function = f.function.trim_start_matches('<');
+    f.file.as_deref().is_some_and(|p| p.starts_with("/rustc/"))
+        || ["core::", "alloc::", "std::"]
+            .iter()
+            .any(|c| function.starts_with(c))
+}
+
+/// An absolute source path shortened to the crate directory on, like the protocol examples:
+/// `/work/main/loopd/src/services/prime.rs` → `loopd/src/services/prime.rs`. Relative paths
+/// are kept as they are.
+fn short_file(path: &str) -> &str {
+    if !path.starts_with('/') {
+        return path;
+    }
+    match path.rfind("/src/") {
+        Some(src) => match path[..src].rfind('/') {
+            Some(start) => &path[start + 1..],
+            None => path,
+        },
+        None => path,
     }
 }
 
@@ -213,5 +246,55 @@ impl Row for Stall {
             || opt_contains(self.label.as_deref(), n)
             || self.stack.iter().any(|f| contains(&f.function, n))
             || self.id.to_string() == n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: Option<&str>, line: Option<u32>) -> proto::Frame {
+        proto::Frame {
+            function: function.to_owned(),
+            file: file.map(str::to_owned),
+            line,
+        }
+    }
+
+    #[test]
+    fn top_frame_skips_inlined_std_frames_and_shortens_absolute_paths() {
+        let stall = Stall {
+            stack: vec![
+                frame(
+                    "core::num::<impl u64>::is_multiple_of",
+                    Some("/rustc/5980/library/core/src/num/uint_macros.rs"),
+                    Some(3747),
+                ),
+                frame(
+                    "loopd::services::prime::is_prime_trial_division",
+                    Some("/work/main/loopd/src/services/prime.rs"),
+                    Some(29),
+                ),
+            ],
+            ..Stall::default()
+        };
+        assert_eq!(
+            top_frame(&stall),
+            "loopd::services::prime::is_prime_trial_division (loopd/src/services/prime.rs:29)"
+        );
+        // Only std frames: the innermost one. Relative paths stay as they are.
+        let only_std = Stall {
+            stack: vec![frame(
+                "<alloc::boxed::Box<F> as Fn>::call",
+                Some("x/src/a.rs"),
+                None,
+            )],
+            ..Stall::default()
+        };
+        assert_eq!(
+            top_frame(&only_std),
+            "<alloc::boxed::Box<F> as Fn>::call (x/src/a.rs)"
+        );
+        assert_eq!(short_file("/abs/no-src-dir/a.rs"), "/abs/no-src-dir/a.rs");
     }
 }
