@@ -623,6 +623,12 @@ fn check_topics(method: &str, topics: &[Topic]) -> Result<(), CallError> {
 
 /// The known method closest to `method`, if it is plausibly a typo.
 fn suggest(method: &str) -> Option<&'static str> {
+    // No known method is within reach of a long name (edit distance is at least the length
+    // difference, and a prefix is shorter): skip the quadratic distance, which a 1 MiB
+    // method name would otherwise turn into seconds of control-thread CPU.
+    if method.len() > 64 {
+        return None;
+    }
     let lower = method.to_ascii_lowercase();
     ALL.iter()
         .map(|m| (edit_distance(&lower, m), *m))
@@ -741,6 +747,25 @@ mod tests {
         assert_eq!(suggest("config_set"), Some(CONFIG_SET));
         assert_eq!(suggest("xyzzy"), None);
         assert_eq!(suggest(""), None);
+    }
+
+    #[test]
+    fn long_unknown_method_is_cheap() {
+        // Regression: the did-you-mean search was quadratic; a method name of nearly 1 MiB
+        // (the line limit) held the control thread for 1.6 s (release build) per line.
+        assert!(ALL.iter().all(|m| m.len() + 2 < 64 / 4));
+        assert_eq!(suggest(&"s".repeat(65)), None);
+        assert_eq!(suggest("statusss"), Some(STATUS));
+        let started = std::time::Instant::now();
+        let e = err(&"s".repeat(1_000_000), Value::Null);
+        assert!(matches!(
+            e,
+            CallError::MethodNotFound {
+                suggestion: None,
+                ..
+            }
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
     }
 
     #[test]
