@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! cargo run --release -p loopd-bench -- [--reps N] [--quick] [--json FILE]
-//!     [--peers loopd-on,loopd-off,libuv,node] [--timeout SECS] [--list] [SCENARIO...]
+//!     [--peers loopd-on,loopd-off,libuv,node,mio] [--timeout SECS] [--list] [SCENARIO...]
 //! ```
 //! Exit codes: 0 every run succeeded, 1 some run failed or the harness could not
 //! start, 2 usage.
 #![allow(clippy::print_stdout)]
 
+mod callgrind;
+mod net;
 mod peer;
 mod prepare;
 mod report;
@@ -39,9 +41,12 @@ options:
   --reps N            repetitions per peer (default 5; 1 with --quick)
   --quick             smaller sizes and 1 repetition (for development)
   --json FILE         also write every run, the medians and the ratios as JSON
-  --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node
+  --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node,mio
   --threadpool-size N thread-pool size for every peer (default 4)
   --timeout SECS      kill a run after this long (default 300)
+  --callgrind         instead of the scenarios: instructions per pingpong round trip
+                      of each echo server under valgrind --tool=callgrind (peers
+                      loopd-on,loopd-off,libuv,mio; 20k round trips, 2k with --quick)
   --list              list the scenarios and exit
   -h, --help          this help
 
@@ -58,6 +63,7 @@ struct Options {
     timeout: Duration,
     list: bool,
     help: bool,
+    callgrind: bool,
     scenarios: Vec<&'static Scenario>,
 }
 
@@ -72,6 +78,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         timeout: Duration::from_secs(300),
         list: false,
         help: false,
+        callgrind: false,
         scenarios: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -92,7 +99,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
                 let mut peers = Vec::new();
                 for name in list.split(',').filter(|s| !s.is_empty()) {
                     let p = Peer::parse(name).with_context(|| {
-                        format!("unknown peer {name:?} (peers: loopd-on, loopd-off, libuv, node)")
+                        format!(
+                            "unknown peer {name:?} (peers: loopd-on, loopd-off, libuv, node, mio)"
+                        )
                     })?;
                     if !peers.contains(&p) {
                         peers.push(p);
@@ -118,6 +127,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
                 opts.timeout = Duration::from_secs(secs.max(1));
             }
             "--list" => opts.list = true,
+            "--callgrind" => opts.callgrind = true,
             "-h" | "--help" => opts.help = true,
             flag if flag.starts_with('-') => bail!("unknown option {flag}"),
             name => {
@@ -178,6 +188,9 @@ fn run(opts: &Options) -> Result<ExitCode> {
         );
     }
 
+    if opts.callgrind {
+        return run_callgrind(opts);
+    }
     let (programs, peers) = prepare_programs(opts)?;
     let meta = metadata(opts, &programs, &peers);
     let load_at_start = load_average();
@@ -210,7 +223,10 @@ fn run(opts: &Options) -> Result<ExitCode> {
                     continue;
                 }
                 let outcome = match programs.command(peer, scenario, opts.quick)? {
-                    Some(cmd) => run::run(cmd, scenario.peer_scenario, opts.timeout),
+                    Some(cmd) => match net_run(scenario, opts.quick) {
+                        Some(net) => run::run_net(cmd, net, opts.timeout),
+                        None => run::run(cmd, scenario.peer_scenario, opts.timeout),
+                    },
                     None => Outcome::Unsupported,
                 };
                 eprintln!(
@@ -282,6 +298,9 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
     {
         programs.loopd_peer = Some(prepare::loopd_peer()?);
     }
+    if peers.contains(&Peer::Mio) {
+        programs.mio_peer = Some(prepare::mio_peer()?);
+    }
     if peers.contains(&Peer::Libuv) {
         eprintln!("building the libuv peer (peers/build/libuv-peer)");
         programs.libuv_peer = Some(prepare::libuv_peer()?);
@@ -303,6 +322,72 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
         }
     }
     Ok((programs, peers))
+}
+
+/// `--callgrind`: instructions per pingpong round trip of each peer's echo server.
+fn run_callgrind(opts: &Options) -> Result<ExitCode> {
+    let version = callgrind::check_valgrind()?;
+    let mut peers: Vec<Peer> = match &opts.peers {
+        Some(p) => p.clone(),
+        None => callgrind::PEERS.to_vec(),
+    };
+    if peers.contains(&Peer::Node) {
+        eprintln!(
+            "loopd-bench: note: --callgrind leaves node out (its JIT warms up during the run)"
+        );
+        peers.retain(|p| *p != Peer::Node);
+    }
+    if peers.is_empty() {
+        bail!("--callgrind: no peer to measure");
+    }
+    let mut o = Options {
+        peers: Some(peers.clone()),
+        ..parse_args(Vec::new())?
+    };
+    o.threadpool_size = opts.threadpool_size;
+    let (programs, peers) = prepare_programs(&o)?;
+    let scenario = Scenario::find("pingpong").context("no pingpong scenario")?;
+    let out_dir = prepare::bench_dir().join("out/callgrind");
+    eprintln!(
+        "== callgrind ({version}): pingpong server, Ir(n=1) and Ir(n={}) per peer; \
+         profiles in {}",
+        callgrind::round_trips(opts.quick),
+        out_dir.display()
+    );
+    let load_at_start = load_average();
+    let counts = callgrind::run_all(
+        &programs,
+        &peers,
+        scenario,
+        opts.quick,
+        &out_dir,
+        opts.timeout,
+    )?;
+    println!("\n{}", callgrind::table(&counts));
+    if let Some(path) = &opts.json {
+        let mut meta = metadata(opts, &programs, &peers);
+        meta["valgrind"] = json!(version);
+        meta["loadavg_at_start"] = json!(load_at_start);
+        let doc = json!({ "meta": meta, "callgrind": callgrind::json(&counts) });
+        let text = serde_json::to_string_pretty(&doc).context("encoding the JSON")?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The client side of a network scenario, `None` for the others.
+fn net_run(scenario: &Scenario, quick: bool) -> Option<run::NetRun> {
+    Some(run::NetRun {
+        client: scenario.client?,
+        n: scenario.size("n", quick)?,
+        conns: scenario.size("conns", quick)?,
+    })
 }
 
 /// The 1-minute load average, from `/proc/loadavg`.

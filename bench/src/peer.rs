@@ -18,10 +18,19 @@ pub enum Peer {
     Libuv,
     /// The scripts in `peers/node/` under the system `node`.
     Node,
+    /// `mio-peer`: a raw mio echo loop, our own code — the floor of the network
+    /// scenarios (it has no others).
+    Mio,
 }
 
 /// Every peer, in the order a repetition runs them.
-pub const ALL_PEERS: &[Peer] = &[Peer::LoopdOn, Peer::LoopdOff, Peer::Libuv, Peer::Node];
+pub const ALL_PEERS: &[Peer] = &[
+    Peer::LoopdOn,
+    Peer::LoopdOff,
+    Peer::Libuv,
+    Peer::Node,
+    Peer::Mio,
+];
 
 impl Peer {
     /// Name on the command line, in the table and in the JSON.
@@ -31,6 +40,7 @@ impl Peer {
             Peer::LoopdOff => "loopd-off",
             Peer::Libuv => "libuv",
             Peer::Node => "node",
+            Peer::Mio => "mio",
         }
     }
 
@@ -47,6 +57,8 @@ pub struct Programs {
     pub loopd_peer: Option<PathBuf>,
     /// `peers/build/libuv-peer`, built by [`crate::build`].
     pub libuv_peer: Option<PathBuf>,
+    /// `mio-peer`, which cargo builds beside this binary.
+    pub mio_peer: Option<PathBuf>,
     /// The `node` binary and the directory of the Node scripts.
     pub node: Option<(PathBuf, PathBuf)>,
     /// Thread-pool size given to every peer (`LOOPD_THREADPOOL_SIZE`, `UV_THREADPOOL_SIZE`).
@@ -81,6 +93,14 @@ impl Programs {
                 };
                 let mut cmd = Command::new(node);
                 cmd.arg(dir.join(script));
+                cmd
+            }
+            Peer::Mio => {
+                if scenario.client.is_none() {
+                    return Ok(None);
+                }
+                let mut cmd = Command::new(need(self.mio_peer.as_deref(), peer)?);
+                cmd.arg(scenario.peer_scenario);
                 cmd
             }
         };

@@ -14,12 +14,21 @@ pub fn bench_dir() -> PathBuf {
 
 /// `loopd-peer`, which cargo builds beside this binary.
 pub fn loopd_peer() -> Result<PathBuf> {
+    sibling("loopd-peer")
+}
+
+/// `mio-peer`, which cargo builds beside this binary.
+pub fn mio_peer() -> Result<PathBuf> {
+    sibling("mio-peer")
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find this executable's path")?;
-    let peer = me.with_file_name(format!("loopd-peer{}", std::env::consts::EXE_SUFFIX));
+    let peer = me.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !peer.is_file() {
         bail!(
             "{} not found: run the harness with `cargo run --release -p loopd-bench`, \
-             which builds loopd-peer too",
+             which builds {name} too",
             peer.display()
         );
     }
@@ -87,7 +96,9 @@ pub fn node_version(node: &Path) -> Option<String> {
 /// What a run needs that is not a peer: the message for a peer that cannot run here.
 pub fn unavailable_hint(peer: Peer) -> &'static str {
     match peer {
-        Peer::LoopdOn | Peer::LoopdOff => "build it with `cargo build --release -p loopd-bench`",
+        Peer::LoopdOn | Peer::LoopdOff | Peer::Mio => {
+            "build it with `cargo build --release -p loopd-bench`"
+        }
         Peer::Libuv => "install `libuv1-dev` and `pkg-config`",
         Peer::Node => "install `nodejs`",
     }

@@ -115,6 +115,9 @@ pub const RATIOS: &[(Peer, Peer)] = &[
     (Peer::LoopdOff, Peer::Libuv),
     (Peer::LoopdOn, Peer::LoopdOff),
     (Peer::LoopdOn, Peer::Node),
+    (Peer::LoopdOn, Peer::Mio),
+    (Peer::LoopdOff, Peer::Mio),
+    (Peer::Libuv, Peer::Mio),
 ];
 
 /// A ratio between two peers' summaries, oriented so that > 1.0 means `a` is better.

@@ -1,6 +1,6 @@
 //! Running one peer once, as a child process, and measuring it from outside.
 
-use std::io::Read as _;
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use serde_json::Value;
 
+use crate::net::{self, Client};
 use crate::scenario::EXIT_UNSUPPORTED;
 use crate::sys;
 
@@ -61,13 +62,40 @@ pub enum Outcome {
 /// Runs `cmd` to completion (killing it after `timeout`) and checks that its result
 /// line is for `scenario`.
 pub fn run(mut cmd: Command, scenario: &str, timeout: Duration) -> Outcome {
-    match run_inner(&mut cmd, scenario, timeout) {
+    match run_inner(&mut cmd, scenario, timeout, None) {
         Ok(outcome) => outcome,
         Err(e) => Outcome::Failed(format!("{e:#}")),
     }
 }
 
-fn run_inner(cmd: &mut Command, scenario: &str, timeout: Duration) -> Result<Outcome> {
+/// A network scenario's client side: which client, and its sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct NetRun {
+    /// The client program.
+    pub client: Client,
+    /// Round trips (or connections).
+    pub n: u64,
+    /// Connections the server is told to serve.
+    pub conns: u64,
+}
+
+/// Runs server `cmd`: reads its port (the first line on stdout), runs the client
+/// against it, then waits for the server to exit by itself (it does once it has served
+/// `conns` connections) and reads its CPU time. The result is the client's count and
+/// timing with the server's CPU, RSS and process time.
+pub fn run_net(mut cmd: Command, net: NetRun, timeout: Duration) -> Outcome {
+    match run_inner(&mut cmd, "", timeout, Some(net)) {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+fn run_inner(
+    cmd: &mut Command,
+    scenario: &str,
+    timeout: Duration,
+    net: Option<NetRun>,
+) -> Result<Outcome> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -104,7 +132,28 @@ fn run_inner(cmd: &mut Command, scenario: &str, timeout: Duration) -> Result<Out
         text
     });
     let mut stdout = String::new();
-    if let Some(out) = child.stdout.as_mut() {
+    let mut client: Option<Result<net::ClientResult>> = None;
+    if let Some(out) = child.stdout.take() {
+        let mut out = BufReader::new(out);
+        if let Some(net) = net {
+            let mut first = String::new();
+            out.read_line(&mut first)
+                .context("reading the server's port")?;
+            let result = first
+                .trim()
+                .parse::<u16>()
+                .with_context(|| format!("the server's first line is not a port: {first:?}"))
+                .and_then(|port| {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    net::run(net.client, addr, net.n, net.conns, started + timeout)
+                });
+            if result.is_err() && !first.is_empty() {
+                // The server would wait for connections that never come. It has not
+                // been reaped (that happens below), so the pid is still its own.
+                let _ = sys::kill(pid);
+            }
+            client = Some(result);
+        }
         out.read_to_string(&mut stdout)
             .context("reading the peer's stdout")?;
     }
@@ -122,8 +171,30 @@ fn run_inner(cmd: &mut Command, scenario: &str, timeout: Duration) -> Result<Out
     if usage.status.code() == Some(EXIT_UNSUPPORTED) {
         return Ok(Outcome::Unsupported);
     }
+    if let Some(Err(e)) = &client {
+        bail!("client: {e:#}{}", tail(&stderr));
+    }
     if !usage.status.success() {
         bail!("{}{}", usage.status, tail(&stderr));
+    }
+    if let Some(Ok(c)) = client {
+        let mut extra = c.extra;
+        if let Some(server) = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
+            extra["server"] = server;
+        }
+        return Ok(Outcome::Ok(Measurement {
+            ops: c.ops,
+            seconds: c.seconds,
+            process_seconds,
+            user_seconds: usage.user.as_secs_f64(),
+            sys_seconds: usage.sys.as_secs_f64(),
+            max_rss_kib: usage.max_rss_kib,
+            extra,
+        }));
     }
     let line = stdout
         .lines()

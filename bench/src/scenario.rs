@@ -5,6 +5,8 @@
 //! A peer that does not implement a scenario exits with [`EXIT_UNSUPPORTED`] and is shown
 //! as `n/a`, so the registry may run ahead of the peers.
 
+use crate::net::Client;
+
 /// Exit code of a peer that does not implement the scenario it was asked for.
 pub const EXIT_UNSUPPORTED: i32 = 3;
 
@@ -37,6 +39,9 @@ pub struct Scenario {
     pub quick_args: &'static [(&'static str, u64)],
     /// The Node.js peer script (`peers/node/<script>`), if Node has an equivalent.
     pub node_script: Option<&'static str>,
+    /// For a network scenario, the client the harness runs against the peer, which is
+    /// then a server (see `crate::net`); `None`: the peer does the work and times it.
+    pub client: Option<Client>,
 }
 
 /// Every scenario, in the order they run.
@@ -51,6 +56,7 @@ pub const SCENARIOS: &[Scenario] = &[
         args: &[("n", 1_000_000)],
         quick_args: &[("n", 100_000)],
         node_script: Some("timers.js"),
+        client: None,
     },
     Scenario {
         name: "async1",
@@ -61,6 +67,7 @@ pub const SCENARIOS: &[Scenario] = &[
         args: &[("n", 100_000)],
         quick_args: &[("n", 10_000)],
         node_script: Some("async1.js"),
+        client: None,
     },
     Scenario {
         name: "queue_work",
@@ -72,6 +79,7 @@ pub const SCENARIOS: &[Scenario] = &[
         args: &[("n", 100_000), ("inflight", 1)],
         quick_args: &[("n", 10_000), ("inflight", 1)],
         node_script: Some("queue_work.js"),
+        client: None,
     },
     Scenario {
         name: "queue_work_batch",
@@ -83,10 +91,54 @@ pub const SCENARIOS: &[Scenario] = &[
         args: &[("n", 2_000_000), ("inflight", 1000)],
         quick_args: &[("n", 200_000), ("inflight", 1000)],
         node_script: Some("queue_work.js"),
+        client: None,
+    },
+    Scenario {
+        name: "pingpong",
+        peer_scenario: "echo",
+        about: "libuv's ping_pongs: 1 TCP connection, the harness's blocking client sends \
+                \"PING\\n\", the peer's echo server echoes, send again on receipt; round \
+                trips/s, server CPU per round trip",
+        metric: Metric::Throughput,
+        op: "round trip",
+        args: &[("n", 100_000), ("conns", 1)],
+        quick_args: &[("n", 10_000), ("conns", 1)],
+        node_script: Some("echo.js"),
+        client: Some(Client::PingPong),
+    },
+    Scenario {
+        name: "pingpong100",
+        peer_scenario: "echo",
+        about: "100 TCP connections ping-ponging at once (the harness's mio client), n round \
+                trips in total; round trips/s, server CPU per round trip",
+        metric: Metric::Throughput,
+        op: "round trip",
+        args: &[("n", 100_000), ("conns", 100)],
+        quick_args: &[("n", 10_000), ("conns", 100)],
+        node_script: Some("echo.js"),
+        client: Some(Client::PingPongMany),
+    },
+    Scenario {
+        name: "pound",
+        peer_scenario: "echo",
+        about: "accept rate (libuv's tcp_pound): 100 at a time, connect, 1 byte echoed, \
+                close (reset), next; connections/s, server CPU per connection",
+        metric: Metric::Throughput,
+        op: "connection",
+        args: &[("n", 20_000), ("conns", 20_000)],
+        quick_args: &[("n", 2_000), ("conns", 2_000)],
+        node_script: Some("echo.js"),
+        client: Some(Client::Pound { concurrency: 100 }),
     },
 ];
 
 impl Scenario {
+    /// One size argument of this run (`n`, `conns`, ...).
+    pub fn size(&self, key: &str, quick: bool) -> Option<u64> {
+        let args = if quick { self.quick_args } else { self.args };
+        args.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
     /// Looks a scenario up by name.
     pub fn find(name: &str) -> Option<&'static Scenario> {
         SCENARIOS.iter().find(|s| s.name == name)
@@ -120,6 +172,9 @@ mod tests {
             assert_eq!(Scenario::find(s.name).map(|f| f.name), Some(s.name));
             assert_eq!(SCENARIOS.iter().filter(|t| t.name == s.name).count(), 1);
             assert_eq!(s.args.len(), s.quick_args.len(), "{}", s.name);
+            if s.client.is_some() {
+                assert!(s.size("n", false).is_some() && s.size("conns", true).is_some());
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-/* libuv-peer SCENARIO [--n N] [--inflight K]: the libuv side of loopd-bench. */
+/* libuv-peer SCENARIO [--n N] [--inflight K] [--conns C]: the libuv side of loopd-bench. */
 #include <string.h>
 
 #include "peer.h"
@@ -21,11 +21,12 @@ static const scenario scenarios[] = {
     {"timers", scenario_timers},
     {"async1", scenario_async1},
     {"queue_work", scenario_queue_work},
+    {"echo", scenario_echo},
 };
 
 static int usage(void) {
   size_t i;
-  fprintf(stderr, "usage: libuv-peer SCENARIO [--n N] [--inflight K]\nscenarios:");
+  fprintf(stderr, "usage: libuv-peer SCENARIO [--n N] [--inflight K] [--conns C]\nscenarios:");
   for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
     fprintf(stderr, " %s", scenarios[i].name);
   fprintf(stderr, "\n");
@@ -33,7 +34,7 @@ static int usage(void) {
 }
 
 int main(int argc, char** argv) {
-  peer_args args = {0, 1};
+  peer_args args = {0, 1, 1};
   size_t i;
   int a;
   char* end;
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
       slot = &args.n;
     else if (strcmp(argv[a], "--inflight") == 0)
       slot = &args.inflight;
+    else if (strcmp(argv[a], "--conns") == 0)
+      slot = &args.conns;
     else {
       fprintf(stderr, "libuv-peer: unknown argument %s\n", argv[a]);
       return usage();

@@ -12,10 +12,11 @@
 
 #include <uv.h>
 
-/* Size arguments, the same flags every peer takes (--n, --inflight). */
+/* Size arguments, the same flags every peer takes (--n, --inflight, --conns). */
 typedef struct {
   uint64_t n;        /* how many operations (timers, round trips, jobs) */
   uint64_t inflight; /* queue_work: jobs kept in flight */
+  uint64_t conns;    /* echo: connections to serve before exiting */
 } peer_args;
 
 /* Prints the result line: {"scenario":..,"peer":"libuv","ops":..,"seconds":..,"extra":{..}}.
@@ -46,5 +47,6 @@ void emit_result(const char* scenario, uint64_t ops, double seconds,
 int scenario_timers(const peer_args* args);
 int scenario_async1(const peer_args* args);
 int scenario_queue_work(const peer_args* args);
+int scenario_echo(const peer_args* args);
 
 #endif

@@ -3,13 +3,13 @@
 // one JSON result line every peer prints on stdout.
 
 function parseArgs(argv) {
-  const args = { n: 0, inflight: 1 };
+  const args = { n: 0, inflight: 1, conns: 1 };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i];
     const value = Number(argv[i + 1]);
-    if ((key !== '--n' && key !== '--inflight') || !Number.isSafeInteger(value) || value <= 0) {
+    if (!['--n', '--inflight', '--conns'].includes(key) || !Number.isSafeInteger(value) || value <= 0) {
       process.stderr.write(`node-peer: bad argument ${key} ${argv[i + 1]}\n` +
-        'usage: node SCENARIO.js --n N [--inflight K]\n');
+        'usage: node SCENARIO.js --n N [--inflight K] [--conns C]\n');
       process.exit(64);
     }
     args[key.slice(2)] = value;

@@ -1,4 +1,4 @@
-//! `loopd-peer SCENARIO [--no-instrument] [--n N] [--inflight K]`: the loopd side of
+//! `loopd-peer SCENARIO [--no-instrument] [--n N] [--inflight K] [--conns C]`: the loopd side of
 //! loopd-bench. Each scenario mirrors its libuv peer in `peers/libuv/` line for line.
 //! Prints one JSON result line on stdout; exits 3 for a scenario it does not have.
 #![allow(clippy::print_stdout)]
@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use loopd::engine::{Async, Handle as _, Loop, LoopOptions, RunMode, ThreadPool, Timer};
+use loopd::engine::{
+    Async, Handle as _, Loop, LoopOptions, ReadEvent, RunMode, Tcp, ThreadPool, Timer,
+};
 use serde_json::{json, Value};
 
 /// Exit code for "no such scenario" (the harness shows the peer as n/a).
@@ -21,6 +23,7 @@ struct Args {
     instrument: bool,
     n: u64,
     inflight: u64,
+    conns: u64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -31,21 +34,22 @@ fn parse_args() -> Result<Args> {
         instrument: true,
         n: 0,
         inflight: 1,
+        conns: 1,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
             "--no-instrument" => args.instrument = false,
-            "--n" | "--inflight" => {
+            "--n" | "--inflight" | "--conns" => {
                 let v: u64 = it
                     .next()
                     .with_context(|| format!("{a} needs a value"))?
                     .parse()
                     .with_context(|| format!("{a}: not a number"))?;
                 ensure!(v > 0, "{a} must be positive");
-                if a == "--n" {
-                    args.n = v;
-                } else {
-                    args.inflight = v;
+                match a.as_str() {
+                    "--n" => args.n = v,
+                    "--inflight" => args.inflight = v,
+                    _ => args.conns = v,
                 }
             }
             other => bail!("unknown argument {other}"),
@@ -61,7 +65,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "loopd-peer: {e:#}\nusage: loopd-peer SCENARIO [--no-instrument] [--n N] \
-                 [--inflight K]\nscenarios: timers async1 queue_work"
+                 [--inflight K] [--conns C]\nscenarios: timers async1 queue_work echo"
             );
             return ExitCode::from(64);
         }
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         "timers" => timers(&args),
         "async1" => async1(&args),
         "queue_work" => queue_work(&args),
+        "echo" => echo(&args),
         other => {
             eprintln!("loopd-peer: no scenario {other:?}");
             return ExitCode::from(EXIT_UNSUPPORTED);
@@ -308,4 +313,69 @@ fn queue_work(args: &Args) -> Result<()> {
         }),
     );
     Ok(())
+}
+
+thread_local! {
+    static ACCEPTED: Cell<u64> = const { Cell::new(0) };
+    static CONNS_CLOSED: Cell<u64> = const { Cell::new(0) };
+    static CONNS_WANTED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The server side of the network scenarios (pingpong, pingpong100, pound), the same
+/// echo server as `peers/libuv/echo.c`: a listener on 127.0.0.1:0 whose port is the
+/// first line on stdout; each connection echoes what it reads (`read_start` →
+/// `write(data.to_vec(), None)`) and closes on EOF or error. After `conns` accepts the
+/// listener closes, and the loop returns when every connection has closed. The client
+/// in the harness measures; the harness reads this process's CPU time.
+fn echo(args: &Args) -> Result<()> {
+    let mut lp = new_loop(args)?;
+    CONNS_WANTED.with(|c| c.set(args.conns));
+    let server = Tcp::new(&mut lp);
+    server.bind(&mut lp, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    server.listen(&mut lp, 1024, on_connection)?;
+    let port = server.local_addr(&lp)?.port();
+    println!("{port}");
+    lp.run(RunMode::Default);
+    let (accepted, closed) = (ACCEPTED.with(Cell::get), CONNS_CLOSED.with(Cell::get));
+    ensure!(
+        accepted == args.conns && closed == args.conns,
+        "accepted {accepted}, closed {closed} of {} connections",
+        args.conns
+    );
+    println!("{}", json!({ "accepted": accepted }));
+    Ok(())
+}
+
+fn on_connection(lp: &mut Loop, server: Tcp, status: std::io::Result<()>) {
+    if status.is_err() {
+        return;
+    }
+    let Ok(client) = server.accept(lp) else {
+        return;
+    };
+    let accepted = ACCEPTED.with(|a| {
+        a.set(a.get() + 1);
+        a.get()
+    });
+    if accepted == CONNS_WANTED.with(Cell::get) {
+        server.close(lp);
+    }
+    if client.read_start(lp, on_read).is_err() {
+        close_conn(lp, client);
+    }
+}
+
+fn on_read(lp: &mut Loop, client: Tcp, ev: ReadEvent<'_>) {
+    match ev {
+        ReadEvent::Data(d) => {
+            if client.write(lp, d.to_vec(), None).is_err() {
+                close_conn(lp, client);
+            }
+        }
+        ReadEvent::Eof | ReadEvent::Error(_) => close_conn(lp, client),
+    }
+}
+
+fn close_conn(lp: &mut Loop, client: Tcp) {
+    client.close_then(lp, |_: &mut Loop| CONNS_CLOSED.with(|c| c.set(c.get() + 1)));
 }
