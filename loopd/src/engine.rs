@@ -161,7 +161,8 @@ pub(crate) struct Pending {
 /// through [`AsyncSender`], the thread pool and its [`LoopObserver`].
 pub struct Loop {
     poll: mio::Poll,
-    events: mio::Events,
+    /// Taken out while the poll phase iterates them (`None` only then).
+    events: Option<mio::Events>,
     /// Loop time: read once per iteration (libuv's `loop->time`), nanoseconds.
     now_ns: u64,
     /// The latest clock reading of the instrumentation: start of the next measured interval.
@@ -230,7 +231,7 @@ impl Loop {
         let now = clock::now_ns();
         let mut lp = Loop {
             poll,
-            events: mio::Events::with_capacity(1024),
+            events: Some(mio::Events::with_capacity(1024)),
             now_ns: now,
             last_clock: now,
             started_ns: now,
@@ -294,9 +295,19 @@ impl Loop {
         if !alive {
             self.update_time();
         }
+        let mut first = true;
         while alive && !self.stop_flag {
-            self.update_time();
-            self.recorder.current.start_ns = self.now_ns;
+            if first || !self.instrument {
+                self.update_time();
+            } else {
+                // The instrumentation read the clock after the last callback or poll, and
+                // nothing but bookkeeping ran since: that reading is the time now.
+                self.now_ns = self.last_clock;
+            }
+            first = false;
+            if self.instrument {
+                self.recorder.begin_iteration(self.now_ns);
+            }
             self.phase(Phase::Timers, Loop::run_timers);
             let ran_pending = self.phase(Phase::Pending, Loop::run_pending);
             self.phase(Phase::Idle, |lp| {
@@ -520,7 +531,7 @@ impl Loop {
         };
         if let Some((began, took)) = ran {
             self.stats.phase_ns[phase.index()].record(took);
-            self.recorder.current.phases[phase.index()] = (began, took);
+            self.recorder.phase(phase.index(), began, took);
         }
         self.flush_pool_wakes();
         r
@@ -638,7 +649,9 @@ impl Loop {
     fn poll_io(&mut self, timeout_ns: Option<u64>) {
         self.flush_pool_wakes();
         let timeout = timeout_ns.map(Duration::from_nanos);
-        let mut events = std::mem::replace(&mut self.events, mio::Events::with_capacity(0));
+        let Some(mut events) = self.events.take() else {
+            return;
+        };
         if let Err(e) = self.poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!(error = %e, "poll failed");
@@ -679,7 +692,7 @@ impl Loop {
         }
         self.stats.events += n;
         self.stats.events_waiting = n;
-        self.events = events;
+        self.events = Some(events);
     }
 
     fn handle_for_token(&self, token: mio::Token) -> Option<HandleRef> {

@@ -66,7 +66,9 @@ impl CallbackSlot {
     #[inline]
     pub(crate) fn enter(&self, phase: Phase, target: Target, label: Option<&str>, now_ns: u64) {
         let s = self.write_begin();
-        self.dispatch.fetch_add(1, Ordering::Relaxed);
+        // Single writer: a plain increment, not an atomic read-modify-write.
+        let n = self.dispatch.load(Ordering::Relaxed);
+        self.dispatch.store(n.wrapping_add(1), Ordering::Relaxed);
         self.phase.store(phase as u8, Ordering::Relaxed);
         self.target.store(target.encode_kind(), Ordering::Relaxed);
         self.target_id.store(target.id(), Ordering::Relaxed);

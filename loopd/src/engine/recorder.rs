@@ -110,25 +110,43 @@ impl Recorder {
     }
 }
 
-/// The loop-local side: the iteration being recorded and the chunk being filled.
+/// The loop-local side: the chunk being filled, whose last record is the iteration being
+/// recorded (written in place: no per-iteration copies).
 #[derive(Default)]
 pub(crate) struct RecorderLocal {
-    pub current: IterationRecord,
     chunk: Vec<IterationRecord>,
     slow: Vec<SlowCallback>,
 }
 
 impl RecorderLocal {
+    /// Starts the record of a new iteration.
     #[inline]
-    pub fn end_iteration(&mut self, end_ns: u64, idle_ns: u64, shared: &Recorder) {
-        self.current.end_ns = end_ns;
-        self.current.idle_ns = idle_ns;
+    pub fn begin_iteration(&mut self, start_ns: u64) {
         if self.chunk.capacity() == 0 {
             self.chunk.reserve_exact(CHUNK);
         }
-        self.chunk.push(self.current);
-        self.current = IterationRecord::default();
-        if self.chunk.len() == CHUNK {
+        self.chunk.push(IterationRecord {
+            start_ns,
+            ..IterationRecord::default()
+        });
+    }
+
+    /// Notes a phase of the current iteration.
+    #[inline]
+    pub fn phase(&mut self, index: usize, began: u64, took: u64) {
+        if let Some(r) = self.chunk.last_mut() {
+            r.phases[index] = (began, took);
+        }
+    }
+
+    /// Completes the current iteration's record.
+    #[inline]
+    pub fn end_iteration(&mut self, end_ns: u64, idle_ns: u64, shared: &Recorder) {
+        if let Some(r) = self.chunk.last_mut() {
+            r.end_ns = end_ns;
+            r.idle_ns = idle_ns;
+        }
+        if self.chunk.len() >= CHUNK {
             self.flush(shared);
         }
     }
