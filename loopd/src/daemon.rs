@@ -37,8 +37,28 @@ struct DaemonConfig {
 impl ConfigControl for DaemonConfig {
     fn get(&self) -> proto::ConfigResult {
         let c = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let services = c
+            .services
+            .iter()
+            .zip(services::names(&c.services))
+            .map(|(s, name)| proto::ServiceConfig {
+                name,
+                kind: services::proto_kind(s.kind),
+                bind: s.bind.to_string(),
+                mode: s.mode.map(|m| {
+                    match m {
+                        crate::config::PrimeMode::Pool => "pool",
+                        crate::config::PrimeMode::Inline => "inline",
+                    }
+                    .to_string()
+                }),
+                root: s.root.as_ref().map(|r| r.display().to_string()),
+            })
+            .collect();
         proto::ConfigResult {
             log_filter: c.log.clone(),
+            config_file: c.source.as_ref().map(|p| p.display().to_string()),
+            services,
             ..Default::default()
         }
     }
@@ -127,6 +147,8 @@ struct Leader {
     config: Config,
     registry: ServiceRegistry,
     peers: Vec<Peer>,
+    /// What `config.get` reports; updated on reload.
+    control: Arc<DaemonConfig>,
 }
 
 /// Runs the daemon until a shutdown signal; returns when every loop has closed.
@@ -199,7 +221,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
         loops: observers,
         pool: pool.clone(),
         services: registry.clone(),
-        config: control,
+        config: control.clone(),
     });
     let mut observe = match observe {
         Ok(o) => o,
@@ -230,6 +252,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
         config,
         registry,
         peers,
+        control,
     }));
     for signum in [libc::SIGTERM, libc::SIGINT] {
         let sig = Signal::new(&mut lp);
@@ -470,5 +493,16 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<RefCell<Lea
     let loops = ld.config.loops;
     ld.config = new;
     ld.config.loops = loops;
+    {
+        let mut shown = ld
+            .control
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The log filter in force may have been set live; the rest comes from the file.
+        let log = std::mem::take(&mut shown.log);
+        *shown = ld.config.clone();
+        shown.log = log;
+    }
     tracing::info!(services = st.services.len(), "SIGHUP: config reloaded");
 }

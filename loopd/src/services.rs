@@ -38,7 +38,8 @@ pub struct StartError {
     source: EngineError,
 }
 
-fn proto_kind(kind: ServiceKind) -> proto::ServiceKind {
+/// The wire name of a service kind.
+pub fn proto_kind(kind: ServiceKind) -> proto::ServiceKind {
     match kind {
         ServiceKind::Seq => proto::ServiceKind::Seq,
         ServiceKind::Prime => proto::ServiceKind::Prime,

@@ -236,6 +236,22 @@ fn bad_input_gets_errors_and_the_daemon_keeps_serving() {
         let r = ctl.call(m, p);
         assert!(!r.is_null(), "{m}");
     }
+    // config.get tells where the config came from and what runs.
+    let cfg = ctl.call("config.get", json!({}));
+    assert!(
+        cfg["config_file"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("loopd.toml"),
+        "{cfg}"
+    );
+    let kinds: Vec<&str> = cfg["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, vec!["seq", "prime", "http"], "{cfg}");
     // A 2 MiB line closes that connection only.
     let mut big = Control::connect(&d);
     let mut line = vec![b'x'; 2 * 1024 * 1024];
