@@ -413,6 +413,11 @@ fn begin_shutdown(lp: &mut Loop, state: &Rc<RefCell<LoopState>>) {
                     "shutdown grace of {SHUTDOWN_GRACE:?} expired; cutting in-flight work"
                 );
                 lp.close_all();
+                // Work already running on the pool cannot be interrupted and would keep the
+                // loop alive past the grace (for as long as it computes, and then for every
+                // queued task): end the loop after this iteration's close phase instead.
+                // Their after-work callbacks never run; the process exits.
+                lp.stop();
             }
         },
     );

@@ -17,11 +17,12 @@ pub fn write_with_backpressure(lp: &mut Loop, c: Tcp, bytes: Vec<u8>) -> Result<
     if !over {
         return c.write(lp, bytes, None);
     }
-    let resume: DoneCb = Box::new(move |lp, result| {
-        if result.is_ok() {
-            // Fails only if the connection closed meanwhile: nothing to resume then.
-            let _ = c.read_resume(lp);
-        }
+    let resume: DoneCb = Box::new(move |lp, _result| {
+        // Resume even when the write failed (peer reset): the read side then sees the error
+        // or EOF and the service closes the connection. Not resuming left a reset peer's
+        // handle open forever, reading paused and nothing queued. Fails only if the
+        // connection closed meanwhile: nothing to resume then.
+        let _ = c.read_resume(lp);
     });
     c.write(lp, bytes, Some(resume))?;
     c.read_stop(lp);

@@ -72,7 +72,15 @@ pub fn start(
                     }
                 }
             }
-            ReadEvent::Eof | ReadEvent::Error(_) => {
+            ReadEvent::Eof => {
+                // A half-closed peer still gets the answers queued for it: shut the write
+                // side after them, then close.
+                counters.connection_closed();
+                if c.shutdown(lp, move |lp, _| c.close(lp)).is_err() {
+                    c.close(lp);
+                }
+            }
+            ReadEvent::Error(_) => {
                 counters.connection_closed();
                 c.close(lp);
             }

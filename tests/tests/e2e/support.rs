@@ -85,6 +85,16 @@ impl Daemon {
     }
 
     pub fn start_with_args(services_toml: &str, args: &[&str]) -> Daemon {
+        Daemon::start_inner(services_toml, args, None)
+    }
+
+    /// Like [`Daemon::start`], with loopd's open-file limit (soft and hard) set to `nofile`
+    /// by `sh -c 'ulimit -n N; exec loopd …'` (so `pid()` is loopd's own after the exec).
+    pub fn start_with_nofile(services_toml: &str, nofile: u64) -> Daemon {
+        Daemon::start_inner(services_toml, &[], Some(nofile))
+    }
+
+    fn start_inner(services_toml: &str, args: &[&str], nofile: Option<u64>) -> Daemon {
         let dir = TempDir::new("daemon");
         std::fs::create_dir_all(dir.0.join("www")).unwrap();
         let control = dir.0.join("control.sock");
@@ -96,7 +106,17 @@ impl Daemon {
         let config_path = dir.0.join("loopd.toml");
         std::fs::write(&config_path, config).unwrap();
         let expected = services_toml.matches("[[service]]").count();
-        let mut child = Command::new(binary("loopd"))
+        let mut command = match nofile {
+            None => Command::new(binary("loopd")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary("loopd"));
+                c
+            }
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config_path)
             .args(["--log-format", "json", "--log", "info"])
