@@ -288,6 +288,7 @@ fn run(opts: &Options) -> Result<ExitCode> {
 fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
     let explicit = opts.peers.is_some();
     let mut peers = opts.peers.clone().unwrap_or_else(|| ALL_PEERS.to_vec());
+    prepare::build_siblings()?;
     let mut programs = Programs {
         threadpool_size: opts.threadpool_size,
         ..Programs::default()

@@ -12,6 +12,28 @@ pub fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Builds this crate's other binaries (`loopd-peer`, `mio-peer`) in this binary's profile:
+/// `cargo run` builds only the binary it runs, and a stale peer would measure old code.
+/// Only when run through cargo (which sets `$CARGO`); a harness run directly uses what is
+/// there.
+pub fn build_siblings() -> Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "loopd-bench", "--bins"]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("cannot run cargo to build the peers")?;
+    if !status.success() {
+        bail!("building the peer binaries failed");
+    }
+    Ok(())
+}
+
 /// `loopd-peer`, which cargo builds beside this binary.
 pub fn loopd_peer() -> Result<PathBuf> {
     sibling("loopd-peer")

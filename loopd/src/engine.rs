@@ -547,12 +547,12 @@ impl Loop {
         f: impl FnOnce(&mut Loop),
     ) {
         if self.instrument {
-            let label = match target {
-                Target::Handle(_, id) => self
-                    .handles
+            let (handles, requests) = (&self.handles, &self.requests);
+            let label = move || match target {
+                Target::Handle(_, id) => handles
                     .get(HandleRef { slot, id: id.0 })
                     .and_then(|s| s.label.as_deref()),
-                Target::Request(_, id) => self.requests.label(slot, id.0),
+                Target::Request(_, id) => requests.label(slot, id.0),
             };
             self.observer
                 .current

@@ -18,7 +18,7 @@ fn echo_server(lp: &mut Loop) -> (Tcp, SocketAddr) {
             let client = server.accept(lp).unwrap();
             client
                 .read_start(lp, |lp, c, ev| match ev {
-                    ReadEvent::Data(d) => c.write(lp, d.to_vec(), None).unwrap(),
+                    ReadEvent::Data(d) => c.write_slice(lp, d, None).unwrap(),
                     ReadEvent::Eof | ReadEvent::Error(_) => c.close(lp),
                 })
                 .unwrap();

@@ -324,7 +324,7 @@ thread_local! {
 /// The server side of the network scenarios (pingpong, pingpong100, pound), the same
 /// echo server as `peers/libuv/echo.c`: a listener on 127.0.0.1:0 whose port is the
 /// first line on stdout; each connection echoes what it reads (`read_start` →
-/// `write(data.to_vec(), None)`) and closes on EOF or error. After `conns` accepts the
+/// `write_slice(data, None)`: no allocation when the socket takes it all) and closes on EOF or error. After `conns` accepts the
 /// listener closes, and the loop returns when every connection has closed. The client
 /// in the harness measures; the harness reads this process's CPU time.
 fn echo(args: &Args) -> Result<()> {
@@ -368,7 +368,7 @@ fn on_connection(lp: &mut Loop, server: Tcp, status: std::io::Result<()>) {
 fn on_read(lp: &mut Loop, client: Tcp, ev: ReadEvent<'_>) {
     match ev {
         ReadEvent::Data(d) => {
-            if client.write(lp, d.to_vec(), None).is_err() {
+            if client.write_slice(lp, d, None).is_err() {
                 close_conn(lp, client);
             }
         }

@@ -64,7 +64,13 @@ impl CallbackSlot {
 
     /// Marks a callback as running. Loop thread only.
     #[inline]
-    pub(crate) fn enter(&self, phase: Phase, target: Target, label: Option<&str>, now_ns: u64) {
+    pub(crate) fn enter<'a>(
+        &self,
+        phase: Phase,
+        target: Target,
+        label: impl FnOnce() -> Option<&'a str>,
+        now_ns: u64,
+    ) {
         let s = self.write_begin();
         // Single writer: a plain increment, not an atomic read-modify-write.
         let n = self.dispatch.load(Ordering::Relaxed);
@@ -73,9 +79,10 @@ impl CallbackSlot {
         self.target.store(target.encode_kind(), Ordering::Relaxed);
         self.target_id.store(target.id(), Ordering::Relaxed);
         self.started_ns.store(now_ns, Ordering::Relaxed);
+        // The label is looked up and copied only when the target changes.
         if self.label_owner.load(Ordering::Relaxed) != target.id() {
             self.label_owner.store(target.id(), Ordering::Relaxed);
-            self.store_label(label);
+            self.store_label(label());
         }
         self.running.store(true, Ordering::Relaxed);
         self.write_end(s);
@@ -169,7 +176,7 @@ mod tests {
         let slot = CallbackSlot::default();
         assert_eq!(slot.read(), None);
         let target = Target::Handle(HandleType::Timer, HandleId(7));
-        slot.enter(Phase::Timers, target, Some("a timer"), 42);
+        slot.enter(Phase::Timers, target, || Some("a timer"), 42);
         let cur = slot.read().expect("running");
         assert_eq!(cur.phase, Phase::Timers);
         assert_eq!(cur.target, target);
@@ -186,7 +193,7 @@ mod tests {
         slot.enter(
             Phase::Poll,
             Target::Handle(HandleType::Tcp, HandleId(1)),
-            Some(&label),
+            || Some(label.as_str()),
             0,
         );
         let cur = slot.read().expect("running");

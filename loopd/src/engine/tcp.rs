@@ -417,6 +417,47 @@ impl Tcp {
         Ok(())
     }
 
+    /// Writes a borrowed slice: as [`Tcp::write`], but without an allocation when the socket
+    /// takes all of it at once (the common case); only a remainder that must wait is copied.
+    ///
+    /// # Errors
+    /// Closing, not connected, or shut down for writing.
+    #[track_caller]
+    pub fn write_slice(
+        &self,
+        lp: &mut Loop,
+        data: &[u8],
+        cb: Option<DoneCb>,
+    ) -> Result<(), EngineError> {
+        let t = tcp_mut(lp, self.0)?;
+        if t.write_shut || t.shutdown.is_some() {
+            return Err(EngineError::InvalidState("stream is shut down for writing"));
+        }
+        let Sock::Stream(stream) = &mut t.sock else {
+            return Err(EngineError::InvalidState("write needs a connected stream"));
+        };
+        let mut offset = 0;
+        if t.writes.is_empty() && t.connect.is_none() {
+            while offset < data.len() {
+                match stream.write(&data[offset..]) {
+                    Ok(n) => offset += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // WouldBlock, or an error the queued path reports the libuv way.
+                    Err(_) => break,
+                }
+            }
+        }
+        if offset == data.len() && cb.is_none() {
+            lp.requests.started[RequestType::Write.index()] += 1;
+            lp.note_io(self.0, 0, offset as u64);
+            return Ok(());
+        }
+        if offset > 0 {
+            lp.note_io(self.0, 0, offset as u64);
+        }
+        self.write(lp, data[offset..].to_vec(), cb)
+    }
+
     /// Bytes queued and not yet written (libuv's `write_queue_size`): the backpressure gauge.
     pub fn write_queue_size(&self, lp: &Loop) -> usize {
         tcp_ref(lp, self.0).map_or(0, |t| t.write_queue_size)
