@@ -994,19 +994,32 @@ fn a_subscriber_that_never_reads_does_not_grow_loopd() {
         .collect();
     let before = rss_kib(d.pid());
     let started = Instant::now();
-    let mut peak = before;
-    while started.elapsed() < Duration::from_secs(10) {
+    let mut samples = Vec::new();
+    while started.elapsed() < Duration::from_secs(12) {
         // Others are served meanwhile.
         seq_round_trip(addr);
         assert!(!ctl.call("ping", json!({})).is_null());
-        peak = peak.max(rss_kib(d.pid()));
+        samples.push((started.elapsed(), rss_kib(d.pid())));
         std::thread::sleep(Duration::from_millis(200));
     }
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(before);
     let grown = peak.saturating_sub(before);
-    println!("RSS grew by {grown} KiB over 10 s with 3 subscribers that never read");
-    // Each subscriber's unsent output is bounded (4 MiB, in a buffer of up to twice that):
-    // 3 of them plus allocator slack. Unbounded, 3 × ~3 MiB/s of pushes for 10 s is ~90 MiB.
-    assert!(grown < 64 * 1024, "loopd grew by {grown} KiB");
+    // Bounded means it levels off: once every subscriber's buffer is full (4 MiB each, in a
+    // buffer of up to twice that), the last 6 s add little. Unbounded, 3 × ~3 MiB/s of
+    // pushes would add ~50 MiB in those 6 s. The total bound only catches the absurd; the
+    // plateau is the property (an allocator can keep a one-off high-water mark).
+    let at_6s = samples
+        .iter()
+        .filter(|s| s.0 <= Duration::from_secs(6))
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(before);
+    let late_growth = peak.saturating_sub(at_6s);
+    println!(
+        "RSS grew by {grown} KiB over 12 s with 3 subscribers that never read, {late_growth} KiB of it in the last 6 s"
+    );
+    assert!(late_growth < 20 * 1024, "still growing: {late_growth} KiB in 6 s");
+    assert!(grown < 256 * 1024, "loopd grew by {grown} KiB");
     // The subscribers' sockets are full; reading one shows it is still alive and framed.
     let mut r = BufReader::new(subscribers.remove(0));
     let mut line = String::new();
