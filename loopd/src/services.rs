@@ -147,3 +147,32 @@ pub fn names(configs: &[ServiceConfig]) -> Vec<String> {
     }
     out
 }
+
+/// Logs a failed accept at most once a second per service kind, with how many were
+/// suppressed: out of file descriptors (EMFILE), the loop retries every 10 ms, and every
+/// failing retry would otherwise be a WARN line.
+pub(crate) fn warn_accept_failed(kind: &'static str, e: &std::io::Error) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Vec<(&'static str, u64, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+    let now = crate::engine::clock::now_ns();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        let entry = match last.iter().position(|(k, _, _)| *k == kind) {
+            Some(i) => &mut last[i],
+            None => {
+                last.push((kind, 0, 0));
+                let i = last.len() - 1;
+                &mut last[i]
+            }
+        };
+        if entry.1 == 0 || now.saturating_sub(entry.1) >= 1_000_000_000 {
+            tracing::warn!(service = kind, error = %e, suppressed = entry.2, "accept failed");
+            entry.1 = now.max(1);
+            entry.2 = 0;
+        } else {
+            entry.2 += 1;
+        }
+    });
+}

@@ -134,7 +134,7 @@ pub fn serve(lp: &mut Loop, listener: Tcp, options: HttpOptions) -> Result<(), E
 
 fn on_connection(lp: &mut Loop, listener: Tcp, status: io::Result<()>, server: &ServerRef) {
     if let Err(e) = status {
-        tracing::warn!(error = %e, "http: accept failed");
+        crate::services::warn_accept_failed("http", &e);
         return;
     }
     let Ok(tcp) = listener.accept(lp) else {

@@ -41,7 +41,7 @@ pub fn start(
 ) -> Result<(), EngineError> {
     listener.listen(lp, 1024, move |lp, server, status| {
         if let Err(e) = status {
-            tracing::warn!(error = %e, "seq: accept failed");
+            crate::services::warn_accept_failed("seq", &e);
             return;
         }
         let Ok(client) = server.accept(lp) else {
