@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
+command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 pkg-config --exists libuv 2>/dev/null || need_pkgs+=(libuv1-dev pkg-config)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need_pkgs[*]}"
