@@ -45,6 +45,10 @@ root = "$WORK/www"
 [[service]]
 kind = "seq"
 bind = "127.0.0.1:0"
+[[service]]
+kind = "prime"
+bind = "127.0.0.1:0"
+mode = "inline"
 TOML
 bash -c "ulimit -n 20000 2>/dev/null || ulimit -n \$(ulimit -Hn); exec target/release/loopd --config $WORK/loopd.toml" 2>"$WORK/loopd.log" &
 PIDS+=($!)
@@ -103,5 +107,28 @@ PY
   printf '%-14s %12s %14s\n' "$(cat "$WORK/held")" "$(scrape_ms)" "$(handles_ms)"
   rm -f "$WORK/held"; wait "$HOLDER" || true
 done
+PRIME_PORT=$(target/release/loopctl --socket "$WORK/control.sock" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([x["bind"] for x in s["services"] if x["name"]=="prime"][0].split(":")[1])')
+echo
+echo "== stall detection: a prime computed inline blocks the loop; time from sending it until"
+echo "   /metrics shows loopd_stall_in_progress_seconds > 0 (threshold 100 ms; target <= 120 ms)"
+python3 - "$PRIME_PORT" "$METRICS_PORT" "$REPS" <<'PY'
+import socket, sys, time, urllib.request, statistics
+prime_port, metrics_port, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def in_progress():
+    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(l.rsplit(" ", 1)[1]) for l in body.splitlines() if l.startswith("loopd_stall_in_progress_seconds{"))
+seen = []
+for _ in range(max(3, reps)):
+    s = socket.create_connection(("127.0.0.1", prime_port))
+    s.sendall(b"7\n"); s.recv(100)                      # connected and served
+    t0 = time.monotonic()
+    s.sendall(b"400000000000000013\n")                   # about a second of trial division
+    while in_progress() == 0:
+        time.sleep(0.002)
+    seen.append((time.monotonic() - t0) * 1000)
+    s.recv(100); s.close()                               # wait for the stall to end
+    time.sleep(0.3)
+print("   visible after (ms): " + ", ".join(f"{x:.1f}" for x in seen) + f"  — median {statistics.median(seen):.1f}")
+PY
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"

@@ -1018,7 +1018,10 @@ fn a_subscriber_that_never_reads_does_not_grow_loopd() {
     println!(
         "RSS grew by {grown} KiB over 12 s with 3 subscribers that never read, {late_growth} KiB of it in the last 6 s"
     );
-    assert!(late_growth < 20 * 1024, "still growing: {late_growth} KiB in 6 s");
+    assert!(
+        late_growth < 20 * 1024,
+        "still growing: {late_growth} KiB in 6 s"
+    );
     assert!(grown < 256 * 1024, "loopd grew by {grown} KiB");
     // The subscribers' sockets are full; reading one shows it is still alive and framed.
     let mut r = BufReader::new(subscribers.remove(0));
