@@ -324,10 +324,17 @@ impl Server {
             }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    conn.dead = true;
-                    if let Some(Ok(line)) = conn.decoder.finish() {
-                        self.handle_line(&mut conn, &line);
+                    // The peer shut its writing side (`printf … | nc -U`) and may still be
+                    // reading: answer its last line, then close once the answers are out
+                    // (or after the grace). Dropping it now cut long answers mid-line.
+                    match conn.decoder.finish() {
+                        Some(Ok(line)) => self.handle_line(&mut conn, &line),
+                        Some(Err(e)) => conn.queue(&Response::error(None, e.to_error_object())),
+                        None => {}
                     }
+                    conn.sub = None;
+                    conn.closing = true;
+                    conn.close_by_ns = now_ns() + CLOSE_GRACE_NS;
                 }
                 Ok(n) => {
                     let lines = &mut conn.lines;
