@@ -713,3 +713,70 @@ fn half_closed_control_client_gets_every_answer_whole() {
     assert_eq!(answers.len(), 2, "{answers:?}");
     assert_eq!(answers[1]["error"]["code"], -32700);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Regression: behind one slow number, `prime` queued every further line without bound (a
+/// blank line is 1 byte in, a ~60-byte queued error out): 20 MiB of newlines took 1.9 GB and
+/// a 67 s loop stall to answer. Reading now pauses at 1024 waiting lines.
+#[test]
+fn prime_holds_back_a_client_that_outpaces_it() {
+    let d = Daemon::start_with_args(
+        "[[service]]\nkind = \"prime\"\nbind = \"127.0.0.1:0\"\nmode = \"pool\"\n",
+        &["--threadpool-size", "2"],
+    );
+    let before = rss_kib(d.pid());
+    let mut s = connect_tcp(d.addr("prime"));
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    // Seconds of trial division on one of the two workers.
+    s.write_all(b"2305843009213693951\n").unwrap();
+    let chunk = vec![b'\n'; 1 << 20];
+    let mut sent_mib = 0;
+    while sent_mib < 32 && s.write_all(&chunk).is_ok() {
+        sent_mib += 1;
+    }
+    let grown_mib = rss_kib(d.pid()).saturating_sub(before) / 1024;
+    assert!(
+        sent_mib < 32,
+        "the kernel never pushed back: {sent_mib} MiB taken"
+    );
+    assert!(
+        grown_mib < 64,
+        "{grown_mib} MiB grown for {sent_mib} MiB of newlines"
+    );
+    drop(s);
+
+    // Pausing and resuming keeps every answer, in order.
+    let mut s = connect_tcp(d.addr("prime"));
+    let mut want = String::new();
+    let mut lines = String::new();
+    for i in 0..5000 {
+        let (n, answer) = match i % 3 {
+            0 => ("91", "composite"),
+            1 => ("97", "prime"),
+            _ => ("", "error: empty line; send a decimal number"),
+        };
+        lines.push_str(n);
+        lines.push('\n');
+        want.push_str(answer);
+        want.push('\n');
+    }
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || w.write_all(lines.as_bytes()).unwrap())
+    };
+    let mut got = vec![0; want.len()];
+    s.read_exact(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(
+        String::from_utf8(got).unwrap() == want,
+        "answers lost or reordered"
+    );
+}
