@@ -394,6 +394,27 @@ fn dashboard_and_alerts_work_against_a_real_prometheus() {
 
     let target = prom.api("/api/v1/targets");
 
+    // Prometheus discovers its targets a few seconds after it starts: wait until it has
+    // scraped loopd (a fallback such as `or vector(0)` would otherwise pass before any data).
+    let deadline = Instant::now() + DATA_DEADLINE;
+    loop {
+        let scraped = prom
+            .query("count_over_time(loopd_loop_iterations_total{job=\"loopd\"}[1m])")
+            .ok()
+            .and_then(|r| r.first().cloned())
+            .and_then(|v| v["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()))
+            .unwrap_or(0.0);
+        if scraped >= 3.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped loopd: {}",
+            prom.api("/api/v1/targets")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // Every panel and recording rule returns data; every alert expression evaluates.
     let mut pending = expressions();
     let total = pending.len();
@@ -435,13 +456,24 @@ fn dashboard_and_alerts_work_against_a_real_prometheus() {
     names.sort();
     names.dedup_by(|a, b| a.0 == b.0);
     assert!(names.len() > 10, "too few metric names found: {names:?}");
-    for (name, source) in &names {
-        match prom.query(&format!("count({{__name__=\"{name}\", job=\"loopd\"}})")) {
-            Ok(r) if !r.is_empty() => {}
-            other => failures.push(format!(
-                "{source}: metric {name} not in Prometheus ({other:?})"
-            )),
+    // Recording rules appear an evaluation after the data: retry until the same deadline.
+    loop {
+        let missing: Vec<String> = names
+            .iter()
+            .filter_map(|(name, source)| {
+                match prom.query(&format!("count({{__name__=\"{name}\", job=\"loopd\"}})")) {
+                    Ok(r) if !r.is_empty() => None,
+                    other => Some(format!(
+                        "{source}: metric {name} not in Prometheus ({other:?})"
+                    )),
+                }
+            })
+            .collect();
+        if missing.is_empty() || Instant::now() >= deadline {
+            failures.extend(missing);
+            break;
         }
+        std::thread::sleep(Duration::from_secs(1));
     }
     assert!(
         failures.is_empty(),
