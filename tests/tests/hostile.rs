@@ -725,7 +725,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Regression: behind one slow number, `prime` queued every further line without bound (a
 /// blank line is 1 byte in, a ~60-byte queued error out): 20 MiB of newlines took 1.9 GB and
-/// a 67 s loop stall to answer. Reading now pauses at 1024 waiting lines.
+/// a 67 s loop stall to answer. Reading now pauses at `MAX_QUEUED` (1024) waiting lines.
 #[test]
 fn prime_holds_back_a_client_that_outpaces_it() {
     let d = Daemon::start_with_args(
@@ -747,8 +747,10 @@ fn prime_holds_back_a_client_that_outpaces_it() {
         sent_mib < 32,
         "the kernel never pushed back: {sent_mib} MiB taken"
     );
+    // Before the fix: ~95 bytes of memory per byte sent (1.9 GB for 20 MiB). Allow for the
+    // stall watchdog symbolizing a stack of this debug binary (its DWARF cache is ~120 MiB).
     assert!(
-        grown_mib < 64,
+        grown_mib < 512,
         "{grown_mib} MiB grown for {sent_mib} MiB of newlines"
     );
     drop(s);

@@ -8,17 +8,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::PrimeMode;
-use crate::engine::{EngineError, Handle, Loop, ReadEvent, Tcp};
+use crate::engine::{DoneCb, EngineError, Handle, Loop, ReadEvent, Tcp};
 use crate::observe::ServiceCounters;
+use crate::services::flow::HIGH_WATER;
 
 /// Longest accepted line, newline excluded.
 pub const MAX_LINE: usize = 64;
-
-/// Lines waiting for their answer per connection above which reading pauses (until half of
-/// them are answered), so a client that sends faster than its numbers are computed is held
-/// back by the kernel instead of growing the queue: a blank line is 1 byte in and a ~60-byte
-/// queued error out, and 20 MiB of newlines behind one slow number took 1.9 GB.
-pub const MAX_QUEUED: usize = 1024;
 
 /// Naive trial division by 2 and odd numbers up to √n. Slow on purpose: 2305843009213693951
 /// takes seconds. Not inlined, so stack samples name it.
@@ -110,6 +105,10 @@ impl LineSplitter {
     }
 }
 
+/// Parsed lines waiting for their answer past which a connection stops reading (the kernel
+/// then pushes back on a peer that pipelines faster than the pool answers).
+pub const MAX_QUEUED: usize = 1024;
+
 struct Conn {
     splitter: LineSplitter,
     /// Numbers waiting for their turn (one computation in flight per connection keeps the
@@ -117,7 +116,9 @@ struct Conn {
     queue: VecDeque<Result<u64, String>>,
     busy: bool,
     closed: bool,
-    /// Reading paused because [`MAX_QUEUED`] lines wait.
+    /// The peer half-closed: answer what is queued, then shut down and close.
+    eof: bool,
+    /// Reads paused: too many lines queued or too many answers unsent.
     paused: bool,
 }
 
@@ -133,7 +134,7 @@ pub fn start(
 ) -> Result<(), EngineError> {
     listener.listen(lp, 1024, move |lp, server, status| {
         if let Err(e) = status {
-            tracing::warn!(error = %e, "prime: accept failed");
+            crate::services::warn_accept_failed("prime", &e);
             return;
         }
         let Ok(client) = server.accept(lp) else {
@@ -148,6 +149,7 @@ pub fn start(
             queue: VecDeque::new(),
             busy: false,
             closed: false,
+            eof: false,
             paused: false,
         }));
         let counters = counters.clone();
@@ -164,7 +166,12 @@ pub fn start(
                 }
                 pump(lp, c, &conn, mode, &counters);
             }
-            ReadEvent::Eof | ReadEvent::Error(_) => {
+            ReadEvent::Eof => {
+                // A half-closed peer still gets the answers to what it sent.
+                conn.borrow_mut().eof = true;
+                settle(lp, c, &conn, &counters);
+            }
+            ReadEvent::Error(_) => {
                 conn.borrow_mut().closed = true;
                 counters.connection_closed();
                 c.close(lp);
@@ -176,41 +183,58 @@ pub fn start(
     })
 }
 
-fn reply(lp: &mut Loop, c: Tcp, counters: &ServiceCounters, bytes: Vec<u8>) {
-    counters.add_bytes_sent(bytes.len() as u64);
-    // Fails only when the connection is closing: the answer has nobody to go to.
-    let _ = super::flow::write_with_backpressure(lp, c, bytes);
-}
-
-/// Answers what it can of the queue, then pauses or resumes reading by its length.
-fn pump(
+/// Writes an answer. Past [`HIGH_WATER`] of unsent answers, reading pauses (in `settle`)
+/// and this write's completion re-evaluates it.
+fn reply(
     lp: &mut Loop,
     c: Tcp,
     conn: &Rc<RefCell<Conn>>,
-    mode: PrimeMode,
     counters: &Arc<ServiceCounters>,
+    bytes: Vec<u8>,
 ) {
-    answer_queued(lp, c, conn, mode, counters);
+    counters.add_bytes_sent(bytes.len() as u64);
+    let over = c.write_queue_size(lp) + bytes.len() > HIGH_WATER;
+    let cb: Option<DoneCb> = over.then(|| {
+        let (conn, counters) = (conn.clone(), counters.clone());
+        Box::new(move |lp: &mut Loop, _: std::io::Result<()>| settle(lp, c, &conn, &counters))
+            as DoneCb
+    });
+    // Fails only when the connection is closing: the answer has nobody to go to.
+    let _ = c.write(lp, bytes, cb);
+}
+
+/// After any change: reads run while few lines wait and few answers are unsent (so neither
+/// the line queue nor the write queue grows without bound for a peer that never reads); a
+/// half-closed peer's connection is shut down and closed once everything is answered.
+fn settle(lp: &mut Loop, c: Tcp, conn: &Rc<RefCell<Conn>>, counters: &Arc<ServiceCounters>) {
     let mut st = conn.borrow_mut();
     if st.closed {
         return;
     }
-    if st.queue.len() >= MAX_QUEUED {
-        // Again even if paused: the output backpressure may have resumed reading meanwhile.
+    if st.eof {
+        if st.queue.is_empty() && !st.busy {
+            st.closed = true;
+            drop(st);
+            counters.connection_closed();
+            if c.shutdown(lp, move |lp, _| c.close(lp)).is_err() {
+                c.close(lp);
+            }
+        }
+        return;
+    }
+    let read = st.queue.len() < MAX_QUEUED && c.write_queue_size(lp) <= HIGH_WATER;
+    if read && st.paused {
+        st.paused = false;
+        // Fails only if the connection is closing.
+        let _ = c.read_resume(lp);
+    } else if !read && !st.paused {
         st.paused = true;
         c.read_stop(lp);
-    } else if st.paused
-        && st.queue.len() <= MAX_QUEUED / 2
-        && c.write_queue_size(lp) <= super::flow::HIGH_WATER
-    {
-        st.paused = false;
-        // Fails only when the connection is closing.
-        let _ = c.read_resume(lp);
     }
 }
 
 /// Answers queued lines in order: errors at once, numbers inline or one at a time on the pool.
-fn answer_queued(
+fn pump(
     lp: &mut Loop,
     c: Tcp,
     conn: &Rc<RefCell<Conn>>,
@@ -220,20 +244,26 @@ fn answer_queued(
     loop {
         let next = {
             let mut st = conn.borrow_mut();
-            if st.busy || st.closed {
-                return;
+            if st.busy || st.closed || c.is_closing(lp) {
+                break;
             }
             match st.queue.pop_front() {
                 Some(item) => item,
-                None => return,
+                None => break,
             }
         };
         match next {
-            Err(msg) => reply(lp, c, counters, format!("error: {msg}\n").into_bytes()),
+            Err(msg) => reply(
+                lp,
+                c,
+                conn,
+                counters,
+                format!("error: {msg}\n").into_bytes(),
+            ),
             Ok(n) => match mode {
                 PrimeMode::Inline => {
                     let prime = is_prime_trial_division(n);
-                    reply(lp, c, counters, verdict(prime).to_vec());
+                    reply(lp, c, conn, counters, verdict(prime).to_vec());
                 }
                 PrimeMode::Pool => {
                     conn.borrow_mut().busy = true;
@@ -249,16 +279,17 @@ fn answer_queued(
                                 Ok(p) => verdict(p).to_vec(),
                                 Err(e) => format!("error: {e}\n").into_bytes(),
                             };
-                            reply(lp, c, &counters2, bytes);
+                            reply(lp, c, &conn2, &counters2, bytes);
                             pump(lp, c, &conn2, mode, &counters2);
                         },
                     );
                     req.set_label(lp, format!("prime {n}"));
-                    return;
+                    break;
                 }
             },
         }
     }
+    settle(lp, c, conn, counters);
 }
 
 #[cfg(test)]
