@@ -80,12 +80,24 @@ impl LineSplitter {
     /// Feeds bytes; returns the complete lines.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
-        for &b in bytes {
+        self.feed_some(bytes, usize::MAX, &mut out);
+        out
+    }
+
+    /// Feeds bytes until `max_lines` lines are complete; returns how many bytes it consumed
+    /// (the caller keeps the rest for later).
+    pub fn feed_some(&mut self, bytes: &[u8], max_lines: usize, out: &mut Vec<Line>) -> usize {
+        let mut produced = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if produced == max_lines {
+                return i;
+            }
             if b == b'\n' {
                 if self.discarding {
                     self.discarding = false;
                 } else {
                     out.push(Line::Text(std::mem::take(&mut self.buf)));
+                    produced += 1;
                 }
                 self.buf.clear();
                 continue;
@@ -97,11 +109,12 @@ impl LineSplitter {
                 self.buf.clear();
                 self.discarding = true;
                 out.push(Line::TooLong);
+                produced += 1;
                 continue;
             }
             self.buf.push(b);
         }
-        out
+        bytes.len()
     }
 }
 
@@ -120,6 +133,30 @@ struct Conn {
     eof: bool,
     /// Reads paused: too many lines queued or too many answers unsent.
     paused: bool,
+    /// Bytes read but not yet split into lines: at most [`MAX_QUEUED`] lines are parsed
+    /// ahead of their answers, so one read full of newlines cannot queue 64 Ki of them.
+    backlog: Vec<u8>,
+}
+
+/// Splits backlog bytes into queued lines while the queue has room.
+fn take_lines(conn: &Rc<RefCell<Conn>>) {
+    let mut st = conn.borrow_mut();
+    let room = MAX_QUEUED.saturating_sub(st.queue.len());
+    if room == 0 || st.backlog.is_empty() {
+        return;
+    }
+    let backlog = std::mem::take(&mut st.backlog);
+    let mut lines = Vec::new();
+    let used = st.splitter.feed_some(&backlog, room, &mut lines);
+    st.backlog = backlog;
+    st.backlog.drain(..used);
+    for line in lines {
+        let item = match line {
+            Line::Text(t) => parse_line(&t),
+            Line::TooLong => Err(format!("line longer than {MAX_LINE} bytes")),
+        };
+        st.queue.push_back(item);
+    }
 }
 
 /// Serves the primality protocol on a bound listener.
@@ -151,19 +188,13 @@ pub fn start(
             closed: false,
             eof: false,
             paused: false,
+            backlog: Vec::new(),
         }));
         let counters = counters.clone();
         let started = client.read_start(lp, move |lp, c, ev| match ev {
             ReadEvent::Data(bytes) => {
                 counters.add_bytes_received(bytes.len() as u64);
-                let lines = conn.borrow_mut().splitter.feed(bytes);
-                for line in lines {
-                    let item = match line {
-                        Line::Text(t) => parse_line(&t),
-                        Line::TooLong => Err(format!("line longer than {MAX_LINE} bytes")),
-                    };
-                    conn.borrow_mut().queue.push_back(item);
-                }
+                conn.borrow_mut().backlog.extend_from_slice(bytes);
                 pump(lp, c, &conn, mode, &counters);
             }
             ReadEvent::Eof => {
@@ -212,7 +243,7 @@ fn settle(lp: &mut Loop, c: Tcp, conn: &Rc<RefCell<Conn>>, counters: &Arc<Servic
         return;
     }
     if st.eof {
-        if st.queue.is_empty() && !st.busy {
+        if st.queue.is_empty() && st.backlog.is_empty() && !st.busy {
             st.closed = true;
             drop(st);
             counters.connection_closed();
@@ -222,7 +253,9 @@ fn settle(lp: &mut Loop, c: Tcp, conn: &Rc<RefCell<Conn>>, counters: &Arc<Servic
         }
         return;
     }
-    let read = st.queue.len() < MAX_QUEUED && c.write_queue_size(lp) <= HIGH_WATER;
+    let read = st.backlog.is_empty()
+        && st.queue.len() < MAX_QUEUED
+        && c.write_queue_size(lp) <= HIGH_WATER;
     if read && st.paused {
         st.paused = false;
         // Fails only if the connection is closing.
@@ -242,6 +275,7 @@ fn pump(
     counters: &Arc<ServiceCounters>,
 ) {
     loop {
+        take_lines(conn);
         let next = {
             let mut st = conn.borrow_mut();
             if st.busy || st.closed || c.is_closing(lp) {
