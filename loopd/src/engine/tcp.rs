@@ -73,6 +73,10 @@ pub(crate) struct TcpData {
     cancelled: Vec<(RequestRef, DoneCb)>,
     pub(crate) fd: Option<i32>,
     pub(crate) io: IoCounters,
+    /// Registered for writable readiness: only while writes wait or a connect is pending,
+    /// so a stream whose writes complete at once gets no writable wake-ups (the kernel
+    /// reports one after every ACK otherwise).
+    writable_interest: bool,
 }
 
 impl TcpData {
@@ -93,6 +97,7 @@ impl TcpData {
             cancelled: Vec::new(),
             fd: None,
             io: IoCounters::default(),
+            writable_interest: false,
         })
     }
 
@@ -561,11 +566,11 @@ impl Loop {
             site,
             self.now_ns,
         );
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            super::token_for(r),
-            mio::Interest::READABLE | mio::Interest::WRITABLE,
-        ) {
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, super::token_for(r), mio::Interest::READABLE)
+        {
             // Never became a usable handle: free it at once.
             self.handles.remove(r);
             return Err(e.into());
@@ -578,9 +583,30 @@ impl Loop {
         Ok(Tcp(r))
     }
 
+    /// After any change of a TCP handle's state: its active flag, and its writable interest.
     fn tcp_update_active(&mut self, r: HandleRef) {
         let want = tcp_ref(self, r).is_some_and(|t| t.wants_active());
         self.handles.set_active(r, want);
+        let registry = self.poll.registry();
+        let Some(HandleData::Tcp(t)) = self.handles.get_mut(r).map(|s| &mut s.data) else {
+            return;
+        };
+        let want_writable = !t.writes.is_empty() || t.connect.is_some();
+        if want_writable == t.writable_interest {
+            return;
+        }
+        let Sock::Stream(stream) = &mut t.sock else {
+            return;
+        };
+        let interest = if want_writable {
+            mio::Interest::READABLE | mio::Interest::WRITABLE
+        } else {
+            mio::Interest::READABLE
+        };
+        match registry.reregister(stream, super::token_for(r), interest) {
+            Ok(()) => t.writable_interest = want_writable,
+            Err(e) => tracing::debug!(handle_id = r.id, error = %e, "reregister failed"),
+        }
     }
 
     /// Counts bytes moved on a handle and notes the activity time.
@@ -854,22 +880,16 @@ impl Loop {
     /// Closing a TCP handle: deregisters and closes the socket now; queued writes, a pending
     /// connect and a pending shutdown fail with `ECANCELED` in the close phase.
     pub(crate) fn tcp_close(&mut self, r: HandleRef) {
-        let registry = self.poll.registry();
         let Some(slot) = self.handles.get_mut(r) else {
             return;
         };
         let HandleData::Tcp(t) = &mut slot.data else {
             return;
         };
-        match std::mem::replace(&mut t.sock, Sock::None) {
-            Sock::Listener(mut l) => {
-                let _ = registry.deregister(&mut l);
-            }
-            Sock::Stream(mut s) => {
-                let _ = registry.deregister(&mut s);
-            }
-            Sock::Bound(_) | Sock::None => {}
-        }
+        // Dropping the socket closes its descriptor, which takes it out of the epoll set:
+        // no `epoll_ctl` needed (events already returned for it are recognised as stale by
+        // their token).
+        drop(std::mem::replace(&mut t.sock, Sock::None));
         t.accepted = None;
         t.reading = false;
         t.read_cb = None;
