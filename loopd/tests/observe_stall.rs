@@ -74,10 +74,23 @@ fn a_blocked_loop_is_seen_attributed_and_sampled_while_it_is_blocked() {
     assert!(latency < Duration::from_millis(250), "{latency:?}");
 
     // The metrics endpoint answers fast while the loop is blocked and shows the stall.
-    let (code, body, took) = get(h.metrics_addr(), "/metrics");
-    eprintln!("scrape during the stall took {took:?}");
-    assert_eq!(code, 200);
-    assert!(took < Duration::from_millis(100), "scrape took {took:?}");
+    // Best of three: one descheduled test thread on a loaded machine must not fail it; a
+    // scrape that waited for the loop would take the rest of the 1.5 s block every time.
+    let mut fastest = Duration::MAX;
+    let mut body = String::new();
+    for _ in 0..3 {
+        let (code, b, took) = get(h.metrics_addr(), "/metrics");
+        assert_eq!(code, 200);
+        fastest = fastest.min(took);
+        if body.is_empty() {
+            body = b;
+        }
+    }
+    eprintln!("fastest scrape during the stall took {fastest:?}");
+    assert!(
+        fastest < Duration::from_millis(100),
+        "scrape took {fastest:?}"
+    );
     let open = sample(&body, &series).unwrap();
     assert!(open > 0.0, "{series} = {open}");
 
