@@ -59,6 +59,18 @@ pub const SCENARIOS: &[Scenario] = &[
         client: None,
     },
     Scenario {
+        name: "loop_count",
+        peer_scenario: "loop_count",
+        about: "libuv's loop_count: an idle handle drives n empty loop iterations (per-iteration \
+                overhead; with instrumentation on, every iteration is timed)",
+        metric: Metric::Throughput,
+        op: "iteration",
+        args: &[("n", 5_000_000)],
+        quick_args: &[("n", 500_000)],
+        node_script: None,
+        client: None,
+    },
+    Scenario {
         name: "async1",
         peer_scenario: "async1",
         about: "libuv's async1: async-send ping-pong between two loops on two threads",

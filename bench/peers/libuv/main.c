@@ -22,6 +22,7 @@ static const scenario scenarios[] = {
     {"async1", scenario_async1},
     {"queue_work", scenario_queue_work},
     {"echo", scenario_echo},
+    {"loop_count", scenario_loop_count},
 };
 
 static int usage(void) {

@@ -48,5 +48,6 @@ int scenario_timers(const peer_args* args);
 int scenario_async1(const peer_args* args);
 int scenario_queue_work(const peer_args* args);
 int scenario_echo(const peer_args* args);
+int scenario_loop_count(const peer_args* args);
 
 #endif

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use loopd::engine::{
-    Async, Handle as _, Loop, LoopOptions, ReadEvent, RunMode, Tcp, ThreadPool, Timer,
+    Async, Handle as _, Idle, Loop, LoopOptions, ReadEvent, RunMode, Tcp, ThreadPool, Timer,
 };
 use serde_json::{json, Value};
 
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "loopd-peer: {e:#}\nusage: loopd-peer SCENARIO [--no-instrument] [--n N] \
-                 [--inflight K] [--conns C]\nscenarios: timers async1 queue_work echo"
+                 [--inflight K] [--conns C]\nscenarios: timers async1 queue_work echo loop_count"
             );
             return ExitCode::from(64);
         }
@@ -75,6 +75,7 @@ fn main() -> ExitCode {
         "async1" => async1(&args),
         "queue_work" => queue_work(&args),
         "echo" => echo(&args),
+        "loop_count" => loop_count(&args),
         other => {
             eprintln!("loopd-peer: no scenario {other:?}");
             return ExitCode::from(EXIT_UNSUPPORTED);
@@ -107,6 +108,26 @@ fn emit(args: &Args, ops: u64, seconds: f64, mut extra: Value) {
         "extra": extra,
     });
     println!("{line}");
+}
+
+/// libuv's loop_count: an idle handle drives n empty iterations; iterations per second. With
+/// instrumentation on, every iteration is timed phase by phase (the point of the scenario).
+fn loop_count(args: &Args) -> Result<()> {
+    let n = args.n;
+    let mut lp = new_loop(args)?;
+    let idle = Idle::new(&mut lp);
+    let mut ticks = 0u64;
+    idle.start(&mut lp, move |lp: &mut Loop, h: Idle| {
+        ticks += 1;
+        if ticks == n {
+            h.stop(lp);
+        }
+    })?;
+    let start = Instant::now();
+    lp.run(RunMode::Default);
+    let seconds = start.elapsed().as_secs_f64();
+    emit(args, n, seconds, json!({ "handle": "idle" }));
+    Ok(())
 }
 
 thread_local! {
