@@ -19,6 +19,7 @@ mod pool;
 mod recorder;
 mod request;
 mod signal;
+mod slots;
 mod stats;
 pub mod sys;
 mod target;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::async_handle::AsyncData;
 use super::poll_fd::PollData;
 use super::signal::SignalData;
+use super::slots::{HasId, Slots};
 use super::target::{next_id, HandleId, HandleType};
 use super::tcp::TcpData;
 use super::timer::TimerData;
@@ -68,6 +69,12 @@ pub(crate) struct HandleSlot {
     pub data: HandleData,
 }
 
+impl HasId for HandleSlot {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl HandleSlot {
     /// The file descriptor and I/O counters of handles that do I/O (kept in their
     /// type-specific data, so timers and watchers stay small).
@@ -93,8 +100,7 @@ pub struct TypeCount {
 /// All handles of one loop.
 #[derive(Default)]
 pub(crate) struct HandleTable {
-    slots: Vec<Option<HandleSlot>>,
-    free: Vec<u32>,
+    slots: Slots<HandleSlot>,
     pub counts: [TypeCount; HandleType::COUNT],
     pub opened: [u64; HandleType::COUNT],
     pub closed: [u64; HandleType::COUNT],
@@ -123,16 +129,7 @@ impl HandleTable {
             close_cb: None,
             data,
         };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let index = self.slots.insert(slot);
         self.counts[kind.index()].total += 1;
         self.opened[kind.index()] += 1;
         HandleRef { slot: index, id }
@@ -140,18 +137,12 @@ impl HandleTable {
 
     #[inline]
     pub fn get(&self, r: HandleRef) -> Option<&HandleSlot> {
-        match self.slots.get(r.slot as usize) {
-            Some(Some(s)) if s.id == r.id => Some(s),
-            _ => None,
-        }
+        self.slots.get(r.slot, r.id)
     }
 
     #[inline]
     pub fn get_mut(&mut self, r: HandleRef) -> Option<&mut HandleSlot> {
-        match self.slots.get_mut(r.slot as usize) {
-            Some(Some(s)) if s.id == r.id => Some(s),
-            _ => None,
-        }
+        self.slots.get_mut(r.slot, r.id)
     }
 
     /// Sets or clears the active flag, keeping the counts right. Returns whether it changed.
@@ -213,8 +204,7 @@ impl HandleTable {
         let slot = self.get(r)?;
         debug_assert!(slot.flags & ACTIVE == 0, "removing an active handle");
         let kind = slot.kind.index();
-        let taken = self.slots[r.slot as usize].take();
-        self.free.push(r.slot);
+        let taken = self.slots.remove(r.slot, r.id);
         self.counts[kind].total -= 1;
         self.closed[kind] += 1;
         taken
@@ -222,27 +212,19 @@ impl HandleTable {
 
     /// The live slot at index `slot`, whatever its id.
     pub fn by_slot(&self, slot: u32) -> Option<(HandleRef, &HandleSlot)> {
-        let s = self.slots.get(slot as usize)?.as_ref()?;
+        let s = self.slots.by_slot(slot)?;
         Some((HandleRef { slot, id: s.id }, s))
     }
 
     /// Every live slot with its reference, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (HandleRef, &HandleSlot)> {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.as_ref().map(|s| {
-                (
-                    HandleRef {
-                        slot: i as u32,
-                        id: s.id,
-                    },
-                    s,
-                )
-            })
-        })
+        self.slots
+            .iter()
+            .map(|(slot, s)| (HandleRef { slot, id: s.id }, s))
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots.len()
     }
 }
 

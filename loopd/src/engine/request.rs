@@ -6,6 +6,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::pool::WorkError;
+use super::slots::{HasId, Slots};
 use super::target::{next_id, RequestId, RequestType};
 use super::Loop;
 
@@ -64,11 +65,16 @@ pub(crate) struct RequestSlot {
     pub data: RequestData,
 }
 
+impl HasId for RequestSlot {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 /// Every request of one loop that has not completed.
 #[derive(Default)]
 pub(crate) struct RequestTable {
-    slots: Vec<Option<RequestSlot>>,
-    free: Vec<u32>,
+    slots: Slots<RequestSlot>,
     /// In flight, by type.
     pub active: [u64; RequestType::COUNT],
     /// Started, by type, since the loop began.
@@ -95,16 +101,7 @@ impl RequestTable {
             state: RequestState::Queued,
             data,
         };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
-        };
+        let index = self.slots.insert(slot);
         self.active[kind.index()] += 1;
         self.started[kind.index()] += 1;
         self.active_total += 1;
@@ -113,18 +110,12 @@ impl RequestTable {
 
     #[inline]
     pub fn get(&self, r: RequestRef) -> Option<&RequestSlot> {
-        match self.slots.get(r.slot as usize) {
-            Some(Some(s)) if s.id == r.id => Some(s),
-            _ => None,
-        }
+        self.slots.get(r.slot, r.id)
     }
 
     #[inline]
     pub fn get_mut(&mut self, r: RequestRef) -> Option<&mut RequestSlot> {
-        match self.slots.get_mut(r.slot as usize) {
-            Some(Some(s)) if s.id == r.id => Some(s),
-            _ => None,
-        }
+        self.slots.get_mut(r.slot, r.id)
     }
 
     /// The label of the request in `slot`, if its id is `id`.
@@ -133,16 +124,14 @@ impl RequestTable {
     }
 
     pub fn remove(&mut self, r: RequestRef) -> Option<RequestSlot> {
-        self.get(r)?;
-        let taken = self.slots[r.slot as usize].take()?;
-        self.free.push(r.slot);
+        let taken = self.slots.remove(r.slot, r.id)?;
         self.active[taken.kind.index()] -= 1;
         self.active_total -= 1;
         Some(taken)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &RequestSlot> {
-        self.slots.iter().flatten()
+        self.slots.iter().map(|(_, s)| s)
     }
 }
 
