@@ -9,6 +9,8 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# setpriv runs a client as a second user (tests/tests/other_user.rs; needs root to switch).
+command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
 pkg-config --exists libuv 2>/dev/null || need_pkgs+=(libuv1-dev pkg-config)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need_pkgs[*]}"

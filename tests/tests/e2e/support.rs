@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +43,8 @@ impl TempDir {
         ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
+        // 0755 whatever the umask: loopd refuses a control directory others can write to.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         TempDir(p)
     }
 }
@@ -85,22 +88,39 @@ impl Daemon {
     }
 
     pub fn start_with_args(services_toml: &str, args: &[&str]) -> Daemon {
-        Daemon::start_inner(services_toml, args, None)
+        Daemon::start_inner(services_toml, args, None, false)
+    }
+
+    /// Like [`Daemon::start`], but the control socket goes where loopd puts it by default
+    /// (DESIGN §5): no `control` in the config, `$XDG_RUNTIME_DIR` set to the test's temp dir,
+    /// so the socket is `<temp dir>/loopd/control.sock` in a directory loopd creates.
+    pub fn start_default_control(services_toml: &str) -> Daemon {
+        Daemon::start_inner(services_toml, &[], None, true)
     }
 
     /// Like [`Daemon::start`], with loopd's open-file limit (soft and hard) set to `nofile`
     /// by `sh -c 'ulimit -n N; exec loopd …'` (so `pid()` is loopd's own after the exec).
     pub fn start_with_nofile(services_toml: &str, nofile: u64) -> Daemon {
-        Daemon::start_inner(services_toml, &[], Some(nofile))
+        Daemon::start_inner(services_toml, &[], Some(nofile), false)
     }
 
-    fn start_inner(services_toml: &str, args: &[&str], nofile: Option<u64>) -> Daemon {
+    fn start_inner(
+        services_toml: &str,
+        args: &[&str],
+        nofile: Option<u64>,
+        default_control: bool,
+    ) -> Daemon {
         let dir = TempDir::new("daemon");
         std::fs::create_dir_all(dir.0.join("www")).unwrap();
-        let control = dir.0.join("control.sock");
+        let (control, control_line) = if default_control {
+            (dir.0.join("loopd").join("control.sock"), String::new())
+        } else {
+            let path = dir.0.join("control.sock");
+            let line = format!("control = \"{}\"\n", path.display());
+            (path, line)
+        };
         let config = format!(
-            "metrics_addr = \"127.0.0.1:0\"\ncontrol = \"{}\"\n{}",
-            control.display(),
+            "metrics_addr = \"127.0.0.1:0\"\n{control_line}{}",
             services_toml.replace("@DIR@", &dir.0.display().to_string())
         );
         let config_path = dir.0.join("loopd.toml");
@@ -122,6 +142,7 @@ impl Daemon {
             .args(["--log-format", "json", "--log", "info"])
             .args(args)
             .env_remove("LOOPD_SOCKET")
+            .env("XDG_RUNTIME_DIR", &dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
