@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p loopd-bench -- [--reps N] [--quick] [--json FILE]
-//!     [--peers loopd-on,loopd-off,libuv,node,mio] [--timeout SECS] [--list] [SCENARIO...]
+//!     [--peers loopd-on,loopd-off,libuv,node,tokio,mio] [--timeout SECS] [--list] [SCENARIO...]
 //! ```
 //! Exit codes: 0 every run succeeded, 1 some run failed or the harness could not
 //! start, 2 usage.
@@ -41,7 +41,7 @@ options:
   --reps N            repetitions per peer (default 5; 1 with --quick)
   --quick             smaller sizes and 1 repetition (for development)
   --json FILE         also write every run, the medians and the ratios as JSON
-  --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node,mio
+  --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node,tokio,mio
   --threadpool-size N thread-pool size for every peer (default 4)
   --timeout SECS      kill a run after this long (default 300)
   --callgrind         instead of the scenarios: instructions per pingpong round trip
@@ -100,7 +100,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
                 for name in list.split(',').filter(|s| !s.is_empty()) {
                     let p = Peer::parse(name).with_context(|| {
                         format!(
-                            "unknown peer {name:?} (peers: loopd-on, loopd-off, libuv, node, mio)"
+                            "unknown peer {name:?} (peers: loopd-on, loopd-off, libuv, node, tokio, mio)"
                         )
                     })?;
                     if !peers.contains(&p) {
@@ -301,6 +301,9 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
     }
     if peers.contains(&Peer::Mio) {
         programs.mio_peer = Some(prepare::mio_peer()?);
+    }
+    if peers.contains(&Peer::Tokio) {
+        programs.tokio_peer = Some(prepare::tokio_peer()?);
     }
     if peers.contains(&Peer::Libuv) {
         eprintln!("building the libuv peer (peers/build/libuv-peer)");

@@ -18,6 +18,8 @@ pub enum Peer {
     Libuv,
     /// The scripts in `peers/node/` under the system `node`.
     Node,
+    /// `tokio-peer`: the same scenarios on tokio's current-thread runtime.
+    Tokio,
     /// `mio-peer`: a raw mio echo loop, our own code — the floor of the network
     /// scenarios (it has no others).
     Mio,
@@ -29,6 +31,7 @@ pub const ALL_PEERS: &[Peer] = &[
     Peer::LoopdOff,
     Peer::Libuv,
     Peer::Node,
+    Peer::Tokio,
     Peer::Mio,
 ];
 
@@ -40,6 +43,7 @@ impl Peer {
             Peer::LoopdOff => "loopd-off",
             Peer::Libuv => "libuv",
             Peer::Node => "node",
+            Peer::Tokio => "tokio",
             Peer::Mio => "mio",
         }
     }
@@ -59,6 +63,8 @@ pub struct Programs {
     pub libuv_peer: Option<PathBuf>,
     /// `mio-peer`, which cargo builds beside this binary.
     pub mio_peer: Option<PathBuf>,
+    /// `tokio-peer`, which cargo builds beside this binary.
+    pub tokio_peer: Option<PathBuf>,
     /// The `node` binary and the directory of the Node scripts.
     pub node: Option<(PathBuf, PathBuf)>,
     /// Thread-pool size given to every peer (`LOOPD_THREADPOOL_SIZE`, `UV_THREADPOOL_SIZE`).
@@ -93,6 +99,11 @@ impl Programs {
                 };
                 let mut cmd = Command::new(node);
                 cmd.arg(dir.join(script));
+                cmd
+            }
+            Peer::Tokio => {
+                let mut cmd = Command::new(need(self.tokio_peer.as_deref(), peer)?);
+                cmd.arg(scenario.peer_scenario);
                 cmd
             }
             Peer::Mio => {

@@ -12,7 +12,7 @@ pub fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Builds this crate's other binaries (`loopd-peer`, `mio-peer`) in this binary's profile:
+/// Builds this crate's other binaries (`loopd-peer`, `mio-peer`, `tokio-peer`) in this binary's profile:
 /// `cargo run` builds only the binary it runs, and a stale peer would measure old code.
 /// Only when run through cargo (which sets `$CARGO`); a harness run directly uses what is
 /// there.
@@ -42,6 +42,11 @@ pub fn loopd_peer() -> Result<PathBuf> {
 /// `mio-peer`, which cargo builds beside this binary.
 pub fn mio_peer() -> Result<PathBuf> {
     sibling("mio-peer")
+}
+
+/// `tokio-peer`, which cargo builds beside this binary.
+pub fn tokio_peer() -> Result<PathBuf> {
+    sibling("tokio-peer")
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -118,7 +123,7 @@ pub fn node_version(node: &Path) -> Option<String> {
 /// What a run needs that is not a peer: the message for a peer that cannot run here.
 pub fn unavailable_hint(peer: Peer) -> &'static str {
     match peer {
-        Peer::LoopdOn | Peer::LoopdOff | Peer::Mio => {
+        Peer::LoopdOn | Peer::LoopdOff | Peer::Mio | Peer::Tokio => {
             "build it with `cargo build --release -p loopd-bench`"
         }
         Peer::Libuv => "install `libuv1-dev` and `pkg-config`",

@@ -115,6 +115,7 @@ pub const RATIOS: &[(Peer, Peer)] = &[
     (Peer::LoopdOff, Peer::Libuv),
     (Peer::LoopdOn, Peer::LoopdOff),
     (Peer::LoopdOn, Peer::Node),
+    (Peer::LoopdOn, Peer::Tokio),
     (Peer::LoopdOn, Peer::Mio),
     (Peer::LoopdOff, Peer::Mio),
     (Peer::Libuv, Peer::Mio),
