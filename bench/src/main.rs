@@ -203,6 +203,14 @@ fn run(opts: &Options) -> Result<ExitCode> {
         );
     }
 
+    if opts
+        .scenarios
+        .iter()
+        .any(|s| s.client == Some(net::Client::IdleMemory))
+    {
+        raise_nofile_limit()?;
+    }
+
     let mut runs: Vec<RunRecord> = Vec::new();
     for &scenario in &opts.scenarios {
         eprintln!(
@@ -394,6 +402,22 @@ fn net_run(scenario: &Scenario, quick: bool) -> Option<run::NetRun> {
     })
 }
 
+/// Open files the many-connection runs need (10,000 connections and some to spare), in
+/// this process and in the servers it starts (which inherit the limit).
+const NOFILE_WANTED: u64 = 12_000;
+
+/// Raises RLIMIT_NOFILE for `idle_memory` and `--daemon`; fails if the hard limit is too low.
+fn raise_nofile_limit() -> Result<()> {
+    let got = sys::raise_nofile_limit(NOFILE_WANTED).context("raising RLIMIT_NOFILE")?;
+    if got < NOFILE_WANTED {
+        bail!(
+            "the open-files limit is {got}, 10,000 connections need {NOFILE_WANTED} \
+             (raise the hard limit: `ulimit -Hn`)"
+        );
+    }
+    Ok(())
+}
+
 /// The 1-minute load average, from `/proc/loadavg`.
 fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -409,8 +433,18 @@ fn progress(scenario: &Scenario, outcome: &Outcome) -> String {
     match outcome {
         Outcome::Ok(m) => {
             let headline = match scenario.metric {
-                Metric::Throughput => format!("{:>12.0} {}s/s", m.ops_per_second(), scenario.op),
+                Metric::Throughput => {
+                    format!("{:>12.0} {}", m.ops_per_second(), scenario.per_second())
+                }
                 Metric::Duration => format!("{:>8.3} s", m.seconds),
+                Metric::BytesPerOp => format!(
+                    "{:>8.0} bytes/{}",
+                    m.extra
+                        .get("bytes_per_op")
+                        .and_then(serde_json::Value::as_f64)
+                        .unwrap_or(f64::NAN),
+                    scenario.op
+                ),
             };
             format!(
                 "{headline}  cpu {:.3} s (user {:.3} sys {:.3})  rss {:.1} MiB",

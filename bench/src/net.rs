@@ -32,6 +32,14 @@ pub enum Client {
         /// Connections in flight.
         concurrency: usize,
     },
+    /// Bulk throughput on one connection (libuv's pump): write `n` MiB of a
+    /// deterministic pattern in 64 KiB writes while reading the echoes back
+    /// concurrently (one non-blocking mio loop), verifying every byte.
+    Pump,
+    /// Memory per idle connection: one warm-up connection, sample the server's RSS,
+    /// open `n` more (each echoes one byte, so the server has accepted and is reading
+    /// it), sample the RSS again with all of them open and idle, close them all.
+    IdleMemory,
 }
 
 /// What a client measured.
@@ -45,11 +53,12 @@ pub struct ClientResult {
     pub extra: Value,
 }
 
-/// Runs `client` against `addr`; fails if anything is not echoed exactly or `deadline`
-/// passes.
+/// Runs `client` against `addr` (served by process `server_pid`); fails if anything is
+/// not echoed exactly or `deadline` passes.
 pub fn run(
     client: Client,
     addr: SocketAddr,
+    server_pid: u32,
     n: u64,
     conns: u64,
     deadline: Instant,
@@ -58,6 +67,8 @@ pub fn run(
         Client::PingPong => ping_pong(addr, n, deadline),
         Client::PingPongMany => ping_pong_many(addr, n, conns, deadline),
         Client::Pound { concurrency } => pound(addr, n, concurrency, deadline),
+        Client::Pump => pump(addr, n, deadline),
+        Client::IdleMemory => idle_memory(addr, server_pid, n, deadline),
     }
 }
 
@@ -261,6 +272,224 @@ fn pound(addr: SocketAddr, n: u64, concurrency: usize, deadline: Instant) -> Res
             "client": "one mio loop",
             "concurrency": concurrency,
             "close": "reset (SO_LINGER 0)",
+        }),
+    })
+}
+
+/// Bytes per write of the pump client (the size of a bulk sender's writes, and of
+/// libuv's and our peers' read buffers).
+pub const PUMP_CHUNK: usize = 64 * 1024;
+
+/// The period of the pump's byte pattern: prime, so it is never a multiple of a chunk,
+/// and a lost, duplicated or reordered chunk (or any shorter slice) shows as wrong bytes.
+const PATTERN_PERIOD: usize = 251;
+
+/// The pump's pattern from stream offset `pos` on, `len` bytes (at most
+/// [`PUMP_CHUNK`]), as a slice of `pattern` (which is `PUMP_CHUNK + PATTERN_PERIOD` long).
+fn pattern_at(pattern: &[u8], pos: u64, len: usize) -> &[u8] {
+    // The remainder is below 251, so the cast cannot truncate.
+    let start = (pos % PATTERN_PERIOD as u64) as usize;
+    &pattern[start..start + len]
+}
+
+fn make_pattern() -> Vec<u8> {
+    (0..PUMP_CHUNK + PATTERN_PERIOD)
+        .map(|i| u8::try_from(i % PATTERN_PERIOD).unwrap_or(0))
+        .collect()
+}
+
+fn poll_once(poll: &mut Poll, events: &mut Events, deadline: Instant) -> Result<()> {
+    match poll.poll(events, Some(remaining(deadline)?)) {
+        Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(e).context("poll"),
+        _ => Ok(()),
+    }
+}
+
+fn pump(addr: SocketAddr, mib: u64, deadline: Instant) -> Result<ClientResult> {
+    let total = mib * 1024 * 1024;
+    let pattern = make_pattern();
+    let s = std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_nonblocking(true)?;
+    let mut stream = TcpStream::from_std(s);
+    let mut poll = Poll::new()?;
+    poll.registry().register(
+        &mut stream,
+        Token(0),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    let mut events = Events::with_capacity(16);
+    let mut buf = vec![0u8; PUMP_CHUNK];
+    let (mut sent, mut received) = (0u64, 0u64);
+    let (mut writes, mut short_writes) = (0u64, 0u64);
+    let start = Instant::now();
+    // Edge-triggered: every wake-up writes until the socket refuses and reads until it
+    // is empty, whichever side woke us.
+    while received < total {
+        while sent < total {
+            let in_chunk = usize::try_from(sent % PUMP_CHUNK as u64)?;
+            let left = usize::try_from((total - sent).min((PUMP_CHUNK - in_chunk) as u64))?;
+            match stream.write(pattern_at(&pattern, sent, left)) {
+                Ok(0) => bail!("the server stopped taking data"),
+                Ok(k) => {
+                    writes += 1;
+                    if k < left {
+                        short_writes += 1;
+                    }
+                    sent += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("write"),
+            }
+        }
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    bail!("the server closed the connection after {received} of {total} bytes")
+                }
+                Ok(k) => {
+                    ensure!(
+                        received + k as u64 <= sent,
+                        "more bytes echoed than sent ({} > {sent})",
+                        received + k as u64
+                    );
+                    ensure!(
+                        buf[..k] == *pattern_at(&pattern, received, k),
+                        "wrong bytes echoed at offset {received}..{}",
+                        received + k as u64
+                    );
+                    received += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("read"),
+            }
+        }
+        if received < total {
+            poll_once(&mut poll, &mut events, deadline)?;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(stream);
+    Ok(ClientResult {
+        ops: mib,
+        seconds,
+        extra: json!({
+            "client": "one mio loop, writing and reading concurrently",
+            "bytes": total,
+            "write_bytes": PUMP_CHUNK,
+            "writes": writes,
+            "short_writes": short_writes,
+            "verified": "every byte (a period-251 pattern)",
+        }),
+    })
+}
+
+/// VmRSS of process `pid`, in KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in {path}"))
+}
+
+/// Opens `n` connections to `addr`, at most `concurrency` connecting at a time, each
+/// sending one byte and waiting for its echo; returns them open (and idle) once every
+/// one has been echoed, i.e. the server has accepted each and is reading it.
+pub fn open_echoed(
+    addr: SocketAddr,
+    n: usize,
+    concurrency: usize,
+    deadline: Instant,
+) -> Result<Vec<TcpStream>> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    // Connection i has token i; `None` once echoed (moved to `done`).
+    let mut conns: Vec<Option<(TcpStream, bool)>> = Vec::with_capacity(n);
+    let mut done: Vec<TcpStream> = Vec::with_capacity(n);
+    let mut in_flight = 0usize;
+    while done.len() < n {
+        while conns.len() < n && in_flight < concurrency {
+            let mut stream = TcpStream::connect(addr).with_context(|| {
+                format!("connect {addr} (connection {} of {n})", conns.len() + 1)
+            })?;
+            poll.registry().register(
+                &mut stream,
+                Token(conns.len()),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            conns.push(Some((stream, false)));
+            in_flight += 1;
+        }
+        poll_once(&mut poll, &mut events, deadline)?;
+        for ev in events.iter() {
+            let id = ev.token().0;
+            let Some(slot) = conns.get_mut(id) else {
+                continue;
+            };
+            let Some((stream, sent)) = slot.as_mut() else {
+                continue;
+            };
+            if !*sent {
+                if let Some(e) = stream.take_error()? {
+                    return Err(e).with_context(|| format!("connection {id}"));
+                }
+                match stream.peer_addr() {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+                    Err(e) => return Err(e).with_context(|| format!("connection {id}")),
+                }
+                stream.write_all(b"m").context("send")?;
+                *sent = true;
+            }
+            let mut b = [0u8; 8];
+            match stream.read(&mut b) {
+                Ok(1) if b[0] == b'm' => {
+                    if let Some((mut stream, _)) = slot.take() {
+                        poll.registry().deregister(&mut stream)?;
+                        done.push(stream);
+                        in_flight -= 1;
+                    }
+                }
+                Ok(0) => bail!("the server closed connection {id} before echoing"),
+                Ok(k) => bail!("connection {id}: wrong echo {:?}", &b[..k]),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("connection {id}")),
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn idle_memory(addr: SocketAddr, pid: u32, n: u64, deadline: Instant) -> Result<ClientResult> {
+    let n_usize = usize::try_from(n)?;
+    // One connection first, so that whatever the server allocates once (the first
+    // accept, read buffers, the allocator's first arenas) is in the baseline.
+    let warm = open_echoed(addr, 1, 1, deadline)?;
+    std::thread::sleep(Duration::from_millis(100));
+    let before = rss_kib(pid)?;
+    let start = Instant::now();
+    let conns = open_echoed(addr, n_usize, 100, deadline)?;
+    let seconds = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(100));
+    let with = rss_kib(pid)?;
+    drop(conns);
+    drop(warm);
+    let delta = i128::from(with) - i128::from(before);
+    let per_conn = delta as f64 * 1024.0 / n as f64;
+    Ok(ClientResult {
+        ops: n,
+        seconds,
+        extra: json!({
+            "client": "one mio loop, 100 connecting at a time, 1 byte echoed each, then idle",
+            "rss_before_kib": before,
+            "rss_with_kib": with,
+            "bytes_per_connection": per_conn,
+            "bytes_per_op": per_conn,
         }),
     })
 }

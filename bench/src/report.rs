@@ -50,6 +50,9 @@ pub struct Summary {
     pub cpu_us_per_op: f64,
     /// Median peak RSS, MiB.
     pub max_rss_mib: f64,
+    /// Median of the runs' `extra.bytes_per_op` (NaN when they have none): the headline
+    /// of a [`Metric::BytesPerOp`] scenario.
+    pub bytes_per_op: f64,
 }
 
 impl Summary {
@@ -64,6 +67,7 @@ impl Summary {
             .map(|m| match metric {
                 Metric::Throughput => m.ops_per_second(),
                 Metric::Duration => m.seconds,
+                Metric::BytesPerOp => bytes_per_op(m),
             })
             .collect();
         let lo = headline.iter().copied().fold(f64::INFINITY, f64::min);
@@ -83,6 +87,7 @@ impl Summary {
             sys_seconds: med(&|m| m.sys_seconds),
             cpu_us_per_op: med(&|m| m.cpu_seconds() * 1e6 / m.ops.max(1) as f64),
             max_rss_mib: med(&|m| m.max_rss_kib as f64 / 1024.0),
+            bytes_per_op: med(&bytes_per_op),
         })
     }
 
@@ -91,8 +96,17 @@ impl Summary {
         match metric {
             Metric::Throughput => self.ops_per_second,
             Metric::Duration => 1.0 / self.seconds,
+            Metric::BytesPerOp => 1.0 / self.bytes_per_op,
         }
     }
+}
+
+/// A run's `extra.bytes_per_op`, NaN when it has none.
+fn bytes_per_op(m: &Measurement) -> f64 {
+    m.extra
+        .get("bytes_per_op")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::NAN)
 }
 
 /// The median (mean of the middle two for an even count).
@@ -128,6 +142,8 @@ pub struct Ratio {
     pub result: f64,
     /// CPU per operation: b's ÷ a's (> 1.0: a spends less CPU).
     pub cpu: f64,
+    /// For [`Metric::BytesPerOp`]: a's bytes per op − b's (negative: a needs less).
+    pub bytes_diff: Option<f64>,
 }
 
 impl Ratio {
@@ -135,6 +151,7 @@ impl Ratio {
         Ratio {
             result: a.performance(metric) / b.performance(metric),
             cpu: b.cpu_us_per_op / a.cpu_us_per_op,
+            bytes_diff: (metric == Metric::BytesPerOp).then_some(a.bytes_per_op - b.bytes_per_op),
         }
     }
 }
@@ -227,8 +244,9 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
     for r in reports {
         let s = r.scenario;
         let (unit, lower_better) = match s.metric {
-            Metric::Throughput => (format!("{}s/s", s.op), "higher is better"),
+            Metric::Throughput => (s.per_second(), "higher is better"),
             Metric::Duration => ("seconds".to_owned(), "lower is better"),
+            Metric::BytesPerOp => (format!("bytes/{}", s.op), "lower is better"),
         };
         let _ = writeln!(
             out,
@@ -257,6 +275,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
                     let headline = match s.metric {
                         Metric::Throughput => thousands(m.ops_per_second),
                         Metric::Duration => format!("{:.3}", m.seconds),
+                        Metric::BytesPerOp => thousands(m.bytes_per_op),
                     };
                     let _ = writeln!(
                         out,
@@ -281,16 +300,26 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
         if !r.ratios.is_empty() {
             let _ = writeln!(
                 out,
-                "{:<22} {:>8} {:>10}",
-                "ratio (>1: first better)", "result", "cpu/op"
+                "{:<22} {:>8} {:>10}{}",
+                "ratio (>1: first better)",
+                "result",
+                "cpu/op",
+                if s.metric == Metric::BytesPerOp {
+                    format!(" {:>14}", format!("{unit} a-b"))
+                } else {
+                    String::new()
+                }
             );
             for (a, b, ratio) in &r.ratios {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:>8.3} {:>10.3}",
+                    "{:<24} {:>8.3} {:>10.3}{}",
                     format!("{} ÷ {}", a.name(), b.name()),
                     ratio.result,
-                    ratio.cpu
+                    ratio.cpu,
+                    ratio
+                        .bytes_diff
+                        .map_or_else(String::new, |d| format!(" {:>+14.0}", d))
                 );
             }
         }
@@ -322,6 +351,7 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
                             "sys_seconds": m.sys_seconds,
                             "cpu_us_per_op": m.cpu_us_per_op,
                             "max_rss_mib": m.max_rss_mib,
+                            "bytes_per_op": m.bytes_per_op.is_finite().then_some(m.bytes_per_op),
                         }),
                         Err(why) => json!({ "error": why }),
                     };
@@ -332,7 +362,13 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
                 .ratios
                 .iter()
                 .map(|(a, b, ratio)| {
-                    json!({ "a": a.name(), "b": b.name(), "result": ratio.result, "cpu_per_op": ratio.cpu })
+                    json!({
+                        "a": a.name(),
+                        "b": b.name(),
+                        "result": ratio.result,
+                        "cpu_per_op": ratio.cpu,
+                        "bytes_per_op_diff": ratio.bytes_diff,
+                    })
                 })
                 .collect();
             json!({
@@ -342,6 +378,7 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
                 "metric": match r.scenario.metric {
                     Metric::Throughput => "ops_per_second",
                     Metric::Duration => "seconds",
+                    Metric::BytesPerOp => "bytes_per_op",
                 },
                 "peers": peers,
                 "ratios": ratios,
@@ -437,6 +474,26 @@ mod tests {
         let b = Summary::of(Metric::Duration, &[&m(100, 2.0, 1.0)]).unwrap();
         let r = Ratio::between(Metric::Duration, &a, &b);
         assert_eq!((r.result, r.cpu), (2.0, 1.0));
+    }
+
+    #[test]
+    fn bytes_per_op_ratios_say_better_as_above_one_and_give_the_difference() {
+        let with = |bytes: f64| {
+            let mut x = m(100, 1.0, 1.0);
+            x.extra = json!({ "bytes_per_op": bytes });
+            x
+        };
+        let a = Summary::of(
+            Metric::BytesPerOp,
+            &[&with(1000.0), &with(1200.0), &with(900.0)],
+        )
+        .unwrap();
+        assert_eq!(a.bytes_per_op, 1000.0);
+        assert_eq!(a.spread, 0.3);
+        let b = Summary::of(Metric::BytesPerOp, &[&with(2000.0)]).unwrap();
+        let r = Ratio::between(Metric::BytesPerOp, &a, &b);
+        assert_eq!((r.result, r.bytes_diff), (2.0, Some(-1000.0)));
+        assert_eq!(Ratio::between(Metric::Duration, &a, &b).bytes_diff, None);
     }
 
     #[test]

@@ -145,7 +145,7 @@ fn run_inner(
                 .with_context(|| format!("the server's first line is not a port: {first:?}"))
                 .and_then(|port| {
                     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                    net::run(net.client, addr, net.n, net.conns, started + timeout)
+                    net::run(net.client, addr, pid, net.n, net.conns, started + timeout)
                 });
             if result.is_err() && !first.is_empty() {
                 // The server would wait for connections that never come. It has not

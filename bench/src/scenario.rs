@@ -17,6 +17,9 @@ pub enum Metric {
     Throughput,
     /// The program's own seconds for the whole fixed amount of work; lower is better.
     Duration,
+    /// Bytes per op (e.g. server RSS per idle connection), from `extra.bytes_per_op`
+    /// of the run; lower is better.
+    BytesPerOp,
 }
 
 /// One benchmark scenario.
@@ -142,9 +145,43 @@ pub const SCENARIOS: &[Scenario] = &[
         node_script: Some("echo.js"),
         client: Some(Client::Pound { concurrency: 100 }),
     },
+    Scenario {
+        name: "pump",
+        peer_scenario: "echo",
+        about: "bulk throughput on 1 TCP connection (libuv's pump): the harness writes n MiB of \
+                a pattern in 64 KiB writes and reads the echoes back concurrently, verifying \
+                every byte; MiB/s, server CPU per MiB",
+        metric: Metric::Throughput,
+        op: "MiB",
+        args: &[("n", 1024), ("conns", 1)],
+        quick_args: &[("n", 102), ("conns", 1)],
+        node_script: Some("echo.js"),
+        client: Some(Client::Pump),
+    },
+    Scenario {
+        name: "idle_memory",
+        peer_scenario: "echo",
+        about: "server RSS per idle connection: 1 warm-up connection, VmRSS, n more connections \
+                (1 byte echoed each, then idle), VmRSS again; (after - before) / n",
+        metric: Metric::BytesPerOp,
+        op: "connection",
+        args: &[("n", 10_000), ("conns", 10_001)],
+        quick_args: &[("n", 1_000), ("conns", 1_001)],
+        node_script: Some("echo.js"),
+        client: Some(Client::IdleMemory),
+    },
 ];
 
 impl Scenario {
+    /// The unit of a rate of ops: `round trips/s`, but `MiB/s`.
+    pub fn per_second(&self) -> String {
+        if self.op.ends_with('B') {
+            format!("{}/s", self.op)
+        } else {
+            format!("{}s/s", self.op)
+        }
+    }
+
     /// One size argument of this run (`n`, `conns`, ...).
     pub fn size(&self, key: &str, quick: bool) -> Option<u64> {
         let args = if quick { self.quick_args } else { self.args };

@@ -83,6 +83,27 @@ pub fn kill(pid: u32) -> io::Result<()> {
     }
 }
 
+/// Raises this process's soft limit on open files to at least `want` (capped at the hard
+/// limit; children started afterwards inherit it). Returns the soft limit now in force.
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
+    // SAFETY: as for `rusage`, all-zero bytes are a valid `rlimit`.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a live, writable local for the whole call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let want = libc::rlim_t::try_from(want).unwrap_or(libc::rlim_t::MAX);
+    if lim.rlim_cur >= want {
+        return Ok(lim.rlim_cur);
+    }
+    lim.rlim_cur = want.min(lim.rlim_max);
+    // SAFETY: `lim` is a live, initialized local; setrlimit only reads it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
 fn timeval(tv: libc::timeval) -> Duration {
     let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
     let micros = u32::try_from(tv.tv_usec).unwrap_or(0);

@@ -1,7 +1,11 @@
-/* echo: the server side of the network scenarios (pingpong, pingpong100, pound),
- * shaped like libuv's own test/echo-server.c: uv_tcp listener on 127.0.0.1:0,
- * uv_read_start with a malloc'd buffer per read, one uv_write request per read
- * that frees both when done. Prints the port on stdout (first line), serves
+/* echo: the server side of the network scenarios (pingpong, pingpong100, pound,
+ * pump, idle_memory), shaped like libuv's own test/echo-server.c: uv_tcp listener
+ * on 127.0.0.1:0, uv_read_start with a malloc'd buffer per read, one uv_write
+ * request per read that frees both when done (uv_write writes at once what the
+ * socket takes and queues the rest in order). Under bulk load (pump) it applies
+ * the same backpressure as loopd's peer and services: once the write queue is
+ * above HIGH_WATER bytes reads stop, and they resume when it has drained (the
+ * flag is the handle's data pointer). Prints the port on stdout (first line), serves
  * `conns` connections, closes the listener after the last accept and returns
  * when every connection has closed. The client (in the harness) measures. */
 #include <string.h>
@@ -12,6 +16,10 @@ typedef struct {
   uv_write_t req;
   uv_buf_t buf;
 } write_req_t;
+
+/* loopd's services' high-water mark (loopd::services::flow::HIGH_WATER). */
+#define HIGH_WATER (256 * 1024)
+#define PAUSED ((void*) 1)
 
 static uv_tcp_t server;
 static uint64_t conns_wanted;
@@ -29,11 +37,20 @@ static void on_close(uv_handle_t* handle) {
   free(handle);
 }
 
+static void after_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+
 static void after_write(uv_write_t* req, int status) {
   write_req_t* wr = (write_req_t*) req;
+  uv_stream_t* stream = req->handle;
   free(wr->buf.base);
   free(wr);
   (void) status; /* a failed write shows up as a read error and closes */
+  if (stream->data == PAUSED && stream->write_queue_size == 0 &&
+      !uv_is_closing((uv_handle_t*) stream)) {
+    stream->data = NULL;
+    if (uv_read_start(stream, alloc_cb, after_read) != 0)
+      uv_close((uv_handle_t*) stream, on_close);
+  }
 }
 
 static void after_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
@@ -54,6 +71,11 @@ static void after_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) 
     free(wr->buf.base);
     free(wr);
     uv_close((uv_handle_t*) stream, on_close);
+    return;
+  }
+  if (stream->write_queue_size > HIGH_WATER) {
+    uv_read_stop(stream);
+    stream->data = PAUSED;
   }
 }
 
@@ -63,6 +85,7 @@ static void on_connection(uv_stream_t* listener, int status) {
   client = malloc(sizeof *client);
   CHECK(client != NULL);
   CHECK_UV(uv_tcp_init(listener->loop, client));
+  client->data = NULL;
   CHECK_UV(uv_accept(listener, (uv_stream_t*) client));
   CHECK_UV(uv_read_start((uv_stream_t*) client, alloc_cb, after_read));
   if (++accepted == conns_wanted) uv_close((uv_handle_t*) listener, NULL);

@@ -342,12 +342,15 @@ thread_local! {
     static CONNS_WANTED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The server side of the network scenarios (pingpong, pingpong100, pound), the same
-/// echo server as `peers/libuv/echo.c`: a listener on 127.0.0.1:0 whose port is the
-/// first line on stdout; each connection echoes what it reads (`read_start` →
-/// `write_slice(data, None)`: no allocation when the socket takes it all) and closes on EOF or error. After `conns` accepts the
-/// listener closes, and the loop returns when every connection has closed. The client
-/// in the harness measures; the harness reads this process's CPU time.
+/// The server side of the network scenarios (pingpong, pingpong100, pound, pump,
+/// idle_memory), the same echo server as `peers/libuv/echo.c`: a listener on 127.0.0.1:0
+/// whose port is the first line on stdout; each connection echoes what it reads
+/// (`read_start` → `write_slice(data, None)`: no allocation when the socket takes it all;
+/// a remainder the socket refuses is queued in order) and closes on EOF or error. Under
+/// bulk load (`pump`) the daemon's backpressure applies: when the write queue would pass
+/// [`HIGH_WATER`], that write gets a callback and reads stop until it has gone out. After
+/// `conns` accepts the listener closes, and the loop returns when every connection has
+/// closed. The client in the harness measures; the harness reads this process's CPU time.
 fn echo(args: &Args) -> Result<()> {
     let mut lp = new_loop(args)?;
     CONNS_WANTED.with(|c| c.set(args.conns));
@@ -386,11 +389,26 @@ fn on_connection(lp: &mut Loop, server: Tcp, status: std::io::Result<()>) {
     }
 }
 
+/// Queued output above which an echo connection stops reading until it has drained: the
+/// daemon's services' mark (`loopd::services::flow`).
+const HIGH_WATER: usize = loopd::services::flow::HIGH_WATER;
+
 fn on_read(lp: &mut Loop, client: Tcp, ev: ReadEvent<'_>) {
     match ev {
         ReadEvent::Data(d) => {
-            if client.write_slice(lp, d, None).is_err() {
+            let over = client.write_queue_size(lp) + d.len() > HIGH_WATER;
+            let resume: Option<loopd::engine::DoneCb> = if over {
+                // Resumes even after a failed write: the read side then sees the error.
+                Some(Box::new(move |lp: &mut Loop, _| {
+                    let _ = client.read_resume(lp);
+                }))
+            } else {
+                None
+            };
+            if client.write_slice(lp, d, resume).is_err() {
                 close_conn(lp, client);
+            } else if over {
+                client.read_stop(lp);
             }
         }
         ReadEvent::Eof | ReadEvent::Error(_) => close_conn(lp, client),
