@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod callgrind;
+mod datafile;
 mod net;
 mod peer;
 mod prepare;
@@ -191,7 +192,20 @@ fn run(opts: &Options) -> Result<ExitCode> {
     if opts.callgrind {
         return run_callgrind(opts);
     }
-    let (programs, peers) = prepare_programs(opts)?;
+    let (mut programs, peers) = prepare_programs(opts)?;
+    if let Some(size) = opts
+        .scenarios
+        .iter()
+        .find_map(|s| s.data_file_size(opts.quick))
+    {
+        let dir = prepare::data_dir()?;
+        eprintln!(
+            "writing the fs_read data file ({} MiB) in {}",
+            size >> 20,
+            dir.display()
+        );
+        programs.data_file = Some(datafile::DataFile::create(&dir, size)?);
+    }
     let meta = metadata(opts, &programs, &peers);
     let load_at_start = load_average();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

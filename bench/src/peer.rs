@@ -5,6 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::datafile::DataFile;
 use crate::scenario::Scenario;
 
 /// One side of a comparison.
@@ -69,6 +70,8 @@ pub struct Programs {
     pub node: Option<(PathBuf, PathBuf)>,
     /// Thread-pool size given to every peer (`LOOPD_THREADPOOL_SIZE`, `UV_THREADPOOL_SIZE`).
     pub threadpool_size: u32,
+    /// The `fs_read` scenario's file, when it runs.
+    pub data_file: Option<DataFile>,
 }
 
 impl Programs {
@@ -116,6 +119,13 @@ impl Programs {
             }
         };
         cmd.args(scenario.size_argv(quick));
+        if scenario.data_file_size(quick).is_some() {
+            let file = self
+                .data_file
+                .as_ref()
+                .context("the data file of fs_read was not created")?;
+            cmd.args(file.argv());
+        }
         let size = self.threadpool_size.to_string();
         cmd.env("LOOPD_THREADPOOL_SIZE", &size)
             .env("UV_THREADPOOL_SIZE", &size);
@@ -137,5 +147,29 @@ mod tests {
             assert_eq!(Peer::parse(p.name()), Some(*p));
         }
         assert_eq!(Peer::parse("nope"), None);
+        assert_eq!(Peer::parse("tokio"), Some(Peer::Tokio));
+    }
+
+    #[test]
+    fn fs_read_gets_the_data_file() {
+        let dir = std::env::temp_dir().join(format!("loopd-bench-peer-{}", std::process::id()));
+        let s = Scenario::find("fs_read").unwrap();
+        let mut programs = Programs {
+            tokio_peer: Some(PathBuf::from("tokio-peer")),
+            threadpool_size: 4,
+            ..Programs::default()
+        };
+        assert!(programs.command(Peer::Tokio, s, true).is_err());
+        programs.data_file = Some(DataFile::create(&dir, 1000).unwrap());
+        let cmd = programs.command(Peer::Tokio, s, true).unwrap().unwrap();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args[..5], ["fs_read", "--n", "160", "--chunk", "65536"]);
+        assert_eq!(args[5], "--file");
+        assert_eq!(args[7], "--sum");
+        drop(programs);
+        let _ = std::fs::remove_dir(&dir);
     }
 }

@@ -49,6 +49,13 @@ pub fn tokio_peer() -> Result<PathBuf> {
     sibling("tokio-peer")
 }
 
+/// Where the `fs_read` data file goes: `loopd-bench-data/` beside this binary, in the
+/// target directory (not in the source tree, not in a tmpfs `/tmp`).
+pub fn data_dir() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this executable's path")?;
+    Ok(me.with_file_name("loopd-bench-data"))
+}
+
 fn sibling(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find this executable's path")?;
     let peer = me.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));

@@ -109,6 +109,19 @@ pub const SCENARIOS: &[Scenario] = &[
         client: None,
     },
     Scenario {
+        name: "fs_read",
+        peer_scenario: "fs_read",
+        about: "async file read: open, read n chunks of 64 KiB one at a time (each on the \
+                thread pool), close; the harness's file, page cache warm: the async-fs \
+                machinery, not the disk",
+        metric: Metric::Throughput,
+        op: "64 KiB read",
+        args: &[("n", 1600), ("chunk", 65536)],
+        quick_args: &[("n", 160), ("chunk", 65536)],
+        node_script: Some("fs_read.js"),
+        client: None,
+    },
+    Scenario {
         name: "pingpong",
         peer_scenario: "echo",
         about: "libuv's ping_pongs: 1 TCP connection, the harness's blocking client sends \
@@ -188,6 +201,15 @@ impl Scenario {
         args.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
+    /// Whether the peers read the harness's data file (`--file PATH --sum S`, see
+    /// `crate::datafile`), and its size in bytes: n chunks.
+    pub fn data_file_size(&self, quick: bool) -> Option<u64> {
+        if self.peer_scenario != "fs_read" {
+            return None;
+        }
+        Some(self.size("n", quick)? * self.size("chunk", quick)?)
+    }
+
     /// Looks a scenario up by name.
     pub fn find(name: &str) -> Option<&'static Scenario> {
         SCENARIOS.iter().find(|s| s.name == name)
@@ -224,6 +246,16 @@ mod tests {
             if s.client.is_some() {
                 assert!(s.size("n", false).is_some() && s.size("conns", true).is_some());
             }
+        }
+    }
+
+    #[test]
+    fn only_fs_read_has_a_data_file() {
+        let s = Scenario::find("fs_read").unwrap();
+        assert_eq!(s.data_file_size(false), Some(100 << 20));
+        assert_eq!(s.data_file_size(true), Some(10 << 20));
+        for s in SCENARIOS.iter().filter(|s| s.name != "fs_read") {
+            assert_eq!(s.data_file_size(false), None, "{}", s.name);
         }
     }
 

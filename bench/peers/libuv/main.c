@@ -1,4 +1,5 @@
-/* libuv-peer SCENARIO [--n N] [--inflight K] [--conns C]: the libuv side of loopd-bench. */
+/* libuv-peer SCENARIO [--n N] [--inflight K] [--conns C] [--chunk B --file PATH --sum S]:
+ * the libuv side of loopd-bench. */
 #include <string.h>
 
 #include "peer.h"
@@ -23,11 +24,14 @@ static const scenario scenarios[] = {
     {"queue_work", scenario_queue_work},
     {"echo", scenario_echo},
     {"loop_count", scenario_loop_count},
+    {"fs_read", scenario_fs_read},
 };
 
 static int usage(void) {
   size_t i;
-  fprintf(stderr, "usage: libuv-peer SCENARIO [--n N] [--inflight K] [--conns C]\nscenarios:");
+  fprintf(stderr,
+          "usage: libuv-peer SCENARIO [--n N] [--inflight K] [--conns C] [--chunk B --file PATH "
+          "--sum S]\nscenarios:");
   for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
     fprintf(stderr, " %s", scenarios[i].name);
   fprintf(stderr, "\n");
@@ -35,7 +39,7 @@ static int usage(void) {
 }
 
 int main(int argc, char** argv) {
-  peer_args args = {0, 1, 1};
+  peer_args args = {0, 1, 1, 65536, NULL, 0, 0};
   size_t i;
   int a;
   char* end;
@@ -43,12 +47,26 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage();
   for (a = 2; a < argc; a++) {
     uint64_t* slot;
+    if (strcmp(argv[a], "--file") == 0) {
+      if (++a == argc) return usage();
+      args.file = argv[a];
+      continue;
+    }
+    if (strcmp(argv[a], "--sum") == 0) {
+      if (++a == argc) return usage();
+      args.sum = strtoull(argv[a], &end, 10);
+      if (*end != '\0' || argv[a][0] == '\0') return usage();
+      args.has_sum = 1;
+      continue;
+    }
     if (strcmp(argv[a], "--n") == 0)
       slot = &args.n;
     else if (strcmp(argv[a], "--inflight") == 0)
       slot = &args.inflight;
     else if (strcmp(argv[a], "--conns") == 0)
       slot = &args.conns;
+    else if (strcmp(argv[a], "--chunk") == 0)
+      slot = &args.chunk;
     else {
       fprintf(stderr, "libuv-peer: unknown argument %s\n", argv[a]);
       return usage();

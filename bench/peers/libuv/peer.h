@@ -12,11 +12,16 @@
 
 #include <uv.h>
 
-/* Size arguments, the same flags every peer takes (--n, --inflight, --conns). */
+/* Size arguments, the same flags every peer takes (--n, --inflight, --conns,
+ * and for fs_read --chunk, --file, --sum). */
 typedef struct {
-  uint64_t n;        /* how many operations (timers, round trips, jobs) */
+  uint64_t n;        /* how many operations (timers, round trips, jobs, chunks) */
   uint64_t inflight; /* queue_work: jobs kept in flight */
   uint64_t conns;    /* echo: connections to serve before exiting */
+  uint64_t chunk;    /* fs_read: bytes per read */
+  const char* file;  /* fs_read: the harness's data file */
+  uint64_t sum;      /* fs_read: its checksum */
+  int has_sum;
 } peer_args;
 
 /* Prints the result line: {"scenario":..,"peer":"libuv","ops":..,"seconds":..,"extra":{..}}.
@@ -49,5 +54,6 @@ int scenario_async1(const peer_args* args);
 int scenario_queue_work(const peer_args* args);
 int scenario_echo(const peer_args* args);
 int scenario_loop_count(const peer_args* args);
+int scenario_fs_read(const peer_args* args);
 
 #endif

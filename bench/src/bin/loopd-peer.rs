@@ -1,4 +1,5 @@
-//! `loopd-peer SCENARIO [--no-instrument] [--n N] [--inflight K] [--conns C]`: the loopd side of
+//! `loopd-peer SCENARIO [--no-instrument] [--n N] [--inflight K] [--conns C] [--chunk B --file
+//! PATH --sum S]`: the loopd side of
 //! loopd-bench. Each scenario mirrors its libuv peer in `peers/libuv/` line for line.
 //! Prints one JSON result line on stdout; exits 3 for a scenario it does not have.
 #![allow(clippy::print_stdout)]
@@ -24,6 +25,9 @@ struct Args {
     n: u64,
     inflight: u64,
     conns: u64,
+    chunk: u64,
+    file: Option<std::path::PathBuf>,
+    sum: Option<u64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,11 +39,21 @@ fn parse_args() -> Result<Args> {
         n: 0,
         inflight: 1,
         conns: 1,
+        chunk: 64 * 1024,
+        file: None,
+        sum: None,
     };
     while let Some(a) = it.next() {
         match a.as_str() {
             "--no-instrument" => args.instrument = false,
-            "--n" | "--inflight" | "--conns" => {
+            "--file" => {
+                args.file = Some(it.next().context("--file needs a value")?.into());
+            }
+            "--sum" => {
+                let v = it.next().context("--sum needs a value")?;
+                args.sum = Some(v.parse().context("--sum: not a number")?);
+            }
+            "--n" | "--inflight" | "--conns" | "--chunk" => {
                 let v: u64 = it
                     .next()
                     .with_context(|| format!("{a} needs a value"))?
@@ -49,6 +63,7 @@ fn parse_args() -> Result<Args> {
                 match a.as_str() {
                     "--n" => args.n = v,
                     "--inflight" => args.inflight = v,
+                    "--chunk" => args.chunk = v,
                     _ => args.conns = v,
                 }
             }
@@ -65,7 +80,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "loopd-peer: {e:#}\nusage: loopd-peer SCENARIO [--no-instrument] [--n N] \
-                 [--inflight K] [--conns C]\nscenarios: timers async1 queue_work echo loop_count"
+                 [--inflight K] [--conns C] [--chunk B --file PATH --sum S]\nscenarios: \
+                 timers async1 queue_work echo loop_count fs_read"
             );
             return ExitCode::from(64);
         }
@@ -76,6 +92,7 @@ fn main() -> ExitCode {
         "queue_work" => queue_work(&args),
         "echo" => echo(&args),
         "loop_count" => loop_count(&args),
+        "fs_read" => fs_read(&args),
         other => {
             eprintln!("loopd-peer: no scenario {other:?}");
             return ExitCode::from(EXIT_UNSUPPORTED);
@@ -417,4 +434,93 @@ fn on_read(lp: &mut Loop, client: Tcp, ev: ReadEvent<'_>) {
 
 fn close_conn(lp: &mut Loop, client: Tcp) {
     client.close_then(lp, |_: &mut Loop| CONNS_CLOSED.with(|c| c.set(c.get() + 1)));
+}
+
+thread_local! {
+    static FS_BYTES: Cell<u64> = const { Cell::new(0) };
+    static FS_SUM: Cell<u64> = const { Cell::new(0) };
+    static FS_READS: Cell<u64> = const { Cell::new(0) };
+    static FS_CLOSED: Cell<bool> = const { Cell::new(false) };
+    static FS_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `fs_read`'s checksum samples the bytes at file offsets divisible by this.
+const SAMPLE_STRIDE: u64 = 64;
+
+/// `fs_read`'s checksum of one chunk read at file offset `offset`: the wrapping sum of
+/// its bytes at file offsets divisible by [`SAMPLE_STRIDE`] (the same in every peer).
+fn sample_sum(offset: u64, data: &[u8]) -> u64 {
+    let first = (SAMPLE_STRIDE - offset % SAMPLE_STRIDE) % SAMPLE_STRIDE;
+    data.iter()
+        .skip(usize::try_from(first).unwrap_or(usize::MAX))
+        .step_by(usize::try_from(SAMPLE_STRIDE).unwrap_or(1))
+        .fold(0u64, |s, b| s.wrapping_add(u64::from(*b)))
+}
+
+fn fs_failed(what: &str, e: &std::io::Error) {
+    FS_ERROR.with(|f| *f.borrow_mut() = Some(format!("{what}: {e}")));
+}
+
+/// Sequential file read through the engine's fs requests, like `peers/libuv/fs_read.c`:
+/// `fs_open`, then `fs_read` of one chunk at a time at the running offset (each on the
+/// thread pool; the engine hands back a fresh `Vec` per read), until a read comes back
+/// empty, then `fs_close`. Checks the byte count (n chunks) and the checksum.
+fn fs_read(args: &Args) -> Result<()> {
+    let path = args.file.clone().context("--file is required")?;
+    let want_sum = args.sum.context("--sum is required")?;
+    let chunk = usize::try_from(args.chunk)?;
+    let want_bytes = args.n * args.chunk;
+    let mut lp = new_loop(args)?;
+
+    let start = Instant::now();
+    lp.fs_open(path, move |lp: &mut Loop, r| match r {
+        Ok(file) => read_chunk(lp, file, 0, chunk),
+        Err(e) => fs_failed("open", &e),
+    });
+    lp.run(RunMode::Default);
+    let seconds = start.elapsed().as_secs_f64();
+
+    if let Some(e) = FS_ERROR.with(|f| f.borrow_mut().take()) {
+        bail!("{e}");
+    }
+    let (bytes, sum, reads) = (
+        FS_BYTES.with(Cell::get),
+        FS_SUM.with(Cell::get),
+        FS_READS.with(Cell::get),
+    );
+    ensure!(FS_CLOSED.with(Cell::get), "the file was not closed");
+    ensure!(bytes == want_bytes, "read {bytes} of {want_bytes} bytes");
+    ensure!(sum == want_sum, "checksum {sum}, expected {want_sum}");
+    emit(
+        args,
+        args.n,
+        seconds,
+        json!({
+            "bytes": bytes,
+            "reads": reads,
+            "chunk": chunk,
+            "threadpool_size": ThreadPool::global().size(),
+        }),
+    );
+    Ok(())
+}
+
+fn read_chunk(lp: &mut Loop, file: loopd::engine::FsFile, offset: u64, chunk: usize) {
+    let f = std::sync::Arc::clone(&file);
+    lp.fs_read(&f, offset, chunk, move |lp: &mut Loop, r| match r {
+        Ok(data) => {
+            FS_READS.with(|c| c.set(c.get() + 1));
+            if data.is_empty() {
+                lp.fs_close(file, |_: &mut Loop, r| match r {
+                    Ok(()) => FS_CLOSED.with(|c| c.set(true)),
+                    Err(e) => fs_failed("close", &e),
+                });
+                return;
+            }
+            FS_SUM.with(|s| s.set(s.get().wrapping_add(sample_sum(offset, &data))));
+            FS_BYTES.with(|b| b.set(b.get() + data.len() as u64));
+            read_chunk(lp, file, offset + data.len() as u64, chunk);
+        }
+        Err(e) => fs_failed("read", &e),
+    });
 }
