@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod callgrind;
+mod daemon;
 mod datafile;
 mod net;
 mod peer;
@@ -48,6 +49,10 @@ options:
   --callgrind         instead of the scenarios: instructions per pingpong round trip
                       of each echo server under valgrind --tool=callgrind (peers
                       loopd-on,loopd-off,libuv,mio; 20k round trips, 2k with --quick)
+  --daemon            instead of the scenarios: the real loopd binary (seq service):
+                      ping-pong with 100 connections at --loops 1 and --loops 2
+                      (alternating, --reps each), and /metrics scrape and control
+                      `status` time with 10 and 10,000 idle connections
   --list              list the scenarios and exit
   -h, --help          this help
 
@@ -65,6 +70,7 @@ struct Options {
     list: bool,
     help: bool,
     callgrind: bool,
+    daemon: bool,
     scenarios: Vec<&'static Scenario>,
 }
 
@@ -80,6 +86,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         list: false,
         help: false,
         callgrind: false,
+        daemon: false,
         scenarios: Vec::new(),
     };
     let mut args = args.into_iter();
@@ -129,6 +136,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
             }
             "--list" => opts.list = true,
             "--callgrind" => opts.callgrind = true,
+            "--daemon" => opts.daemon = true,
             "-h" | "--help" => opts.help = true,
             flag if flag.starts_with('-') => bail!("unknown option {flag}"),
             name => {
@@ -191,6 +199,9 @@ fn run(opts: &Options) -> Result<ExitCode> {
 
     if opts.callgrind {
         return run_callgrind(opts);
+    }
+    if opts.daemon {
+        return run_daemon(opts);
     }
     let (mut programs, peers) = prepare_programs(opts)?;
     if let Some(size) = opts
@@ -395,6 +406,49 @@ fn run_callgrind(opts: &Options) -> Result<ExitCode> {
         meta["valgrind"] = json!(version);
         meta["loadavg_at_start"] = json!(load_at_start);
         let doc = json!({ "meta": meta, "callgrind": callgrind::json(&counts) });
+        let text = serde_json::to_string_pretty(&doc).context("encoding the JSON")?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--daemon`: the real loopd binary (see `daemon.rs`).
+fn run_daemon(opts: &Options) -> Result<ExitCode> {
+    let exe = prepare::loopd_daemon()?;
+    raise_nofile_limit()?;
+    let sizes = daemon::Sizes::new(opts.quick);
+    eprintln!(
+        "== daemon ({}): ping-pong, {} connections to seq, n={}, --loops 1 and 2 alternating, \
+         {} rep(s); then observing with {:?} idle connections",
+        exe.display(),
+        daemon::PINGPONG_CONNS,
+        sizes.round_trips,
+        opts.reps,
+        daemon::OBSERVE_CONNS
+    );
+    let load_at_start = load_average();
+    let results = daemon::run_all(&exe, opts.reps, opts.quick, opts.timeout)?;
+    println!("\n{}", daemon::table(&results, &exe));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fmt_load = |l: Option<f64>| l.map_or_else(|| "?".to_owned(), |l| format!("{l:.2}"));
+    println!(
+        "1-minute load average on {cpus} CPUs: {} at start, {} at end",
+        fmt_load(load_at_start),
+        fmt_load(load_average())
+    );
+    if let Some(path) = &opts.json {
+        let mut meta = metadata(opts, &Programs::default(), &[]);
+        meta["loopd"] = json!(exe.display().to_string());
+        meta["loadavg_at_end"] = json!(std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.trim().to_owned())
+            .ok());
+        let doc = json!({ "meta": meta, "daemon": daemon::json(&results) });
         let text = serde_json::to_string_pretty(&doc).context("encoding the JSON")?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)

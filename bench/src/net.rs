@@ -72,7 +72,7 @@ pub fn run(
     }
 }
 
-fn remaining(deadline: Instant) -> Result<Duration> {
+pub fn remaining(deadline: Instant) -> Result<Duration> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         bail!("the client ran out of time");
@@ -298,7 +298,8 @@ fn make_pattern() -> Vec<u8> {
         .collect()
 }
 
-fn poll_once(poll: &mut Poll, events: &mut Events, deadline: Instant) -> Result<()> {
+/// One `poll` until `deadline` (an interrupted wait is no error).
+pub fn poll_once(poll: &mut Poll, events: &mut Events, deadline: Instant) -> Result<()> {
     match poll.poll(events, Some(remaining(deadline)?)) {
         Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(e).context("poll"),
         _ => Ok(()),
@@ -396,12 +397,15 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 /// Opens `n` connections to `addr`, at most `concurrency` connecting at a time, each
-/// sending one byte and waiting for its echo; returns them open (and idle) once every
-/// one has been echoed, i.e. the server has accepted each and is reading it.
-pub fn open_echoed(
+/// sending `send` once connected and waiting for the one byte `expect`; returns them open
+/// (and idle) once every one has had its answer, i.e. the server has accepted each and is
+/// reading it. An echo server: `send` `b"m"`, `expect` `b'm'`; loopd's seq service greets
+/// every connection with `*`: `send` `b""`, `expect` `b'*'`.
+pub fn open_confirmed(
     addr: SocketAddr,
     n: usize,
     concurrency: usize,
+    (send, expect): (&[u8], u8),
     deadline: Instant,
 ) -> Result<Vec<TcpStream>> {
     let mut poll = Poll::new()?;
@@ -441,20 +445,20 @@ pub fn open_echoed(
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
                     Err(e) => return Err(e).with_context(|| format!("connection {id}")),
                 }
-                stream.write_all(b"m").context("send")?;
+                stream.write_all(send).context("send")?;
                 *sent = true;
             }
             let mut b = [0u8; 8];
             match stream.read(&mut b) {
-                Ok(1) if b[0] == b'm' => {
+                Ok(1) if b[0] == expect => {
                     if let Some((mut stream, _)) = slot.take() {
                         poll.registry().deregister(&mut stream)?;
                         done.push(stream);
                         in_flight -= 1;
                     }
                 }
-                Ok(0) => bail!("the server closed connection {id} before echoing"),
-                Ok(k) => bail!("connection {id}: wrong echo {:?}", &b[..k]),
+                Ok(0) => bail!("the server closed connection {id} before answering"),
+                Ok(k) => bail!("connection {id}: answered {:?}, not {expect:?}", &b[..k]),
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
@@ -469,11 +473,11 @@ fn idle_memory(addr: SocketAddr, pid: u32, n: u64, deadline: Instant) -> Result<
     let n_usize = usize::try_from(n)?;
     // One connection first, so that whatever the server allocates once (the first
     // accept, read buffers, the allocator's first arenas) is in the baseline.
-    let warm = open_echoed(addr, 1, 1, deadline)?;
+    let warm = open_confirmed(addr, 1, 1, (b"m", b'm'), deadline)?;
     std::thread::sleep(Duration::from_millis(100));
     let before = rss_kib(pid)?;
     let start = Instant::now();
-    let conns = open_echoed(addr, n_usize, 100, deadline)?;
+    let conns = open_confirmed(addr, n_usize, 100, (b"m", b'm'), deadline)?;
     let seconds = start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(100));
     let with = rss_kib(pid)?;

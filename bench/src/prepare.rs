@@ -56,6 +56,23 @@ pub fn data_dir() -> Result<PathBuf> {
     Ok(me.with_file_name("loopd-bench-data"))
 }
 
+/// The daemon, `loopd`, for `--daemon`: built by cargo (`-p loopd`, this binary's profile)
+/// when the harness runs under cargo, then found beside this binary (same target dir).
+pub fn loopd_daemon() -> Result<PathBuf> {
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "loopd", "--bin", "loopd"]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("cannot run cargo to build loopd")?;
+        if !status.success() {
+            bail!("building loopd failed");
+        }
+    }
+    sibling("loopd").context("build it with `cargo build --release -p loopd`")
+}
+
 fn sibling(name: &str) -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot find this executable's path")?;
     let peer = me.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));

@@ -413,7 +413,7 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
 }
 
 /// `1234567.8` → `"1,234,568"`.
-fn thousands(x: f64) -> String {
+pub fn thousands(x: f64) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }

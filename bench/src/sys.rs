@@ -83,6 +83,25 @@ pub fn kill(pid: u32) -> io::Result<()> {
     }
 }
 
+/// Sends SIGTERM to `pid` (a child that has not been reaped yet): ask it to finish.
+pub fn terminate(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Clock ticks per second of `/proc/PID/stat`'s CPU times (`sysconf(_SC_CLK_TCK)`, 100 on
+/// Linux).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|t| *t > 0).unwrap_or(100)
+}
+
 /// Raises this process's soft limit on open files to at least `want` (capped at the hard
 /// limit; children started afterwards inherit it). Returns the soft limit now in force.
 pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
