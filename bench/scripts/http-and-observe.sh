@@ -2,10 +2,14 @@
 # Side-by-side benchmarks that need whole servers rather than engine peers:
 #  1. static files: wrk against loopd's `http` service vs a Node.js http+createReadStream
 #     server, alternating runs, medians and the ratio loopd ÷ node (> 1: loopd better);
-#  2. what observing costs: `/metrics` scrape time and control-socket `handles` time with 10
-#     and with 10,000 open connections.
+#  2. what observing costs: control-socket `handles` time (loopctl, a JSON list of every
+#     handle) with 10 and with 10,000 open connections;
+#  3. stall detection: time until /metrics shows a stall in progress.
+# The `/metrics` scrape and control `status` times with 10 and 10,000 connections (and ping-pong
+# at --loops 1 vs 2) are measured by the harness itself: `cargo run --release -p loopd-bench --
+# --daemon` (bench/src/daemon.rs); this script no longer measures the scrape.
 # Usage: bash bench/scripts/http-and-observe.sh [--reps N] [--duration SECONDS]
-# Needs: wrk (Debian `wrk`), node, python3. Builds loopd and loopctl in release mode.
+# Needs: wrk (Debian `wrk`), node, python3, bc. Builds loopd and loopctl in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=3
@@ -17,7 +21,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--reps N] [--duration SECONDS]" >&2; exit 2 ;;
   esac
 done
-for tool in wrk node python3 curl; do
+for tool in wrk node python3 bc; do
   command -v "$tool" >/dev/null || { echo "missing $tool (Debian: apt-get install -y $tool)" >&2; exit 1; }
 done
 cargo build --release -q -p loopd -p loopctl
@@ -75,7 +79,6 @@ for f in small.bin medium.bin large.bin; do
   printf '%-12s %14.0f %14.0f %10.2f\n' "$f" "$L" "$N" "$(echo "$L / $N" | bc -l)"
 done
 
-scrape_ms() { for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$METRICS_PORT/metrics"; done | median | awk '{printf "%.2f", $1*1000}'; }
 handles_ms() {
   for _ in $(seq 10); do
     local t0 t1
@@ -88,8 +91,8 @@ handles_ms() {
 SEQ_PORT=$(target/release/loopctl --socket "$WORK/control.sock" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([x["bind"] for x in s["services"] if x["name"]=="seq"][0].split(":")[1])')
 
 echo
-echo "== observing: /metrics scrape and control \`handles\` (median ms) with N open connections"
-printf '%-14s %12s %14s\n' connections "scrape ms" "handles ms (loopctl, whole process)"
+echo "== observing: control \`handles\` (median ms) with N open connections (scrape: loopd-bench --daemon)"
+printf '%-14s %14s\n' connections "handles ms (loopctl, whole process)"
 for n in 10 10000; do
   python3 - "$SEQ_PORT" "$n" "$WORK/held" <<'PY' &
 import resource, socket, sys, time, os
@@ -104,7 +107,7 @@ PY
   HOLDER=$!
   for _ in $(seq 600); do [ -s "$WORK/held" ] && break; sleep 0.1; done
   sleep 1.5  # two publications, so the counts include the new connections
-  printf '%-14s %12s %14s\n' "$(cat "$WORK/held")" "$(scrape_ms)" "$(handles_ms)"
+  printf '%-14s %14s\n' "$(cat "$WORK/held")" "$(handles_ms)"
   rm -f "$WORK/held"; wait "$HOLDER" || true
 done
 PRIME_PORT=$(target/release/loopctl --socket "$WORK/control.sock" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print([x["bind"] for x in s["services"] if x["name"]=="prime"][0].split(":")[1])')

@@ -36,9 +36,9 @@ pub enum Client {
     /// deterministic pattern in 64 KiB writes while reading the echoes back
     /// concurrently (one non-blocking mio loop), verifying every byte.
     Pump,
-    /// Memory per idle connection: one warm-up connection, sample the server's RSS,
-    /// open `n` more (each echoes one byte, so the server has accepted and is reading
-    /// it), sample the RSS again with all of them open and idle, close them all.
+    /// Memory per idle connection: [`IDLE_WARM`] warm-up connections, sample the
+    /// server's RSS, open `n` more (each echoes one byte, so the server has accepted and
+    /// is reading it), sample the RSS again with all of them open and idle, close them all.
     IdleMemory,
 }
 
@@ -469,15 +469,21 @@ pub fn open_confirmed(
     Ok(done)
 }
 
+/// Connections `idle_memory` opens (and keeps open) before its baseline, and how many of
+/// the measured ones connect at a time. The scenario's `conns` is n + this.
+pub const IDLE_WARM: usize = 100;
+
 fn idle_memory(addr: SocketAddr, pid: u32, n: u64, deadline: Instant) -> Result<ClientResult> {
     let n_usize = usize::try_from(n)?;
-    // One connection first, so that whatever the server allocates once (the first
-    // accept, read buffers, the allocator's first arenas) is in the baseline.
-    let warm = open_confirmed(addr, 1, 1, (b"m", b'm'), deadline)?;
+    // IDLE_WARM connections first, opened the way the measured ones will be (as many
+    // connecting at a time), so that whatever the server allocates once, and the
+    // allocator's high-water mark of per-read buffers in flight (libuv's echo mallocs
+    // 64 KiB per read), are in the baseline; they stay open.
+    let warm = open_confirmed(addr, IDLE_WARM, IDLE_WARM, (b"m", b'm'), deadline)?;
     std::thread::sleep(Duration::from_millis(100));
     let before = rss_kib(pid)?;
     let start = Instant::now();
-    let conns = open_confirmed(addr, n_usize, 100, (b"m", b'm'), deadline)?;
+    let conns = open_confirmed(addr, n_usize, IDLE_WARM, (b"m", b'm'), deadline)?;
     let seconds = start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(100));
     let with = rss_kib(pid)?;
@@ -490,6 +496,7 @@ fn idle_memory(addr: SocketAddr, pid: u32, n: u64, deadline: Instant) -> Result<
         seconds,
         extra: json!({
             "client": "one mio loop, 100 connecting at a time, 1 byte echoed each, then idle",
+            "warm_connections": IDLE_WARM,
             "rss_before_kib": before,
             "rss_with_kib": with,
             "bytes_per_connection": per_conn,

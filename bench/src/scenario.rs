@@ -174,12 +174,12 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "idle_memory",
         peer_scenario: "echo",
-        about: "server RSS per idle connection: 1 warm-up connection, VmRSS, n more connections \
-                (1 byte echoed each, then idle), VmRSS again; (after - before) / n",
+        about: "server RSS per idle connection: 100 warm-up connections, VmRSS, n more \
+                connections (1 byte echoed each, then idle), VmRSS again; (after - before) / n",
         metric: Metric::BytesPerOp,
         op: "connection",
-        args: &[("n", 10_000), ("conns", 10_001)],
-        quick_args: &[("n", 1_000), ("conns", 1_001)],
+        args: &[("n", 10_000), ("conns", 10_100)],
+        quick_args: &[("n", 1_000), ("conns", 1_100)],
         node_script: Some("echo.js"),
         client: Some(Client::IdleMemory),
     },
@@ -256,6 +256,15 @@ mod tests {
         assert_eq!(s.data_file_size(true), Some(10 << 20));
         for s in SCENARIOS.iter().filter(|s| s.name != "fs_read") {
             assert_eq!(s.data_file_size(false), None, "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn idle_memory_serves_the_warm_up_connections_too() {
+        let s = Scenario::find("idle_memory").unwrap();
+        for quick in [false, true] {
+            let (n, conns) = (s.size("n", quick).unwrap(), s.size("conns", quick).unwrap());
+            assert_eq!(conns, n + crate::net::IDLE_WARM as u64);
         }
     }
 
