@@ -309,28 +309,43 @@ impl Loop {
             if self.instrument {
                 self.recorder.begin_iteration(self.now_ns);
             }
-            self.phase(Phase::Timers, Loop::run_timers);
-            let ran_pending = self.phase(Phase::Pending, Loop::run_pending);
-            self.phase(Phase::Idle, |lp| {
-                lp.run_watchers(WatcherKind::Idle, Phase::Idle)
-            });
-            self.phase(Phase::Prepare, |lp| {
-                lp.run_watchers(WatcherKind::Prepare, Phase::Prepare)
-            });
+            // A phase with nothing to run is skipped before any bookkeeping: an empty phase
+            // costs one comparison, timed or not.
+            if self.timers_due() {
+                self.phase(Phase::Timers, Loop::run_timers);
+            }
+            let ran_pending =
+                !self.pending.is_empty() && self.phase(Phase::Pending, Loop::run_pending);
+            if self.watchers.any_active(WatcherKind::Idle) {
+                self.phase(Phase::Idle, |lp| {
+                    lp.run_watchers(WatcherKind::Idle, Phase::Idle)
+                });
+            }
+            if self.watchers.any_active(WatcherKind::Prepare) {
+                self.phase(Phase::Prepare, |lp| {
+                    lp.run_watchers(WatcherKind::Prepare, Phase::Prepare)
+                });
+            }
             let timeout = if (mode == RunMode::Once && !ran_pending) || mode == RunMode::Default {
                 self.backend_timeout()
             } else {
                 Some(0)
             };
             self.phase(Phase::Poll, |lp| lp.poll_io(timeout));
-            self.phase(Phase::Check, |lp| {
-                lp.run_watchers(WatcherKind::Check, Phase::Check)
-            });
-            self.phase(Phase::Close, Loop::run_closing);
+            if self.watchers.any_active(WatcherKind::Check) {
+                self.phase(Phase::Check, |lp| {
+                    lp.run_watchers(WatcherKind::Check, Phase::Check)
+                });
+            }
+            if !self.handles.closing.is_empty() {
+                self.phase(Phase::Close, Loop::run_closing);
+            }
             if mode == RunMode::Once {
                 // libuv: a Once run fires the timers its poll waited for.
                 self.update_time();
-                self.phase(Phase::Timers, Loop::run_timers);
+                if self.timers_due() {
+                    self.phase(Phase::Timers, Loop::run_timers);
+                }
             }
             self.end_iteration();
             alive = self.alive();
@@ -665,8 +680,10 @@ impl Loop {
             self.stats.last_poll_idle_ns = idle;
             self.last_clock = after;
         }
-        let mut again = std::mem::take(&mut self.io_again);
-        again.append(&mut self.io_again_later);
+        // Handles queued to be served again before this poll; those queued while serving
+        // events now wait for the next poll phase.
+        let again = (!self.io_again.is_empty() || !self.io_again_later.is_empty())
+            .then(|| self.take_again());
         let mut n = 0u64;
         for event in events.iter() {
             n += 1;
@@ -685,15 +702,30 @@ impl Loop {
                 }
             }
         }
+        if let Some(again) = again {
+            self.serve_again(again);
+        }
+        self.stats.events += n;
+        self.stats.events_waiting = n;
+        self.events = Some(events);
+    }
+
+    /// Takes the handles queued to be served again (read bursts cut short, resumed reads,
+    /// accepts to retry).
+    fn take_again(&mut self) -> Vec<HandleRef> {
+        let mut again = std::mem::take(&mut self.io_again);
+        again.append(&mut self.io_again_later);
+        again
+    }
+
+    /// Serves what [`Loop::take_again`] took, then keeps its buffer for reuse.
+    fn serve_again(&mut self, mut again: Vec<HandleRef>) {
         for r in again.drain(..) {
             self.io_event(r, true, false);
         }
         if self.io_again.is_empty() {
             self.io_again = again;
         }
-        self.stats.events += n;
-        self.stats.events_waiting = n;
-        self.events = Some(events);
     }
 
     fn handle_for_token(&self, token: mio::Token) -> Option<HandleRef> {

@@ -89,11 +89,12 @@ impl CallbackSlot {
     }
 
     /// Marks the callback as finished. Loop thread only.
+    ///
+    /// One store, outside the sequence lock: it changes nothing but `running`, so a reader
+    /// that sees either value of it sees a consistent slot.
     #[inline]
     pub(crate) fn leave(&self) {
-        let s = self.write_begin();
-        self.running.store(false, Ordering::Relaxed);
-        self.write_end(s);
+        self.running.store(false, Ordering::Release);
     }
 
     /// Forgets the cached label owner, so a label change of the same target is copied anew.

@@ -193,6 +193,16 @@ impl Loop {
 
     /// The timers phase: collect every expired timer first, then fire them in (due, start)
     /// order; a timer started by a callback waits for the next iteration.
+    /// Whether the timers phase has anything to look at: a heap entry due by the loop time
+    /// (possibly a stale one of a stopped timer, which the phase then drops).
+    #[inline]
+    pub(crate) fn timers_due(&self) -> bool {
+        self.timers
+            .heap
+            .peek()
+            .is_some_and(|top| top.due_ns <= self.now_ns)
+    }
+
     pub(crate) fn run_timers(&mut self) {
         let mut ready = std::mem::take(&mut self.timers.ready);
         while let Some(top) = self.timers.heap.peek() {

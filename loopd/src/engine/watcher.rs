@@ -155,33 +155,48 @@ impl Loop {
 
     /// Runs one phase's watchers, newest first, each if still active when its turn comes.
     pub(crate) fn run_watchers(&mut self, kind: WatcherKind, phase: Phase) {
-        if self.watchers.lists[kind as usize].is_empty() {
+        let list = &self.watchers.lists[kind as usize];
+        match list.len() {
+            0 => {}
+            // One watcher: nothing started by its callback runs in this pass anyway, so the
+            // snapshot below is not needed.
+            1 => {
+                let r = list[0];
+                self.run_watcher(r, phase);
+            }
+            _ => {
+                let mut batch = std::mem::take(&mut self.watchers.scratch);
+                batch.extend(list.iter().rev());
+                for &r in &batch {
+                    self.run_watcher(r, phase);
+                }
+                batch.clear();
+                self.watchers.scratch = batch;
+            }
+        }
+    }
+
+    /// Runs one watcher's callback if it is still active.
+    #[inline]
+    fn run_watcher(&mut self, r: HandleRef, phase: Phase) {
+        let Some(slot) = self.handles.get_mut(r) else {
+            return;
+        };
+        if slot.flags & super::handle::ACTIVE == 0 {
             return;
         }
-        let mut batch = std::mem::take(&mut self.watchers.scratch);
-        batch.extend(self.watchers.lists[kind as usize].iter().rev());
-        for &r in &batch {
-            let Some(slot) = self.handles.get_mut(r) else {
-                continue;
-            };
-            if slot.flags & super::handle::ACTIVE == 0 {
-                continue;
-            }
-            let HandleData::Watcher(w) = &mut slot.data else {
-                continue;
-            };
-            let mut cb = w.cb.take();
-            let target = Target::Handle(slot.kind, r.id());
-            if let Some(f) = cb.as_mut() {
-                self.dispatch(phase, target, r.slot, |lp| f(lp, r));
-            }
-            if let Some(HandleData::Watcher(w)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-                if w.cb.is_none() {
-                    w.cb = cb;
-                }
+        let HandleData::Watcher(w) = &mut slot.data else {
+            return;
+        };
+        let mut cb = w.cb.take();
+        let target = Target::Handle(slot.kind, r.id());
+        if let Some(f) = cb.as_mut() {
+            self.dispatch(phase, target, r.slot, |lp| f(lp, r));
+        }
+        if let Some(HandleData::Watcher(w)) = self.handles.get_mut(r).map(|s| &mut s.data) {
+            if w.cb.is_none() {
+                w.cb = cb;
             }
         }
-        batch.clear();
-        self.watchers.scratch = batch;
     }
 }

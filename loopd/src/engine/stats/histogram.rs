@@ -78,7 +78,8 @@ impl Histogram {
     pub fn record(&mut self, v: u64) {
         self.counts[bucket_index(v)] += 1;
         self.count += 1;
-        self.sum = self.sum.saturating_add(v);
+        // Nanoseconds: a u64 sum wraps after 584 years of recorded time.
+        self.sum = self.sum.wrapping_add(v);
         if v > self.max {
             self.max = v;
         }
@@ -89,7 +90,7 @@ impl Histogram {
         self.count
     }
 
-    /// The sum of all recorded values (saturating).
+    /// The sum of all recorded values (wrapping; 584 years of nanoseconds fit).
     pub fn sum(&self) -> u64 {
         self.sum
     }
@@ -148,7 +149,7 @@ impl Histogram {
             *a += b;
         }
         self.count += other.count;
-        self.sum = self.sum.saturating_add(other.sum);
+        self.sum = self.sum.wrapping_add(other.sum);
         self.max = self.max.max(other.max);
     }
 
