@@ -180,12 +180,12 @@ pub enum ObserveError {
     #[error("another loopd is running on {0} (its control socket answers)")]
     AlreadyRunning(PathBuf),
     /// The control socket could not be set up.
-    #[error("cannot use control socket {path}: {source}")]
+    #[error("cannot use control socket {path}: {cause}")]
     ControlSocket {
         /// The socket path.
         path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
+        /// What went wrong (in the message, so not also a `source` that `{:#}` would repeat).
+        cause: std::io::Error,
     },
     /// No control socket path could be determined.
     #[error("no control socket path: {0}")]

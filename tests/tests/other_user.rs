@@ -9,22 +9,27 @@
 //!   the daemon's `SO_PEERCRED` check refuses the peer with a `-32004` error line, logs the
 //!   peer's uid and pid, and keeps serving its owner.
 //!
-//! Not root: the tests cannot switch users and say loudly that they are skipped.
+//!
+//! And a control directory of the user's choosing (`--control`, `$LOOPD_SOCKET`): refused at
+//! startup when someone else could replace the socket in it, used as it is otherwise.
+//!
+//! Not root: the tests that need a second user cannot switch users and say loudly that they
+//! are skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "e2e/support.rs"]
 mod support;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{binary, Daemon};
+use support::{binary, run_loopd, Daemon, TempDir};
 
 /// The second user: `nobody` on Debian, and unprivileged everywhere.
 const OTHER: u32 = 65534;
@@ -273,4 +278,150 @@ fn with_the_socket_opened_the_daemon_refuses_another_uid_and_serves_its_owner() 
             .is_some_and(|v| v.contains("150")),
         "{log}"
     );
+}
+
+// ----- a control directory of the user's choosing (`--control`, `$LOOPD_SOCKET`) -----
+
+/// A config with one service on a free port, no metrics and no `control` line.
+fn bare_config(dir: &Path) -> PathBuf {
+    let cfg = dir.join("loopd.toml");
+    std::fs::write(&cfg, format!("metrics_addr = \"off\"\n{SEQ}")).unwrap();
+    cfg
+}
+
+/// A subdirectory of `dir` with `mode`.
+fn subdir(dir: &Path, name: &str, mode: u32) -> PathBuf {
+    let sub = dir.join(name);
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(mode)).unwrap();
+    sub
+}
+
+#[test]
+fn a_control_directory_others_can_write_to_is_refused_in_one_line() {
+    let dir = TempDir::new("ctl-open");
+    let cfg = bare_config(&dir.0);
+    for mode in [0o777, 0o770] {
+        let open = subdir(&dir.0, &format!("open{mode:o}"), mode);
+        let sock = open.join("c.sock");
+        let (code, stderr) = run_loopd(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--control",
+            sock.to_str().unwrap(),
+            "--log",
+            "off",
+        ]);
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains("writable by other users") && stderr.contains(open.to_str().unwrap()),
+            "{stderr}"
+        );
+        assert!(!sock.exists(), "no socket was created");
+        // The directory is left as it was.
+        assert_eq!(
+            std::fs::metadata(&open).unwrap().mode() & 0o7777,
+            mode,
+            "{}",
+            open.display()
+        );
+    }
+}
+
+#[test]
+fn a_control_directory_of_another_user_is_refused() {
+    if !can_switch_user("a_control_directory_of_another_user_is_refused") {
+        return;
+    }
+    let dir = TempDir::new("ctl-theirs");
+    let cfg = bare_config(&dir.0);
+    let theirs = subdir(&dir.0, "theirs", 0o755);
+    std::os::unix::fs::chown(&theirs, Some(OTHER), Some(OTHER)).unwrap();
+    let sock = theirs.join("c.sock");
+    let (code, stderr) = run_loopd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--control",
+        sock.to_str().unwrap(),
+        "--log",
+        "off",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!("belongs to uid {OTHER}")),
+        "{stderr}"
+    );
+    assert!(!sock.exists(), "no socket was created");
+}
+
+/// Starts loopd with `args` and `env` and waits for its socket at `sock`; killed on drop.
+struct Bare(std::process::Child);
+
+impl Bare {
+    fn start(cfg: &Path, args: &[&str], env: &[(&str, &Path)], sock: &Path) -> Bare {
+        let mut cmd = Command::new(binary("loopd"));
+        cmd.arg("--config")
+            .arg(cfg)
+            .args(["--log", "off"])
+            .args(args)
+            .env_remove("LOOPD_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut bare = Bare(cmd.spawn().unwrap());
+        let deadline = Instant::now() + WITHIN;
+        // Up once its socket answers with the hello.
+        loop {
+            if let Ok(s) = UnixStream::connect(sock) {
+                s.set_read_timeout(Some(WITHIN)).unwrap();
+                let mut hello = String::new();
+                BufReader::new(s).read_line(&mut hello).unwrap();
+                assert!(hello.contains("\"hello\""), "{hello}");
+                return bare;
+            }
+            if let Some(status) = bare.0.try_wait().unwrap() {
+                panic!("loopd exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "no socket at {}", sock.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_sticky_or_private_control_directory_is_used_as_it_is() {
+    let dir = TempDir::new("ctl-ok");
+    let cfg = bare_config(&dir.0);
+    // A sticky world-writable directory (like /tmp) and a 0755 one of ours, given by flag
+    // and by $LOOPD_SOCKET: loopd starts, its socket is 0600, and the directory's mode is
+    // not touched (only loopd's own default directory is set to 0700).
+    let sticky = subdir(&dir.0, "sticky", 0o1777);
+    let mine = subdir(&dir.0, "mine", 0o755);
+    for (sub, mode, by_env) in [(&sticky, 0o1777, false), (&mine, 0o755, true)] {
+        let sock = sub.join("c.sock");
+        let _daemon = if by_env {
+            Bare::start(&cfg, &[], &[("LOOPD_SOCKET", &sock)], &sock)
+        } else {
+            Bare::start(&cfg, &["--control", sock.to_str().unwrap()], &[], &sock)
+        };
+        assert_eq!(std::fs::metadata(&sock).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(
+            std::fs::metadata(sub).unwrap().mode() & 0o7777,
+            mode,
+            "{}",
+            sub.display()
+        );
+    }
 }

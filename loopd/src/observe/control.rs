@@ -78,13 +78,15 @@ impl ControlServer {
         shared: Arc<Shared>,
         path: Option<PathBuf>,
     ) -> Result<ControlServer, ObserveError> {
-        let is_default = path.is_none();
-        let path = path.unwrap_or_else(default_socket_path);
-        let bound = path::bind(&path, is_default)?;
+        let (path, ours) = match path {
+            Some(p) => (p, false),
+            None => path::default_location(),
+        };
+        let bound = path::bind(&path, ours)?;
         let ino = bound.ino;
         let fail = |e: io::Error| ObserveError::ControlSocket {
             path: path.clone(),
-            source: e,
+            cause: e,
         };
         let cleanup = |e: ObserveError| {
             path::remove_if_ours(&path, ino);

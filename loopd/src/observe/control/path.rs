@@ -1,11 +1,22 @@
-//! Where the control socket lives, and binding it safely: private directory, 0600 socket,
-//! a stale socket of a dead daemon replaced, a live one refused.
+//! Where the control socket lives, and binding it safely: private directory, 0600 socket
+//! from the moment it exists, a stale socket of a dead daemon replaced, a live one refused.
+//!
+//! Two kinds of directory:
+//! - **ours**: the default `$XDG_RUNTIME_DIR/loopd/` or `/tmp/loopd-<uid>/`. It must belong
+//!   to us and is set to 0700.
+//! - **chosen** (`--control`, `control =` in the config, `$LOOPD_SOCKET`): never changed, but
+//!   checked: it must belong to us or to root, and must not be writable by group or others
+//!   unless it has the sticky bit (like `/tmp`); otherwise someone else could replace the
+//!   socket with theirs. A directory that does not exist yet is created 0700.
 
-use std::fs::{self, DirBuilder};
+use std::fs::{self, DirBuilder, File};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::super::ObserveError;
 use crate::engine::sys::effective_uid;
@@ -33,16 +44,27 @@ pub fn default_socket_path() -> PathBuf {
     PathBuf::from(format!("/tmp/loopd-{}", effective_uid())).join("control.sock")
 }
 
+/// The default socket path, and whether its directory is ours alone (not when it comes from
+/// `$LOOPD_SOCKET`, which names a path of the user's choosing).
+pub(crate) fn default_location() -> (PathBuf, bool) {
+    let chosen = std::env::var_os(SOCKET_ENV).is_some_and(|v| !v.is_empty());
+    (default_socket_path(), !chosen)
+}
+
+/// Backlog of the listening socket (what `std` uses).
+const BACKLOG: i32 = 128;
+
 fn socket_error(path: &Path, source: io::Error) -> ObserveError {
     ObserveError::ControlSocket {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
-/// Makes sure the socket's directory exists. A directory we create is 0700; the directory of
-/// the default path (ours alone) must belong to us and is made 0700.
-fn prepare_dir(path: &Path, is_default: bool) -> Result<(), ObserveError> {
+/// Makes sure the socket's directory exists. A directory we create is 0700; our own directory
+/// (the default path's) must belong to us and is made 0700; a chosen one is checked by
+/// [`check_chosen_dir`].
+fn prepare_dir(path: &Path, ours: bool) -> Result<(), ObserveError> {
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
@@ -54,28 +76,79 @@ fn prepare_dir(path: &Path, is_default: bool) -> Result<(), ObserveError> {
             .map_err(|e| socket_error(path, e))?;
         return Ok(());
     }
-    if is_default {
-        let meta = fs::metadata(dir).map_err(|e| socket_error(path, e))?;
-        let me = effective_uid();
-        if meta.uid() != me {
-            return Err(socket_error(
-                path,
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "directory {} belongs to uid {}, not to us (uid {me})",
-                        dir.display(),
-                        meta.uid()
-                    ),
+    if !ours {
+        return check_chosen_dir(dir).map_err(|e| socket_error(path, e));
+    }
+    let meta = fs::metadata(dir).map_err(|e| socket_error(path, e))?;
+    let me = effective_uid();
+    if meta.uid() != me {
+        return Err(socket_error(
+            path,
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "directory {} belongs to uid {}, not to us (uid {me})",
+                    dir.display(),
+                    meta.uid()
                 ),
-            ));
-        }
-        if meta.mode() & 0o777 != 0o700 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| socket_error(path, e))?;
-        }
+            ),
+        ));
+    }
+    if meta.mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| socket_error(path, e))?;
     }
     Ok(())
+}
+
+/// A directory we did not create for ourselves may hold our socket only if nobody else can
+/// replace what is in it: owned by us or root, and not writable by group or others unless
+/// sticky (then only a file's owner can remove or rename it).
+fn check_chosen_dir(dir: &Path) -> io::Result<()> {
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let me = effective_uid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "directory {} belongs to uid {}, not to us (uid {me}) or root; its owner could \
+                 replace the socket",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "directory {} (mode {mode:04o}) is writable by other users and not sticky, so \
+                 they could replace the socket; choose a directory only you can write to",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A listening Unix socket at `path` whose file is created mode 0600 (less if the umask says
+/// so), never wider: on Linux `bind` gives the file the socket inode's mode minus the umask,
+/// so the mode is set on the socket before `bind` and no other user can connect in between.
+fn listen_private(path: &Path) -> io::Result<UnixListener> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let file = File::from(OwnedFd::from(socket));
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    let socket = Socket::from(OwnedFd::from(file));
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(BACKLOG)?;
+    Ok(UnixListener::from(OwnedFd::from(socket)))
 }
 
 /// Removes a socket left by a dead daemon; refuses when a live one answers on it.
@@ -119,14 +192,15 @@ pub(crate) struct Bound {
     pub ino: u64,
 }
 
-/// Binds the control socket at `path` (0600).
-pub(crate) fn bind(path: &Path, is_default: bool) -> Result<Bound, ObserveError> {
-    prepare_dir(path, is_default)?;
+/// Binds the control socket at `path` (0600); `ours`: its directory is the default one.
+pub(crate) fn bind(path: &Path, ours: bool) -> Result<Bound, ObserveError> {
+    prepare_dir(path, ours)?;
     clear_stale(path)?;
-    let listener = UnixListener::bind(path).map_err(|e| match e.kind() {
+    let listener = listen_private(path).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => ObserveError::AlreadyRunning(path.to_path_buf()),
         _ => socket_error(path, e),
     })?;
+    // Exactly 0600 whatever the umask took away (the owner needs read and write to connect).
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(|e| socket_error(path, e))?;
     listener
@@ -145,5 +219,48 @@ pub(crate) fn remove_if_ours(path: &Path, ino: u64) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn temp_dir(tag: &str, mode: u32) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("loopd-path-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_socket_file_is_never_wider_than_0600() {
+        // Without the mode set before bind, the file would be 0777 minus the umask (0755
+        // under the usual 022) until the chmod after it.
+        let dir = temp_dir("mode", 0o755);
+        let path = dir.join("s.sock");
+        let _listener = listen_private(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().mode() & 0o7777;
+        assert_eq!(mode & !0o600, 0, "mode {mode:o} right after bind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_chosen_directory_others_can_write_to_is_refused_unless_sticky() {
+        let open = temp_dir("open", 0o777);
+        let err = check_chosen_dir(&open).unwrap_err();
+        assert!(err.to_string().contains("writable by other users"), "{err}");
+        let group = temp_dir("group", 0o775);
+        assert!(check_chosen_dir(&group).is_err());
+        let sticky = temp_dir("sticky", 0o1777);
+        check_chosen_dir(&sticky).unwrap();
+        let private = temp_dir("private", 0o755);
+        check_chosen_dir(&private).unwrap();
+        for d in [open, group, sticky, private] {
+            fs::remove_dir_all(&d).unwrap();
+        }
     }
 }
