@@ -220,6 +220,11 @@ impl Daemon {
         self.services[service]
     }
 
+    /// True while the process has not exited.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
