@@ -107,11 +107,10 @@ fn measure(
     Ok((total.saturating_sub(inclusive_ir(&text, NOT_COUNTED)), file))
 }
 
-/// Not counted: quanta's TSC calibration at loopd's start-up (once per process). It
-/// spins for a stretch of wall time, so under valgrind its instruction count varies
-/// from run to run by millions, more than thousands of round trips cost.
-/// (`--toggle-collect` cannot cut it out: it is inlined into a `OnceCell` closure.)
-const NOT_COUNTED: &str = "quanta::Calibration::calibrate";
+/// Not counted: the TSC calibration at loopd's start-up (once per process, in a function
+/// never inlined). It spins for a stretch of wall time, so under valgrind its instruction
+/// count varies from run to run by millions, more than thousands of round trips cost.
+const NOT_COUNTED: &str = "loopd::engine::clock::calibrate";
 
 /// The inclusive Ir of every function named `name` (self cost plus the inclusive cost
 /// of its calls), from a callgrind output file; for a function that is not recursive.

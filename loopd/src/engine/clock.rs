@@ -25,19 +25,25 @@ const SCALE_SHIFT: u32 = 32;
 static EPOCH: OnceLock<Epoch> = OnceLock::new();
 
 fn epoch() -> &'static Epoch {
-    EPOCH.get_or_init(|| {
-        let clock = quanta::Clock::new();
-        let mono = clock.raw();
-        // quanta's calibrated conversion of 2^32 ticks is the scale in 32.32 fixed point
-        // (exactly 1.0 when its raw source is already the OS clock in nanoseconds).
-        let ns_per_tick_fx32 = clock.delta_as_nanos(0, 1 << SCALE_SHIFT).max(1);
-        Epoch {
-            clock,
-            mono,
-            ns_per_tick_fx32,
-            wall: SystemTime::now(),
-        }
-    })
+    EPOCH.get_or_init(calibrate)
+}
+
+/// Calibrates the TSC against the OS clock (once per process; spins for a while). Never
+/// inlined, so profiles can tell its one-off cost apart (`loopd-bench --callgrind` does).
+#[inline(never)]
+#[cold]
+fn calibrate() -> Epoch {
+    let clock = quanta::Clock::new();
+    let mono = clock.raw();
+    // quanta's calibrated conversion of 2^32 ticks is the scale in 32.32 fixed point
+    // (exactly 1.0 when its raw source is already the OS clock in nanoseconds).
+    let ns_per_tick_fx32 = clock.delta_as_nanos(0, 1 << SCALE_SHIFT).max(1);
+    Epoch {
+        clock,
+        mono,
+        ns_per_tick_fx32,
+        wall: SystemTime::now(),
+    }
 }
 
 /// Monotonic nanoseconds since the process epoch.
