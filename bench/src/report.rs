@@ -48,6 +48,9 @@ pub struct Summary {
     pub sys_seconds: f64,
     /// Median CPU microseconds per operation.
     pub cpu_us_per_op: f64,
+    /// Median user CPU seconds per 100,000 operations (the engine's own share: on loopback
+    /// network scenarios most of `cpu-s` is the kernel's).
+    pub user_s_per_100k: f64,
     /// Median peak RSS, MiB.
     pub max_rss_mib: f64,
     /// Median of the runs' `extra.bytes_per_op` (NaN when they have none): the headline
@@ -86,6 +89,7 @@ impl Summary {
             user_seconds: med(&|m| m.user_seconds),
             sys_seconds: med(&|m| m.sys_seconds),
             cpu_us_per_op: med(&|m| m.cpu_seconds() * 1e6 / m.ops.max(1) as f64),
+            user_s_per_100k: med(&|m| m.user_seconds * 1e5 / m.ops.max(1) as f64),
             max_rss_mib: med(&|m| m.max_rss_kib as f64 / 1024.0),
             bytes_per_op: med(&bytes_per_op),
         })
@@ -257,7 +261,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<10} {:>14} {:>7} {:>10} {:>8} {:>8} {:>8} {:>10} {:>9} {:>5}",
+            "{:<10} {:>14} {:>7} {:>10} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9} {:>5}",
             "peer",
             unit,
             "spread",
@@ -266,6 +270,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
             "user-s",
             "sys-s",
             "cpu-µs/op",
+            "user-s/100k",
             "rss-MiB",
             "runs"
         );
@@ -279,7 +284,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
                     };
                     let _ = writeln!(
                         out,
-                        "{:<10} {:>14} {:>6.1}% {:>10.3} {:>8.3} {:>8.3} {:>8.3} {:>10.3} {:>9.1} {:>5}",
+                        "{:<10} {:>14} {:>6.1}% {:>10.3} {:>8.3} {:>8.3} {:>8.3} {:>10.3} {:>11.4} {:>9.1} {:>5}",
                         peer.name(),
                         headline,
                         m.spread * 100.0,
@@ -288,6 +293,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
                         m.user_seconds,
                         m.sys_seconds,
                         m.cpu_us_per_op,
+                        m.user_s_per_100k,
                         m.max_rss_mib,
                         m.runs
                     );
@@ -348,6 +354,7 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
                             "process_seconds": m.process_seconds,
                             "cpu_seconds": m.cpu_seconds,
                             "user_seconds": m.user_seconds,
+                            "user_seconds_per_100k_ops": m.user_s_per_100k,
                             "sys_seconds": m.sys_seconds,
                             "cpu_us_per_op": m.cpu_us_per_op,
                             "max_rss_mib": m.max_rss_mib,
