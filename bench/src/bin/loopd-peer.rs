@@ -19,59 +19,14 @@ use serde_json::{json, Value};
 /// Exit code for "no such scenario" (the harness shows the peer as n/a).
 const EXIT_UNSUPPORTED: u8 = 3;
 
-struct Args {
-    scenario: String,
-    instrument: bool,
-    n: u64,
-    inflight: u64,
-    conns: u64,
-    chunk: u64,
-    file: Option<std::path::PathBuf>,
-    sum: Option<u64>,
-}
+#[path = "../peer_args.rs"]
+mod peer_args;
+use peer_args::{sample_sum, Args};
 
 fn parse_args() -> Result<Args> {
     let mut it = std::env::args().skip(1);
     let scenario = it.next().context("missing SCENARIO")?;
-    let mut args = Args {
-        scenario,
-        instrument: true,
-        n: 0,
-        inflight: 1,
-        conns: 1,
-        chunk: 64 * 1024,
-        file: None,
-        sum: None,
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--no-instrument" => args.instrument = false,
-            "--file" => {
-                args.file = Some(it.next().context("--file needs a value")?.into());
-            }
-            "--sum" => {
-                let v = it.next().context("--sum needs a value")?;
-                args.sum = Some(v.parse().context("--sum: not a number")?);
-            }
-            "--n" | "--inflight" | "--conns" | "--chunk" => {
-                let v: u64 = it
-                    .next()
-                    .with_context(|| format!("{a} needs a value"))?
-                    .parse()
-                    .with_context(|| format!("{a}: not a number"))?;
-                ensure!(v > 0, "{a} must be positive");
-                match a.as_str() {
-                    "--n" => args.n = v,
-                    "--inflight" => args.inflight = v,
-                    "--chunk" => args.chunk = v,
-                    _ => args.conns = v,
-                }
-            }
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    ensure!(args.n > 0, "--n is required");
-    Ok(args)
+    peer_args::parse_args(scenario, it, true)
 }
 
 fn main() -> ExitCode {
@@ -442,19 +397,6 @@ thread_local! {
     static FS_READS: Cell<u64> = const { Cell::new(0) };
     static FS_CLOSED: Cell<bool> = const { Cell::new(false) };
     static FS_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// `fs_read`'s checksum samples the bytes at file offsets divisible by this.
-const SAMPLE_STRIDE: u64 = 64;
-
-/// `fs_read`'s checksum of one chunk read at file offset `offset`: the wrapping sum of
-/// its bytes at file offsets divisible by [`SAMPLE_STRIDE`] (the same in every peer).
-fn sample_sum(offset: u64, data: &[u8]) -> u64 {
-    let first = (SAMPLE_STRIDE - offset % SAMPLE_STRIDE) % SAMPLE_STRIDE;
-    data.iter()
-        .skip(usize::try_from(first).unwrap_or(usize::MAX))
-        .step_by(usize::try_from(SAMPLE_STRIDE).unwrap_or(1))
-        .fold(0u64, |s, b| s.wrapping_add(u64::from(*b)))
 }
 
 fn fs_failed(what: &str, e: &std::io::Error) {

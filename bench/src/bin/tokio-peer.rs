@@ -24,13 +24,12 @@
 //! exits 3 for a scenario it does not have.
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,51 +42,12 @@ const EXIT_UNSUPPORTED: u8 = 3;
 /// The scenarios this peer has.
 const SCENARIOS: &[&str] = &["timers", "async1", "queue_work", "echo", "fs_read"];
 
-/// `fs_read`'s checksum samples the bytes at file offsets divisible by this.
-const SAMPLE_STRIDE: u64 = 64;
+#[path = "../peer_args.rs"]
+mod peer_args;
+use peer_args::{sample_sum, Args};
 
-struct Args {
-    scenario: String,
-    n: u64,
-    inflight: u64,
-    conns: u64,
-    chunk: u64,
-    file: Option<PathBuf>,
-    sum: Option<u64>,
-}
-
-fn parse_args(scenario: String, mut it: impl Iterator<Item = String>) -> Result<Args> {
-    let mut args = Args {
-        scenario,
-        n: 0,
-        inflight: 1,
-        conns: 1,
-        chunk: 64 * 1024,
-        file: None,
-        sum: None,
-    };
-    while let Some(a) = it.next() {
-        let value = it.next().with_context(|| format!("{a} needs a value"))?;
-        match a.as_str() {
-            "--file" => args.file = Some(PathBuf::from(value)),
-            "--sum" => args.sum = Some(value.parse().context("--sum: not a number")?),
-            "--n" | "--inflight" | "--conns" | "--chunk" => {
-                let v: u64 = value
-                    .parse()
-                    .with_context(|| format!("{a}: not a number"))?;
-                ensure!(v > 0, "{a} must be positive");
-                match a.as_str() {
-                    "--n" => args.n = v,
-                    "--inflight" => args.inflight = v,
-                    "--conns" => args.conns = v,
-                    _ => args.chunk = v,
-                }
-            }
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    ensure!(args.n > 0, "--n is required");
-    Ok(args)
+fn parse_args(scenario: String, it: impl Iterator<Item = String>) -> Result<Args> {
+    peer_args::parse_args(scenario, it, false)
 }
 
 fn main() -> ExitCode {
@@ -403,16 +363,6 @@ async fn serve(mut stream: TcpStream) {
             Err(_) => return,
         }
     }
-}
-
-/// `fs_read`'s checksum of one chunk read at file offset `offset`: the wrapping sum of
-/// its bytes at file offsets divisible by [`SAMPLE_STRIDE`] (the same in every peer).
-fn sample_sum(offset: u64, data: &[u8]) -> u64 {
-    let first = (SAMPLE_STRIDE - offset % SAMPLE_STRIDE) % SAMPLE_STRIDE;
-    data.iter()
-        .skip(usize::try_from(first).unwrap_or(usize::MAX))
-        .step_by(usize::try_from(SAMPLE_STRIDE).unwrap_or(1))
-        .fold(0u64, |s, b| s.wrapping_add(u64::from(*b)))
 }
 
 /// Sequential file read through tokio's async fs: open, `read` into one 64 KiB buffer
