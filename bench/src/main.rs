@@ -46,9 +46,14 @@ options:
   --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node,tokio,mio
   --threadpool-size N thread-pool size for every peer (default 4)
   --timeout SECS      kill a run after this long (default 300)
-  --callgrind         instead of the scenarios: instructions per pingpong round trip
-                      of each echo server under valgrind --tool=callgrind (peers
-                      loopd-on,loopd-off,libuv,mio; 20k round trips, 2k with --quick)
+  --callgrind [SCENARIO...]
+                      instead of the scenarios: instructions per op (round trip,
+                      connection, MiB) of each echo server under valgrind
+                      --tool=callgrind, in the network scenarios given (default all:
+                      pingpong 20k round trips, pingpong100 20k, pound 2k connections,
+                      pump 64 MiB; --quick: 2k, 2k, 200, 8 MiB; not idle_memory), each
+                      minus a baseline run (1 round trip, 100, 1 connection, 1 MiB);
+                      peers loopd-on,loopd-off,libuv,tokio,mio
   --daemon            instead of the scenarios: the real loopd binary (seq service):
                       ping-pong with 100 connections at --loops 1 and --loops 2
                       (alternating, --reps each), and /metrics scrape and control
@@ -149,7 +154,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         }
     }
     opts.reps = reps.unwrap_or(if opts.quick { 1 } else { 5 });
-    if opts.scenarios.is_empty() {
+    if opts.callgrind {
+        // Fails for a scenario it does not measure; none named: all it measures.
+        callgrind::plans(&opts.scenarios)?;
+    } else if opts.scenarios.is_empty() {
         opts.scenarios = SCENARIOS.iter().collect();
     }
     Ok(opts)
@@ -361,8 +369,10 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
     Ok((programs, peers))
 }
 
-/// `--callgrind`: instructions per pingpong round trip of each peer's echo server.
+/// `--callgrind`: instructions per op of each peer's echo server in the network
+/// scenarios (see `callgrind.rs`).
 fn run_callgrind(opts: &Options) -> Result<ExitCode> {
+    let plans = callgrind::plans(&opts.scenarios)?;
     let version = callgrind::check_valgrind()?;
     let mut peers: Vec<Peer> = match &opts.peers {
         Some(p) => p.clone(),
@@ -383,29 +393,33 @@ fn run_callgrind(opts: &Options) -> Result<ExitCode> {
     };
     o.threadpool_size = opts.threadpool_size;
     let (programs, peers) = prepare_programs(&o)?;
-    let scenario = Scenario::find("pingpong").context("no pingpong scenario")?;
     let out_dir = prepare::bench_dir().join("out/callgrind");
     eprintln!(
-        "== callgrind ({version}): pingpong server, Ir(n=1) and Ir(n={}) per peer; \
-         profiles in {}",
-        callgrind::round_trips(opts.quick),
+        "== callgrind ({version}): {}; echo servers under callgrind, a baseline and a \
+         measured run per peer; profiles in {}",
+        plans
+            .iter()
+            .map(|p| format!("{} {}", p.scenario, p.size(opts.quick).label()))
+            .collect::<Vec<_>>()
+            .join(", "),
         out_dir.display()
     );
     let load_at_start = load_average();
-    let counts = callgrind::run_all(
+    let results = callgrind::run_all(
         &programs,
         &peers,
-        scenario,
+        &plans,
         opts.quick,
         &out_dir,
         opts.timeout,
     )?;
-    println!("\n{}", callgrind::table(&counts));
+    println!("\n{}", callgrind::table(&results));
     if let Some(path) = &opts.json {
         let mut meta = metadata(opts, &programs, &peers);
         meta["valgrind"] = json!(version);
         meta["loadavg_at_start"] = json!(load_at_start);
-        let doc = json!({ "meta": meta, "callgrind": callgrind::json(&counts) });
+        meta["loadavg_at_end"] = json!(load_average());
+        let doc = json!({ "meta": meta, "callgrind": callgrind::json(&results) });
         let text = serde_json::to_string_pretty(&doc).context("encoding the JSON")?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -414,6 +428,9 @@ fn run_callgrind(opts: &Options) -> Result<ExitCode> {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
+    }
+    if results.iter().any(|r| !r.failed.is_empty()) {
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -611,5 +628,31 @@ mod tests {
         assert!(parse(&["--reps"]).is_err());
         assert!(parse(&["--peers", "rust"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn callgrind_scenarios() {
+        let o = parse(&["--callgrind", "--quick"]).unwrap();
+        assert!(o.callgrind && o.quick);
+        assert!(o.scenarios.is_empty());
+        let all = callgrind::plans(&o.scenarios).unwrap();
+        let names: Vec<_> = all.iter().map(|p| p.scenario).collect();
+        assert_eq!(names, ["pingpong", "pingpong100", "pound", "pump"]);
+
+        let o = parse(&["--callgrind", "pound", "pingpong100"]).unwrap();
+        let names: Vec<_> = callgrind::plans(&o.scenarios)
+            .unwrap()
+            .iter()
+            .map(|p| p.scenario)
+            .collect();
+        assert_eq!(names, ["pound", "pingpong100"]);
+        // Scenario names may come before the flag too.
+        assert_eq!(parse(&["pump", "--callgrind"]).unwrap().scenarios.len(), 1);
+
+        assert!(parse(&["--callgrind", "idle_memory"]).is_err());
+        assert!(parse(&["--callgrind", "timers"]).is_err());
+        assert!(parse(&["--callgrind", "nope"]).is_err());
+        // Without --callgrind the same names are ordinary scenarios.
+        assert_eq!(parse(&["idle_memory"]).unwrap().scenarios.len(), 1);
     }
 }
