@@ -782,3 +782,64 @@ fn prime_holds_back_a_client_that_outpaces_it() {
         "answers lost or reordered"
     );
 }
+
+/// The `http` checks hold for the file actually opened: while a directory inside the root is
+/// swapped back and forth with a symlink to a directory outside it (someone who can write the
+/// root racing the check), a client asking for a file in it gets the file inside, a 403 or a
+/// 404, never the file outside. Before loopd checked the open file, one in a few hundred
+/// requests got the outside file here.
+#[test]
+fn swapping_a_checked_directory_for_a_symlink_never_serves_outside_the_root() {
+    let d = Daemon::start(
+        "[[service]]\nkind = \"http\"\nbind = \"127.0.0.1:0\"\nroot = \"@DIR@/www\"\n",
+    );
+    let http = d.addr("http");
+    let www = d.dir.0.join("www");
+    let outside = d.dir.0.join("outside");
+    std::fs::create_dir_all(www.join("d")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(www.join("d").join("f.txt"), "public").unwrap();
+    std::fs::write(outside.join("f.txt"), "SECRET").unwrap();
+
+    let stop = AtomicBool::new(false);
+    let (served, swaps) = std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            let (dir, parked, link) = (www.join("d"), www.join("d.parked"), www.join("d.link"));
+            std::os::unix::fs::symlink(&outside, &link).unwrap();
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // d: the real directory ⇄ a symlink leading out (renames are atomic).
+                std::fs::rename(&dir, &parked).unwrap();
+                std::fs::rename(&link, &dir).unwrap();
+                std::fs::rename(&dir, &link).unwrap();
+                std::fs::rename(&parked, &dir).unwrap();
+                swaps += 1;
+            }
+            swaps
+        });
+        // Stops the swapper however this thread leaves (a failed assertion included), so the
+        // scope can end.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let stopper = StopOnDrop(&stop);
+        let mut served = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let (code, body) = http_get(http, "/d/f.txt");
+            assert_ne!(body, "SECRET", "served a file outside the root");
+            assert!(matches!(code, 200 | 403 | 404), "{code} {body}");
+            if code == 200 {
+                assert_eq!(body, "public");
+                served += 1;
+            }
+        }
+        drop(stopper);
+        (served, swapper.join().unwrap())
+    });
+    println!("{served} served from inside, {swaps} swaps");
+    assert!(swaps > 0);
+}

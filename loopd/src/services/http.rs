@@ -1,7 +1,7 @@
 //! The `http` service (DESIGN §6): static files under a root, served on the loop.
 //!
-//! Every file-system step runs on the thread pool as an fs request — `realpath`, `stat`,
-//! `open`, 64 KiB `read`s, `close` — so the loop thread never blocks on a disk. One response
+//! Every file-system step runs on the thread pool as an fs request — `realpath`, `open`,
+//! 64 KiB `read`s, `close` — so the loop thread never blocks on a disk. One response
 //! is in flight per connection: reading from the socket stops while it streams (pipelined
 //! requests wait in the kernel and in the input buffer, answered in order), and the next file
 //! chunk is read only once the previous write completed, so a connection holds at most one
@@ -9,18 +9,24 @@
 //!
 //! The request path is percent-decoded, then any `..` segment is refused (403), and the
 //! resolved real path must stay under the canonical root (a symlink pointing outside is
-//! refused too). Directories are not listed (403); only regular files are served.
+//! refused too). Directories are not listed (403); only regular files are served. The checks
+//! hold for the file actually opened, not just for the path before it ([`open_checked`]); the
+//! check of the open file is the one step on the loop thread, and touches no disk.
 //!
 //! ```text
 //! read → parse ─┬─ error ─────────────────────────────→ 400/413, close
-//!               └─ request → realpath → stat → open → read ⇄ write → close file → next request
+//!               └─ request → realpath → open → check the open file (fstat, /proc/self/fd)
+//!                                                  → read ⇄ write → close file → next request
 //! ```
 
 mod parse;
 
 use std::cell::RefCell;
+use std::fs::OpenOptions;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -291,42 +297,90 @@ fn handle_request(lp: &mut Loop, conn: &ConnRef, request: Request) {
                     return respond_simple(lp, &conn, Status::for_io(&e), head_only, keep_alive)
                 }
             };
-            let path = real.clone();
-            lp.fs_stat(real, move |lp, meta| {
-                if conn.borrow().closed {
-                    return;
-                }
-                let size = match meta {
-                    Ok(m) if m.is_file() => m.len(),
-                    // Directories (no listing), devices, FIFOs.
-                    Ok(_) => {
-                        return respond_simple(lp, &conn, Status::Forbidden, head_only, keep_alive)
-                    }
-                    Err(e) => {
-                        return respond_simple(lp, &conn, Status::for_io(&e), head_only, keep_alive)
-                    }
-                };
-                let head = response_head(Status::Ok, mime, size, keep_alive, &[]);
-                if head_only || size == 0 {
-                    return send_last(lp, &conn, head, keep_alive);
-                }
-                lp.fs_open(path, move |lp, file| match file {
-                    Ok(file) => {
-                        let body = Body {
-                            file,
-                            offset: 0,
-                            remaining: size,
-                            keep_alive,
-                        };
-                        read_chunk(lp, conn, body, Some(head));
-                    }
-                    Err(e) => {
-                        respond_simple(lp, &conn, Status::for_io(&e), head_only, keep_alive);
-                    }
-                });
-            });
+            open_checked(lp, conn, real, root, mime, head_only, keep_alive);
         });
     });
+}
+
+/// Opens `real` (a path found under `root`) and serves it, checking the open file itself, so
+/// that what is served is what was checked whatever the tree does meanwhile: the open does
+/// not follow a symlink swapped in for the file (`O_NOFOLLOW`, 403) nor wait on a FIFO
+/// (`O_NONBLOCK`); then [`check_open_file`].
+fn open_checked(
+    lp: &mut Loop,
+    conn: ConnRef,
+    real: PathBuf,
+    root: PathBuf,
+    mime: &'static str,
+    head_only: bool,
+    keep_alive: bool,
+) {
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    lp.fs_open_with(real, options, move |lp, file| {
+        let file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                let status = if e.raw_os_error() == Some(libc::ELOOP) {
+                    Status::Forbidden
+                } else {
+                    Status::for_io(&e)
+                };
+                return respond_simple(lp, &conn, status, head_only, keep_alive);
+            }
+        };
+        if conn.borrow().closed {
+            return close_file(lp, file);
+        }
+        let size = match check_open_file(&file, &root) {
+            Ok(size) => size,
+            Err(status) => {
+                if status == Status::Forbidden {
+                    tracing::debug!(peer = %conn.borrow().peer, "http: the file opened is not a regular file under the root");
+                }
+                close_file(lp, file);
+                return respond_simple(lp, &conn, status, head_only, keep_alive);
+            }
+        };
+        let head = response_head(Status::Ok, mime, size, keep_alive, &[]);
+        if head_only || size == 0 {
+            close_file(lp, file);
+            return send_last(lp, &conn, head, keep_alive);
+        }
+        let body = Body {
+            file,
+            offset: 0,
+            remaining: size,
+            keep_alive,
+        };
+        read_chunk(lp, conn, body, Some(head));
+    });
+}
+
+/// The open file's size if it is a regular file that lies under `root`: its type and size
+/// from `fstat`, its location from `/proc/self/fd/N` (the path of the file actually opened,
+/// so a directory swapped for a symlink between the check and the open is caught). Runs on
+/// the loop: both read only the kernel's in-memory inode and dentry of an open file, no disk.
+fn check_open_file(file: &std::fs::File, root: &Path) -> Result<u64, Status> {
+    let meta = file.metadata().map_err(|e| Status::for_io(&e))?;
+    if !meta.is_file() {
+        // Directories (no listing), devices, FIFOs.
+        return Err(Status::Forbidden);
+    }
+    let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match std::fs::read_link(&fd_path) {
+        Ok(actual) if actual.starts_with(root) => Ok(meta.len()),
+        Ok(actual) => {
+            tracing::warn!(opened = %actual.display(), "http: the file opened is outside the root (the tree changed under the check); refused");
+            Err(Status::Forbidden)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "http: cannot read {fd_path} to check the file opened (is /proc mounted?)");
+            Err(Status::InternalError)
+        }
+    }
 }
 
 /// Calls `f` with the canonical root, resolving it on the pool the first time.
