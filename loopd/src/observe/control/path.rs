@@ -65,8 +65,10 @@ fn socket_error(path: &Path, source: io::Error) -> ObserveError {
 /// (the default path's) must belong to us and is made 0700; a chosen one is checked by
 /// [`check_chosen_dir`].
 fn prepare_dir(path: &Path, ours: bool) -> Result<(), ObserveError> {
-    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
-        return Ok(());
+    // A bare file name lives in the current directory, which is checked like any other.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
     if !dir.exists() {
         DirBuilder::new()
