@@ -267,13 +267,22 @@ fn measure(
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let total = total_ir(&text)?;
-    Ok((total.saturating_sub(inclusive_ir(&text, NOT_COUNTED)), file))
+    let not_counted: u64 = NOT_COUNTED.iter().map(|f| inclusive_ir(&text, f)).sum();
+    Ok((total.saturating_sub(not_counted), file))
 }
 
-/// Not counted: the TSC calibration at loopd's start-up (once per process, in a function
-/// never inlined). It spins for a stretch of wall time, so under valgrind its instruction
-/// count varies from run to run by millions, more than thousands of round trips cost.
-const NOT_COUNTED: &str = "loopd::engine::clock::calibrate";
+/// Not counted, because their cost follows wall time, not work, and valgrind runs the
+/// program ~50× slower than it runs (both functions are never inlined):
+/// - the TSC calibration at loopd's start-up (once per process): it spins for a stretch
+///   of wall time, so its instruction count varies from run to run by millions;
+/// - loopd's snapshot publication (every 100 ms of wall time): under valgrind a run sees
+///   ~50× more publications per operation than it would at full speed, which made
+///   loopd-on's count swing between ~400 and ~900 Ir per round trip from run to run.
+///   At full speed it is 10 publications a second whatever the load.
+const NOT_COUNTED: &[&str] = &[
+    "loopd::engine::clock::calibrate",
+    "loopd::engine::stats::<impl loopd::engine::Loop>::publish",
+];
 
 /// The inclusive Ir of every function named `name` (self cost plus the inclusive cost
 /// of its calls), from a callgrind output file; for a function that is not recursive.
@@ -431,7 +440,7 @@ pub fn table(all: &[ScenarioCounts]) -> String {
             out,
             "== callgrind {}: instructions (Ir) per {op} in the server process, lower is \
              better\n   (Ir({}) − Ir({})) / {}; user space only (the kernel's share is not \
-             counted); loopd's one-off TSC calibration left out",
+             counted); loopd's TSC calibration and snapshot publication (wall-time driven) left out",
             sc.scenario.name,
             full.label(),
             base.label(),

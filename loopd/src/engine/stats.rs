@@ -291,6 +291,8 @@ impl LoopObserver {
 
 impl Loop {
     /// Builds and publishes a snapshot (loop thread; called at the publication cadence).
+    /// Never inlined: profiles tell its cost, which follows wall time, apart from the work's.
+    #[inline(never)]
     pub(crate) fn publish(&mut self) {
         let now = now_ns();
         let st = &mut self.stats;
