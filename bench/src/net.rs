@@ -22,6 +22,16 @@ pub enum Client {
     /// One blocking connection (`TCP_NODELAY`): send [`PING`], read the echo back in
     /// full, verify it, send again; `n` round trips.
     PingPong,
+    /// [`Client::PingPong`] with a pause after each echo, long enough for a server under
+    /// valgrind to finish the round trip and go back to waiting for readiness before the
+    /// next request arrives. `--callgrind` uses it: without it, whether a slowed-down
+    /// server finds the next request already there (one `recv` and no `epoll_wait` per
+    /// round trip) or not (a `recv` that would block, then `epoll_wait`) depends on timing,
+    /// and the instruction counts swing by 2× from run to run.
+    PingPongPaced {
+        /// Pause after each echo, microseconds.
+        pause_us: u64,
+    },
     /// `conns` connections, each ping-ponging on its own (send on receipt), driven by
     /// one edge-triggered mio loop; `n` round trips in total.
     PingPongMany,
@@ -64,7 +74,10 @@ pub fn run(
     deadline: Instant,
 ) -> Result<ClientResult> {
     match client {
-        Client::PingPong => ping_pong(addr, n, deadline),
+        Client::PingPong => ping_pong(addr, n, Duration::ZERO, deadline),
+        Client::PingPongPaced { pause_us } => {
+            ping_pong(addr, n, Duration::from_micros(pause_us), deadline)
+        }
         Client::PingPongMany => ping_pong_many(addr, n, conns, deadline),
         Client::Pound { concurrency } => pound(addr, n, concurrency, deadline),
         Client::Pump => pump(addr, n, deadline),
@@ -80,7 +93,7 @@ pub fn remaining(deadline: Instant) -> Result<Duration> {
     Ok(left)
 }
 
-fn ping_pong(addr: SocketAddr, n: u64, deadline: Instant) -> Result<ClientResult> {
+fn ping_pong(addr: SocketAddr, n: u64, pause: Duration, deadline: Instant) -> Result<ClientResult> {
     let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(remaining(deadline)?))?;
@@ -91,13 +104,20 @@ fn ping_pong(addr: SocketAddr, n: u64, deadline: Instant) -> Result<ClientResult
         s.read_exact(&mut back)
             .with_context(|| format!("reading echo {i}"))?;
         ensure!(back == PING, "echo {i} was {back:?}, not {PING:?}");
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     drop(s);
     Ok(ClientResult {
         ops: n,
         seconds,
-        extra: json!({ "client": "blocking, 1 connection", "message_bytes": PING.len() }),
+        extra: json!({
+            "client": "blocking, 1 connection",
+            "message_bytes": PING.len(),
+            "pause_us": pause.as_micros(),
+        }),
     })
 }
 
