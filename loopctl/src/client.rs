@@ -90,6 +90,17 @@ pub enum ClientError {
         /// The code and its name, e.g. `-32602 invalid params`.
         code: String,
     },
+    /// The daemon refused the connection instead of greeting it, e.g. a peer of another
+    /// uid (exit 3: this loopctl cannot use that daemon).
+    #[error("loopd at {path} refused the connection: {message} (code {code})")]
+    Refused {
+        /// The socket path.
+        path: PathBuf,
+        /// The daemon's message.
+        message: String,
+        /// The code and its name, e.g. `-32004 permission denied`.
+        code: String,
+    },
     /// The daemon does not offer the method (an older daemon; exit 1).
     #[error("loopd {server_version} does not support `{method}` (it offers: {offered}); upgrade the daemon")]
     Unsupported {
@@ -119,7 +130,8 @@ impl ClientError {
             | ClientError::Connect { .. }
             | ClientError::Timeout { .. }
             | ClientError::Closed { .. }
-            | ClientError::Io { .. } => 3,
+            | ClientError::Io { .. }
+            | ClientError::Refused { .. } => 3,
             ClientError::ProtocolMismatch { .. }
             | ClientError::Remote { .. }
             | ClientError::Unsupported { .. }
@@ -211,8 +223,19 @@ impl Client {
             detail: format!("expected a `hello` notification first, got {detail}"),
         };
         let message = Message::parse(&line).map_err(|e| not_hello(e.to_string()))?;
-        let Message::Notification(n) = message else {
-            return Err(not_hello(abbreviate(&line)));
+        let n = match message {
+            Message::Notification(n) => n,
+            // An error in place of the hello: the daemon turned this connection away.
+            Message::Response(proto::Response {
+                outcome: Err(e), ..
+            }) => {
+                return Err(ClientError::Refused {
+                    path: self.path.clone(),
+                    message: e.message,
+                    code: format!("{} {}", e.code.0, e.code.name()),
+                })
+            }
+            _ => return Err(not_hello(abbreviate(&line))),
         };
         if n.method != proto::methods::HELLO {
             return Err(not_hello(format!("`{}`", n.method)));
