@@ -194,8 +194,8 @@ pub struct Loop {
     io_again_later: Vec<HandleRef>,
     read_buf: Vec<u8>,
     signals: signal::SignalSource,
-    /// Pool workers to wake at the end of the current phase.
-    pool_wakes: usize,
+    /// Work submitted in the current phase, handed to the pool at its end (one lock for all).
+    pool_jobs: Vec<pool::Job>,
     /// Guards against running the loop from inside one of its callbacks.
     running: bool,
 }
@@ -258,7 +258,7 @@ impl Loop {
             io_again_later: Vec::new(),
             read_buf: vec![0; READ_BUF],
             signals: signal::SignalSource::default(),
-            pool_wakes: 0,
+            pool_jobs: Vec::new(),
             running: false,
         };
         if lp.instrument {
@@ -502,7 +502,7 @@ impl Loop {
             site,
             self.now_ns,
         );
-        self.pool_wakes += self.pool.submit(Job {
+        self.pool_jobs.push(Job {
             req: r,
             kind,
             enqueued_ns: clock::now_ns(),
@@ -510,17 +510,19 @@ impl Loop {
             reply: self.wake.clone(),
         });
         if !self.running {
-            // Queued from outside `run`: no phase end will come to wake the workers.
-            self.flush_pool_wakes();
+            // Queued from outside `run`: no phase end will come to hand it over.
+            self.flush_pool_jobs();
         }
         r
     }
 
-    /// Wakes the pool workers that submissions of this phase asked for.
+    /// Hands the work submitted in this phase to the pool and wakes the idle workers it
+    /// needs.
     #[inline]
-    fn flush_pool_wakes(&mut self) {
-        if self.pool_wakes > 0 {
-            self.pool.wake_workers(std::mem::take(&mut self.pool_wakes));
+    fn flush_pool_jobs(&mut self) {
+        if !self.pool_jobs.is_empty() {
+            let wakes = self.pool.submit(&mut self.pool_jobs);
+            self.pool.wake_workers(wakes);
         }
     }
 
@@ -531,7 +533,7 @@ impl Loop {
     fn phase<R>(&mut self, phase: Phase, run: impl FnOnce(&mut Loop) -> R) -> R {
         if !self.instrument {
             let r = run(self);
-            self.flush_pool_wakes();
+            self.flush_pool_jobs();
             return r;
         }
         let start = self.last_clock;
@@ -549,7 +551,7 @@ impl Loop {
             self.stats.phase_ns[phase.index()].record(took);
             self.recorder.phase(phase.index(), began, took);
         }
-        self.flush_pool_wakes();
+        self.flush_pool_jobs();
         r
     }
 
@@ -663,7 +665,7 @@ impl Loop {
     /// Poll phase: waits for I/O up to `timeout_ns` (forever when `None`), then runs the
     /// callbacks of what became ready.
     fn poll_io(&mut self, timeout_ns: Option<u64>) {
-        self.flush_pool_wakes();
+        self.flush_pool_jobs();
         let timeout = timeout_ns.map(Duration::from_nanos);
         let Some(mut events) = self.events.take() else {
             return;
@@ -881,7 +883,17 @@ impl WorkRequest {
         if lp.requests.get(self.0).is_none() {
             return Err(EngineError::Busy);
         }
-        match lp.pool.cancel(self.0) {
+        // Submitted in this phase and not handed to the pool yet.
+        let local = lp.pool_jobs.iter().position(|j| j.req == self.0);
+        let job = match local {
+            Some(i) => {
+                let job = lp.pool_jobs.remove(i);
+                lp.pool.count_cancelled(job.kind);
+                Some(job)
+            }
+            None => lp.pool.cancel(self.0),
+        };
+        match job {
             Some(job) => {
                 job.reply.post_completion(Completion {
                     req: self.0,

@@ -240,23 +240,22 @@ impl ThreadPool {
         }
     }
 
-    /// Queues a job. Returns how many idle workers the caller must wake with
-    /// [`ThreadPool::wake_workers`] (0 or 1): the loop defers the wake-ups to the end of the
-    /// phase, so a burst of submissions costs a few signals instead of one per job.
+    /// Queues the jobs (in order, draining `jobs`) under one lock. Returns how many idle
+    /// workers the caller must wake with [`ThreadPool::wake_workers`]: the loop hands its
+    /// submissions over at the end of each phase, so a burst of submissions costs one lock
+    /// and a few signals instead of a lock and a signal per job.
     #[must_use]
-    pub(crate) fn submit(&self, job: Job) -> usize {
+    pub(crate) fn submit(&self, jobs: &mut Vec<Job>) -> usize {
         let mut st = lock(&self.inner.state);
         if !st.started {
             st.started = true;
             self.spawn_missing(&mut st);
         }
-        st.queue.push_back(job);
-        if st.idle > st.signalled {
-            st.signalled += 1;
-            1
-        } else {
-            0
-        }
+        let n = jobs.len();
+        st.queue.extend(jobs.drain(..));
+        let wakes = st.idle.saturating_sub(st.signalled).min(n);
+        st.signalled += wakes;
+        wakes
     }
 
     /// Wakes `n` idle workers (each wake is a system call).
@@ -272,8 +271,13 @@ impl ThreadPool {
         let pos = st.queue.iter().position(|j| j.req == req)?;
         let job = st.queue.remove(pos)?;
         drop(st);
-        lock(&self.inner.metrics).tasks[job.kind.index()][3] += 1;
+        self.count_cancelled(job.kind);
         Some(job)
+    }
+
+    /// Counts a task cancelled before it reached the queue (still in its loop's hands).
+    pub(crate) fn count_cancelled(&self, kind: RequestType) {
+        lock(&self.inner.metrics).tasks[kind.index()][3] += 1;
     }
 
     /// The request a worker is running right now, if any (for request listings).
