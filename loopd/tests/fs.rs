@@ -94,3 +94,67 @@ fn a_signal_arrives_as_a_loop_callback() {
     lp.run(RunMode::Default);
     assert_eq!(*got.borrow(), Some(libc::SIGUSR1));
 }
+
+#[test]
+fn read_into_reuses_one_buffer_and_gives_it_back_on_errors() {
+    let dir = std::env::temp_dir().join(format!("loopd-fs-into-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("data.bin");
+    // Not a multiple of the buffer: the last read is short, then one reads 0 bytes.
+    let content: Vec<u8> = (0..150_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+
+    let mut lp = Loop::new().unwrap();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    // (buffer address, length) at every callback: the same allocation every time.
+    let buffers = Rc::new(RefCell::new(Vec::new()));
+    fn read_from(
+        lp: &mut Loop,
+        file: loopd::engine::FsFile,
+        offset: u64,
+        buf: Vec<u8>,
+        got: Rc<RefCell<Vec<u8>>>,
+        buffers: Rc<RefCell<Vec<(usize, usize)>>>,
+    ) {
+        let f2 = file.clone();
+        lp.fs_read_into(&file, offset, buf, move |lp, n, buf| {
+            let n = n.unwrap();
+            buffers
+                .borrow_mut()
+                .push((buf.as_ptr() as usize, buf.len()));
+            if n == 0 {
+                return;
+            }
+            got.borrow_mut().extend_from_slice(&buf[..n]);
+            read_from(lp, f2, offset + n as u64, buf, got, buffers);
+        });
+    }
+    let (g, b) = (got.clone(), buffers.clone());
+    lp.fs_open(&path, move |lp, file| {
+        read_from(lp, file.unwrap(), 0, vec![0; 64 * 1024], g, b)
+    });
+    // A read from a file opened for writing only fails; the buffer comes back whole.
+    let failed = Rc::new(RefCell::new(None));
+    let f = failed.clone();
+    let wpath = dir.join("write-only.bin");
+    lp.fs_open_with(
+        &wpath,
+        std::fs::OpenOptions::new().write(true).create(true).clone(),
+        move |lp, file| {
+            let file = file.unwrap();
+            lp.fs_read_into(&file, 0, vec![9; 100], move |_, r, buf| {
+                *f.borrow_mut() = Some((r.is_err(), buf.len(), buf[0]));
+            });
+        },
+    );
+    lp.run(RunMode::Default);
+    assert!(*got.borrow() == content, "the whole file, in order");
+    let buffers = buffers.borrow();
+    assert_eq!(buffers.len(), 4, "3 reads with data, then one of 0 bytes");
+    assert!(
+        buffers.iter().all(|b| *b == buffers[0]),
+        "one buffer, never reallocated: {buffers:?}"
+    );
+    assert_eq!(*failed.borrow(), Some((true, 100, 9)));
+    std::fs::remove_dir_all(&dir).ok();
+}

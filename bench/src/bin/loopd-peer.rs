@@ -404,9 +404,8 @@ fn fs_failed(what: &str, e: &std::io::Error) {
 }
 
 /// Sequential file read through the engine's fs requests, like `peers/libuv/fs_read.c`:
-/// `fs_open`, then `fs_read` of one chunk at a time at the running offset (each on the
-/// thread pool; the engine hands back a fresh `Vec` per read), until a read comes back
-/// empty, then `fs_close`. Checks the byte count (n chunks) and the checksum.
+/// `fs_open`, then `fs_read_into` of one chunk at a time at the running offset into one
+/// buffer (each read on the thread pool), until a read comes back empty, then `fs_close`. Checks the byte count (n chunks) and the checksum.
 fn fs_read(args: &Args) -> Result<()> {
     let path = args.file.clone().context("--file is required")?;
     let want_sum = args.sum.context("--sum is required")?;
@@ -416,7 +415,7 @@ fn fs_read(args: &Args) -> Result<()> {
 
     let start = Instant::now();
     lp.fs_open(path, move |lp: &mut Loop, r| match r {
-        Ok(file) => read_chunk(lp, file, 0, chunk),
+        Ok(file) => read_chunk(lp, file, 0, vec![0; chunk]),
         Err(e) => fs_failed("open", &e),
     });
     lp.run(RunMode::Default);
@@ -447,21 +446,23 @@ fn fs_read(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn read_chunk(lp: &mut Loop, file: loopd::engine::FsFile, offset: u64, chunk: usize) {
+/// Reads the chunk at `offset` into `buf` (one buffer for the whole file, as the libuv peer
+/// does), then the next.
+fn read_chunk(lp: &mut Loop, file: loopd::engine::FsFile, offset: u64, buf: Vec<u8>) {
     let f = std::sync::Arc::clone(&file);
-    lp.fs_read(&f, offset, chunk, move |lp: &mut Loop, r| match r {
-        Ok(data) => {
+    lp.fs_read_into(&f, offset, buf, move |lp: &mut Loop, r, buf| match r {
+        Ok(n) => {
             FS_READS.with(|c| c.set(c.get() + 1));
-            if data.is_empty() {
+            if n == 0 {
                 lp.fs_close(file, |_: &mut Loop, r| match r {
                     Ok(()) => FS_CLOSED.with(|c| c.set(true)),
                     Err(e) => fs_failed("close", &e),
                 });
                 return;
             }
-            FS_SUM.with(|s| s.set(s.get().wrapping_add(sample_sum(offset, &data))));
-            FS_BYTES.with(|b| b.set(b.get() + data.len() as u64));
-            read_chunk(lp, file, offset + data.len() as u64, chunk);
+            FS_SUM.with(|s| s.set(s.get().wrapping_add(sample_sum(offset, &buf[..n]))));
+            FS_BYTES.with(|b| b.set(b.get() + n as u64));
+            read_chunk(lp, file, offset + n as u64, buf);
         }
         Err(e) => fs_failed("read", &e),
     });

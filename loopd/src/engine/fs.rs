@@ -106,26 +106,56 @@ impl Loop {
         len: usize,
         cb: impl FnOnce(&mut Loop, io::Result<Vec<u8>>) + 'static,
     ) -> RequestId {
+        self.fs_read_into(file, offset, vec![0; len], move |lp, read, mut buf| {
+            cb(
+                lp,
+                read.map(|n| {
+                    buf.truncate(n);
+                    buf
+                }),
+            )
+        })
+    }
+
+    /// Reads into `buf` at `offset`, as much as `buf.len()` (fewer bytes at end of file,
+    /// none at or past it), and gives the buffer back to `cb` with the count read, so one
+    /// buffer serves every read of a file (libuv's `uv_fs_read` with the caller's
+    /// `uv_buf_t`; no allocation or zeroing per read). The buffer comes back whole even on
+    /// an error, and empty only if the request itself was lost (cancelled, or its task
+    /// panicked).
+    #[track_caller]
+    pub fn fs_read_into(
+        &mut self,
+        file: &FsFile,
+        offset: u64,
+        mut buf: Vec<u8>,
+        cb: impl FnOnce(&mut Loop, io::Result<usize>, Vec<u8>) + 'static,
+    ) -> RequestId {
         let file = file.clone();
+        let len = buf.len();
         self.pool_io(
             RequestType::Fs,
             Location::caller(),
             format!("read {len} bytes at {offset}"),
             move || {
-                let mut buf = vec![0; len];
                 let mut filled = 0;
-                while filled < len {
+                let read = loop {
+                    if filled == len {
+                        break Ok(filled);
+                    }
                     match file.read_at(&mut buf[filled..], offset + filled as u64) {
-                        Ok(0) => break,
+                        Ok(0) => break Ok(filled),
                         Ok(n) => filled += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
+                        Err(e) => break Err(e),
                     }
-                }
-                buf.truncate(filled);
-                Ok(buf)
+                };
+                Ok((read, buf))
             },
-            cb,
+            move |lp, r: io::Result<(io::Result<usize>, Vec<u8>)>| match r {
+                Ok((read, buf)) => cb(lp, read, buf),
+                Err(e) => cb(lp, Err(e), Vec::new()),
+            },
         )
     }
 
