@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{connect, read_line, read_n, Daemon};
+use support::{connect, read_line, read_n, Daemon, Rng};
 
 /// Generous: debug builds on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -30,34 +30,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const VERY_SLOW_PRIME: &str = "2305843009213693951";
 
 // ----- helpers -----
-
-/// xorshift64*: a tiny deterministic PRNG, seeded per client.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-
-    fn letter(&mut self) -> u8 {
-        let base = if self.next() & 1 == 0 { b'a' } else { b'A' };
-        base + (self.next() % 26) as u8
-    }
-}
 
 /// Raises this process's soft open-file limit towards `want` (up to the hard limit); returns
 /// the soft limit now in force. Children (loopd) inherit it.
@@ -306,9 +278,9 @@ impl SeqClient {
     fn write_some(&mut self) {
         while self.sent < self.out.len() {
             let size = if self.rng.next().is_multiple_of(4) {
-                self.rng.range(1, 3)
+                self.rng.range(1, 3) as usize
             } else {
-                self.rng.range(1, 300)
+                self.rng.range(1, 300) as usize
             };
             let end = (self.sent + size).min(self.out.len());
             match self.s.write(&self.out[self.sent..end]) {

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::Daemon;
+use support::{Daemon, Rng};
 
 /// A client's read/write timeout: a daemon that stops answering is an error, not a hang.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,29 +38,6 @@ type Res<T> = Result<T, String>;
 
 fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{what}: {e}")
-}
-
-/// xorshift64*: a tiny deterministic PRNG, seeded per worker.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
 }
 
 /// Counters shared by the workers.
@@ -234,7 +211,7 @@ fn http_round(addr: SocketAddr, rng: &mut Rng, files: &[(String, Vec<u8>)]) -> R
         }
         return Ok(());
     }
-    let (name, want) = &files[rng.range(0, files.len() as u64 - 1) as usize];
+    let (name, want) = &files[rng.below(files.len())];
     let (status, body) = http_get(addr, &format!("/{name}"))?;
     if status != 200 || body != *want {
         return Err(format!(
