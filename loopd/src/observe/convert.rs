@@ -4,6 +4,7 @@
 //! carries the `as_of_ms` of the snapshot it shows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use proto::methods::{HandleSort, HandlesParams, RequestsParams, StallsParams};
 use proto::{
@@ -236,21 +237,34 @@ fn handle_info(h: &engine::HandleInfo, loop_index: usize, now: u64) -> proto::Ha
 }
 
 /// The `handles` result: filtered, sorted, limited; `total` counts every match.
-pub(crate) fn handles(shared: &Shared, params: &HandlesParams) -> HandlesResult {
-    let now = now_ns();
+/// The published snapshots of the loops a `handles`/`requests` call asks about (all, or the
+/// one `loop_index` names), and the oldest time their lists are as of (`now` when none).
+/// Every loop is asked for fresher lists at its next publication; the answer is what is
+/// published now.
+fn listed_snapshots(
+    shared: &Shared,
+    loop_index: Option<u32>,
+    now: u64,
+) -> (Vec<(usize, Arc<LoopSnapshot>)>, u64) {
     let mut as_of_ns = None::<u64>;
-    let mut rows: Vec<(u64, proto::HandleInfo)> = Vec::new();
+    let mut snaps = Vec::new();
     for lp in &shared.loops {
-        // Ask for fresher lists at the next publication; answer now from what is published.
         lp.request_details();
-        if params
-            .loop_index
-            .is_some_and(|want| want as usize != lp.index())
-        {
+        if loop_index.is_some_and(|want| want as usize != lp.index()) {
             continue;
         }
         let snap = lp.snapshot();
         as_of_ns = Some(as_of_ns.map_or(snap.lists_as_of_ns, |t| t.min(snap.lists_as_of_ns)));
+        snaps.push((lp.index(), snap));
+    }
+    (snaps, as_of_ns.unwrap_or(now))
+}
+
+pub(crate) fn handles(shared: &Shared, params: &HandlesParams) -> HandlesResult {
+    let now = now_ns();
+    let (snaps, as_of_ns) = listed_snapshots(shared, params.loop_index, now);
+    let mut rows: Vec<(u64, proto::HandleInfo)> = Vec::new();
+    for (index, snap) in &snaps {
         for h in snap.handle_list.iter() {
             if params
                 .handle_type
@@ -262,7 +276,7 @@ pub(crate) fn handles(shared: &Shared, params: &HandlesParams) -> HandlesResult 
             if params.active.is_some_and(|a| a != h.active) {
                 continue;
             }
-            rows.push((h.created_ns, handle_info(h, lp.index(), now)));
+            rows.push((h.created_ns, handle_info(h, *index, now)));
         }
     }
     let total = rows.len() as u64;
@@ -284,7 +298,7 @@ pub(crate) fn handles(shared: &Shared, params: &HandlesParams) -> HandlesResult 
         rows.truncate(limit as usize);
     }
     HandlesResult {
-        as_of_ms: wall_ms(as_of_ns.unwrap_or(now)),
+        as_of_ms: wall_ms(as_of_ns),
         total,
         handles: rows.into_iter().map(|(_, h)| h).collect(),
     }
@@ -293,18 +307,9 @@ pub(crate) fn handles(shared: &Shared, params: &HandlesParams) -> HandlesResult 
 /// The `requests` result: filtered, oldest first, limited; `total` counts every match.
 pub(crate) fn requests(shared: &Shared, params: &RequestsParams) -> RequestsResult {
     let now = now_ns();
-    let mut as_of_ns = None::<u64>;
+    let (snaps, as_of_ns) = listed_snapshots(shared, params.loop_index, now);
     let mut rows = Vec::new();
-    for lp in &shared.loops {
-        lp.request_details();
-        if params
-            .loop_index
-            .is_some_and(|want| want as usize != lp.index())
-        {
-            continue;
-        }
-        let snap = lp.snapshot();
-        as_of_ns = Some(as_of_ns.map_or(snap.lists_as_of_ns, |t| t.min(snap.lists_as_of_ns)));
+    for (index, snap) in &snaps {
         for r in snap.request_list.iter() {
             if params
                 .request_type
@@ -317,7 +322,7 @@ pub(crate) fn requests(shared: &Shared, params: &RequestsParams) -> RequestsResu
                 r.created_ns,
                 proto::RequestInfo {
                     id: r.id.0,
-                    loop_index: lp.index() as u32,
+                    loop_index: *index as u32,
                     request_type: request_type(r.kind),
                     label: r.label.as_deref().map(str::to_string),
                     state: request_state(r.state),
@@ -335,7 +340,7 @@ pub(crate) fn requests(shared: &Shared, params: &RequestsParams) -> RequestsResu
         rows.truncate(limit as usize);
     }
     RequestsResult {
-        as_of_ms: wall_ms(as_of_ns.unwrap_or(now)),
+        as_of_ms: wall_ms(as_of_ns),
         total,
         requests: rows.into_iter().map(|(_, r)| r).collect(),
     }
