@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::{Daemon, Rng};
+use support::{http_get, Daemon, Rng};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -380,27 +380,6 @@ fn control_flood(d: &Daemon) {
 
 // ---------------------------------------------------------------------------------------------
 // TCP services and the metrics endpoint
-
-/// A plain HTTP/1.0 GET: (status, body); names the request if it times out.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = connect_tcp(addr);
-    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    if let Err(e) = s.read_to_end(&mut raw) {
-        panic!("GET {path} from {addr}: {e} after {} bytes", raw.len());
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// Sends `bytes` (optionally closing without reading), returns what came back until EOF or
 /// timeout.

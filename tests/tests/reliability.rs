@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{connect, read_line, read_n, Daemon, Rng};
+use support::{connect, read_line, read_n, Control, Daemon, Rng};
 
 /// Generous: debug builds on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -58,56 +58,6 @@ fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) {
         "poll failed: {}",
         std::io::Error::last_os_error()
     );
-}
-
-/// A JSON-RPC client of the control socket (as in `e2e/observe.rs`).
-struct Control {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    next_id: u64,
-}
-
-impl Control {
-    fn connect(d: &Daemon) -> Control {
-        let s = UnixStream::connect(&d.control).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let writer = s.try_clone().unwrap();
-        let mut c = Control {
-            reader: BufReader::new(s),
-            writer,
-            next_id: 1,
-        };
-        let hello = c.read_message();
-        assert_eq!(hello["method"], json!("hello"));
-        c
-    }
-
-    fn read_message(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "control socket closed");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.writer
-            .write_all(format!("{req}\n").as_bytes())
-            .unwrap();
-        let resp = loop {
-            let m = self.read_message();
-            if m.get("id").is_some() {
-                break m;
-            }
-        };
-        assert_eq!(resp["id"], json!(id));
-        if let Some(e) = resp.get("error") {
-            panic!("{method} failed: {e}");
-        }
-        resp["result"].clone()
-    }
 }
 
 /// What must return to its baseline: TCP handles (listeners + connections), requests in

@@ -1,72 +1,16 @@
 //! What loopd shows from outside while its loop is blocked (issue 4's black-box tests):
 //! the control socket and the metrics endpoint answer, the stall is attributed and sampled.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{connect, read_line, Daemon};
+use crate::support::{connect, read_line, Control, Daemon};
 
 /// Prime, and slow enough (a few seconds of trial division in a debug build) to stall the
 /// loop well past the 1 s health threshold.
 const STALLING_PRIME: &str = "400000000000000013";
-
-/// A JSON-RPC client of the control socket.
-struct Control {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    next_id: u64,
-    hello: Value,
-}
-
-impl Control {
-    fn connect(d: &Daemon) -> Control {
-        let s = UnixStream::connect(&d.control).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let writer = s.try_clone().unwrap();
-        let mut c = Control {
-            reader: BufReader::new(s),
-            writer,
-            next_id: 1,
-            hello: Value::Null,
-        };
-        c.hello = c.read_message();
-        c
-    }
-
-    fn read_message(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "control socket closed");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    /// Sends a raw line and returns the next response (notifications skipped).
-    fn raw(&mut self, line: &[u8]) -> Value {
-        self.writer.write_all(line).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-        loop {
-            let m = self.read_message();
-            if m.get("id").is_some() {
-                return m;
-            }
-        }
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let resp = self.raw(req.to_string().as_bytes());
-        assert_eq!(resp["id"], json!(id));
-        if let Some(e) = resp.get("error") {
-            panic!("{method} failed: {e}");
-        }
-        resp["result"].clone()
-    }
-}
 
 fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
     body.lines()

@@ -310,11 +310,14 @@ pub fn read_line(s: &mut TcpStream) -> String {
     }
 }
 
+/// A plain HTTP/1.0 GET: (status, body); names the request if reading fails or times out.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = connect(addr);
     write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    if let Err(e) = s.read_to_end(&mut raw) {
+        panic!("GET {path} from {addr}: {e} after {} bytes", raw.len());
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split_whitespace()
@@ -375,5 +378,68 @@ impl Rng {
     pub fn letter(&mut self) -> u8 {
         let base = if self.next() & 1 == 0 { b'a' } else { b'A' };
         base + (self.next() % 26) as u8
+    }
+}
+
+/// A JSON-RPC client of the control socket.
+pub struct Control {
+    /// The socket's read side (for tests that read raw lines).
+    pub reader: BufReader<std::os::unix::net::UnixStream>,
+    /// The socket's write side (for tests that send raw bytes).
+    pub writer: std::os::unix::net::UnixStream,
+    next_id: u64,
+    /// The daemon's `hello` notification.
+    pub hello: serde_json::Value,
+}
+
+impl Control {
+    /// Connects and reads the `hello` (asserted to be one).
+    pub fn connect(d: &Daemon) -> Control {
+        let s = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let writer = s.try_clone().unwrap();
+        let mut c = Control {
+            reader: BufReader::new(s),
+            writer,
+            next_id: 1,
+            hello: serde_json::Value::Null,
+        };
+        c.hello = c.read_message();
+        assert_eq!(c.hello["method"], "hello", "{}", c.hello);
+        c
+    }
+
+    /// The next line from the daemon, parsed.
+    pub fn read_message(&mut self) -> serde_json::Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "control socket closed");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Sends a raw line and returns the next response (notifications skipped).
+    pub fn raw(&mut self, line: &[u8]) -> serde_json::Value {
+        self.writer.write_all(line).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+        loop {
+            let m = self.read_message();
+            if m.get("id").is_some() {
+                return m;
+            }
+        }
+    }
+
+    /// Calls `method`; its result (panics on an error answer).
+    pub fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let resp = self.raw(req.to_string().as_bytes());
+        assert_eq!(resp["id"], serde_json::json!(id));
+        if let Some(e) = resp.get("error") {
+            panic!("{method} failed: {e}");
+        }
+        resp["result"].clone()
     }
 }
