@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `loopd-watchdog` | polls every loop's current-callback slot every 5 ms; opens a stall when one callback runs past the threshold, samples the loop thread's stack with a signal, closes the stall when the callback returns |
 //! | `loopd-stalls` | symbolizes stack samples, logs closed stalls at WARN, pushes stall events to subscribers |
-//! | `loopd-metrics-N` | `tiny_http` workers: `/metrics`, `/healthz`, `/` |
+//! | `loopd-metrics` | the metrics endpoint: `/metrics`, `/healthz`, `/` (an engine `Loop` of its own) |
 //! | `loopd-control` | the control socket server (JSON-RPC 2.0, one `mio::Poll`) |
 //!
 //! `engine` knows nothing of `proto`: [`convert`] translates snapshots into wire types, and
@@ -53,6 +53,7 @@
 
 pub mod control;
 pub mod convert;
+pub mod http1;
 pub mod metrics;
 mod rates;
 mod services;
@@ -217,6 +218,8 @@ pub(crate) struct Shared {
     pub control_path: OnceLock<PathBuf>,
     /// Detection latency of the last stall opened: how long past the threshold it was seen.
     pub last_detection_ns: AtomicU64,
+    /// What the metrics endpoint shed, by reason.
+    pub metrics_shed: Arc<metrics::server::ShedCounters>,
 }
 
 impl Shared {
@@ -250,6 +253,7 @@ impl Observe {
             metrics_addr: OnceLock::new(),
             control_path: OnceLock::new(),
             last_detection_ns: AtomicU64::new(u64::MAX),
+            metrics_shed: Arc::default(),
         });
         for lp in &shared.loops {
             shared.stalls.add_loop(lp.index());

@@ -14,12 +14,10 @@
 //! check of the open file is the one step on the loop thread, and touches no disk.
 //!
 //! ```text
-//! read → parse ─┬─ error ─────────────────────────────→ 400/413, close
+//! read → parse ─┬─ error ─────────────────────────────→ 400/431, close
 //!               └─ request → realpath → open → check the open file (fstat, /proc/self/fd)
 //!                                                  → read ⇄ write → close file → next request
 //! ```
-
-mod parse;
 
 use std::cell::RefCell;
 use std::fs::OpenOptions;
@@ -32,9 +30,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use parse::{parse_request, relative_path, Method, ParseError, Request, MAX_HEAD};
+pub use crate::observe::http1::{
+    parse_request, relative_path, Method, ParseError, Request, MAX_HEAD,
+};
 
 use crate::engine::{EngineError, FsFile, Handle, Loop, ReadEvent, Tcp, Timer};
+use crate::observe::http1::{response_head, Status};
 use crate::observe::ServiceCounters;
 
 /// Size of one file read (and so of the largest write in flight per connection).
@@ -243,10 +244,7 @@ fn next_request(lp: &mut Loop, conn: &ConnRef) {
             let peer = c.peer;
             drop(c);
             tcp.read_stop(lp);
-            let status = match e {
-                ParseError::TooLarge => Status::PayloadTooLarge,
-                ParseError::Malformed(_) => Status::BadRequest,
-            };
+            let status = Status::for_parse_error(e);
             tracing::debug!(%peer, error = ?e, status = status.code(), "http: bad request");
             respond_simple(lp, conn, status, false, false);
         }
@@ -294,7 +292,7 @@ fn handle_request(lp: &mut Loop, conn: &ConnRef, request: Request) {
                     return respond_simple(lp, &conn, Status::Forbidden, head_only, keep_alive);
                 }
                 Err(e) => {
-                    return respond_simple(lp, &conn, Status::for_io(&e), head_only, keep_alive)
+                    return respond_simple(lp, &conn, status_for_io(&e), head_only, keep_alive)
                 }
             };
             open_checked(lp, conn, real, root, mime, head_only, keep_alive);
@@ -326,7 +324,7 @@ fn open_checked(
                 let status = if e.raw_os_error() == Some(libc::ELOOP) {
                     Status::Forbidden
                 } else {
-                    Status::for_io(&e)
+                    status_for_io(&e)
                 };
                 return respond_simple(lp, &conn, status, head_only, keep_alive);
             }
@@ -364,7 +362,7 @@ fn open_checked(
 /// so a directory swapped for a symlink between the check and the open is caught). Runs on
 /// the loop: both read only the kernel's in-memory inode and dentry of an open file, no disk.
 fn check_open_file(file: &std::fs::File, root: &Path) -> Result<u64, Status> {
-    let meta = file.metadata().map_err(|e| Status::for_io(&e))?;
+    let meta = file.metadata().map_err(|e| status_for_io(&e))?;
     if !meta.is_file() {
         // Directories (no listing), devices, FIFOs.
         return Err(Status::Forbidden);
@@ -517,16 +515,12 @@ fn respond_simple(
     keep_alive: bool,
 ) {
     let body = format!("{} {}\n", status.code(), status.reason());
-    let extra: &[(&str, &str)] = match status {
-        Status::MethodNotAllowed => &[("Allow", "GET, HEAD")],
-        _ => &[],
-    };
     let mut data = response_head(
         status,
         "text/plain; charset=utf-8",
         body.len() as u64,
         keep_alive,
-        extra,
+        status.extra_headers(),
     );
     if !head_only {
         data.extend_from_slice(body.as_bytes());
@@ -636,73 +630,12 @@ fn close_conn(lp: &mut Loop, conn: &ConnRef) {
     tcp.close(lp);
 }
 
-/// The statuses the service answers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Ok,
-    BadRequest,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    InternalError,
-}
-
-impl Status {
-    fn code(self) -> u16 {
-        match self {
-            Status::Ok => 200,
-            Status::BadRequest => 400,
-            Status::Forbidden => 403,
-            Status::NotFound => 404,
-            Status::MethodNotAllowed => 405,
-            Status::PayloadTooLarge => 413,
-            Status::InternalError => 500,
-        }
+/// The answer to a failed realpath/stat/open.
+fn status_for_io(e: &io::Error) -> Status {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => Status::Forbidden,
+        _ => Status::NotFound,
     }
-
-    fn reason(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::BadRequest => "Bad Request",
-            Status::Forbidden => "Forbidden",
-            Status::NotFound => "Not Found",
-            Status::MethodNotAllowed => "Method Not Allowed",
-            Status::PayloadTooLarge => "Payload Too Large",
-            Status::InternalError => "Internal Server Error",
-        }
-    }
-
-    /// The answer to a failed realpath/stat/open.
-    fn for_io(e: &io::Error) -> Status {
-        match e.kind() {
-            io::ErrorKind::PermissionDenied => Status::Forbidden,
-            _ => Status::NotFound,
-        }
-    }
-}
-
-fn response_head(
-    status: Status,
-    content_type: &str,
-    content_length: u64,
-    keep_alive: bool,
-    extra: &[(&str, &str)],
-) -> Vec<u8> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nServer: loopd\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\nConnection: {}\r\n",
-        status.code(),
-        status.reason(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
-    for (name, value) in extra {
-        head.push_str(name);
-        head.push_str(": ");
-        head.push_str(value);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
 }
 
 /// `Content-Type` by file extension (case-insensitive).
@@ -747,21 +680,5 @@ mod tests {
             content_type(Path::new("x.tar.gz")),
             "application/octet-stream"
         );
-    }
-
-    #[test]
-    fn heads_are_well_formed() {
-        let head = response_head(
-            Status::MethodNotAllowed,
-            "text/plain",
-            3,
-            false,
-            &[("Allow", "GET, HEAD")],
-        );
-        let text = String::from_utf8(head).unwrap_or_default();
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
-        assert!(text.contains("\r\nContent-Length: 3\r\n"));
-        assert!(text.contains("\r\nConnection: close\r\n"));
-        assert!(text.ends_with("\r\nAllow: GET, HEAD\r\n\r\n"));
     }
 }

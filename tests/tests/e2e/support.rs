@@ -310,6 +310,16 @@ pub fn read_line(s: &mut TcpStream) -> String {
     }
 }
 
+/// Resident set size of process `pid`, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// A plain HTTP/1.0 GET: (status, body); names the request if reading fails or times out.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = connect(addr);

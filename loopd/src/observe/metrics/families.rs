@@ -7,6 +7,7 @@ use prometheus::proto::{self as pb, MetricFamily, MetricType};
 
 use super::super::convert::{task_outcome, utilization_1s};
 use super::super::Shared;
+use super::server::Shed;
 use crate::engine::clock::now_ns;
 use crate::engine::{HandleType, Histogram, Phase, RequestType};
 
@@ -239,6 +240,17 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         sent.value(lb, s.counters.bytes_sent() as f64);
     }
 
+    let mut shed = counter(
+        "loopd_metrics_rejected_total",
+        "Requests and connections the metrics endpoint refused or closed, by reason.",
+    );
+    for reason in Shed::ALL {
+        shed.value(
+            &[("reason", reason.as_str())],
+            shared.metrics_shed.get(reason) as f64,
+        );
+    }
+
     [
         iterations,
         events,
@@ -267,6 +279,7 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         connections,
         received,
         sent,
+        shed,
     ]
     .into_iter()
     .map(|f| f.0)

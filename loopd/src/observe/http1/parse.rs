@@ -40,7 +40,7 @@ pub struct Request {
 pub enum ParseError {
     /// Malformed request line, header or percent-encoding (400).
     Malformed(&'static str),
-    /// The head is larger than [`MAX_HEAD`] (413).
+    /// The head is larger than [`MAX_HEAD`] (431 Request Header Fields Too Large).
     TooLarge,
 }
 
