@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{connect, read_line, read_n, Control, Daemon, Rng};
+use support::{connect, read_line, read_n, rss_kib, Control, Daemon, Rng};
 
 /// Generous: debug builds on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -126,16 +126,6 @@ fn seq_connections(d: &Daemon) -> f64 {
     assert_eq!(code, 200);
     metric(&body, "loopd_service_connections{service=\"seq\"}")
         .unwrap_or_else(|| panic!("no seq connections gauge in {body}"))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// CPU time (user + system) of a process, in clock ticks.

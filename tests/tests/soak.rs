@@ -10,6 +10,11 @@
 //! `status` and `handles` and leave; a `subscribe`d client reading pushes (re-subscribing now
 //! and then). loopd's resident memory (`VmRSS`) is sampled every few seconds.
 //!
+//! Hostile clients are held for the whole run beside that load (issue #13): a slowloris on the
+//! metrics endpoint (a header byte a second), a metrics client that pipelines requests and
+//! never reads, and a control client that asks for `trace` and `status` and never reads. Each
+//! reconnects whenever loopd cuts it off (the endpoint's deadlines), so one is always there.
+//!
 //! Passes when: no wrong or missing answer anywhere; after the warm-up (the first 10 % of the
 //! time) every RSS sample stays within ±10 % of the first one after it; once the load stops,
 //! TCP handles and requests in flight return to the idle baseline and no callback panicked;
@@ -29,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Daemon, Rng};
+use support::{rss_kib, Daemon, Rng};
 
 /// A client's read/write timeout: a daemon that stops answering is an error, not a hang.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +58,8 @@ struct Stats {
     pushes: AtomicU64,
     errors: AtomicU64,
     first_errors: Mutex<Vec<String>>,
+    /// Times loopd cut a hostile client off (it then reconnects).
+    hostile_cuts: AtomicU64,
 }
 
 impl Stats {
@@ -382,13 +389,81 @@ fn wait_counts(ctl: &PathBuf, want: (u64, u64, u64), what: &str) {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+// ----- hostile clients, held all along -----
+
+/// A metrics client sending its head one byte a second (closed by the head timeout).
+fn slowloris(metrics: SocketAddr, stop: &AtomicBool) -> Res<()> {
+    let mut s = tcp(metrics)?;
+    let head = b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for b in head.iter().cycle() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        s.write_all(&[*b]).map_err(err("slowloris write"))?;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// A metrics client that pipelines requests and never reads (closed by the write timeout).
+fn never_reading_metrics(metrics: SocketAddr, stop: &AtomicBool) -> Res<()> {
+    let mut s = tcp(metrics)?;
+    s.set_write_timeout(Some(Duration::from_secs(1)))
+        .map_err(err("timeout"))?;
+    let requests = "GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n".repeat(100);
+    while !stop.load(Ordering::Relaxed) {
+        match s.write_all(requests.as_bytes()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(format!("pipeline write: {e}")),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// A control client that asks for `trace` and `status` and never reads.
+fn never_reading_control(path: &PathBuf, stop: &AtomicBool) -> Res<()> {
+    let s = UnixStream::connect(path).map_err(err("control connect"))?;
+    s.set_write_timeout(Some(Duration::from_secs(1)))
+        .map_err(err("timeout"))?;
+    let mut c = Control {
+        reader: BufReader::new(s.try_clone().map_err(err("clone"))?),
+        writer: s,
+        next_id: 1,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        for method in ["trace", "status"] {
+            match c.send(method, json!({})) {
+                Ok(_) => {}
+                Err(e) if e.contains("temporarily unavailable") || e.contains("timed out") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// Holds `client` until `stop`, reconnecting (and counting) whenever loopd cuts it off.
+fn hold(
+    name: &'static str,
+    stop: &Arc<AtomicBool>,
+    stats: &Arc<Stats>,
+    client: impl Fn(&AtomicBool) -> Res<()> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let (stop, stats) = (stop.clone(), stats.clone());
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if client(&stop).is_err() {
+                    stats.hostile_cuts.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
         .unwrap()
 }
 
@@ -552,6 +627,19 @@ fn soak() {
         ));
     }
 
+    workers.push(hold("slowloris", &stop, &stats, move |stop| {
+        slowloris(metrics, stop)
+    }));
+    workers.push(hold("never-reading-metrics", &stop, &stats, move |stop| {
+        never_reading_metrics(metrics, stop)
+    }));
+    {
+        let ctl = ctl.clone();
+        workers.push(hold("never-reading-control", &stop, &stats, move |stop| {
+            never_reading_control(&ctl, stop)
+        }));
+    }
+
     // RSS samples: (seconds since start, KiB).
     let start = Instant::now();
     let mut samples: Vec<(f64, u64)> = Vec::new();
@@ -602,8 +690,9 @@ fn soak() {
     println!(
         "soak result: {minutes} min, one loopd; ops: seq {} connections / {} messages, prime {} \
          (pool) + {} (inline), http {} GETs, {} metrics scrapes, {} control calls, {} pushes; \
-         errors {}; RSS KiB: first {}, after warm-up {reference}, end {end}, max {max} \
-         (after warm-up {min_after}..{max_after}), idle after the load {idle_rss}",
+         errors {}; hostile clients cut off and back {} times; RSS KiB: first {}, after \
+         warm-up {reference}, end {end}, max {max} (after warm-up {min_after}..{max_after}), \
+         idle after the load {idle_rss}",
         get(&s.seq_conns),
         get(&s.seq_messages),
         get(&s.primes),
@@ -613,6 +702,7 @@ fn soak() {
         get(&s.control_calls),
         get(&s.pushes),
         get(&s.errors),
+        get(&s.hostile_cuts),
         samples[0].1,
     );
     let errors = s.first_errors.lock().unwrap().clone();

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::support::{connect, read_n, Daemon};
+use crate::support::{connect, read_n, rss_kib, Daemon};
 
 #[test]
 fn greets_answers_inside_messages_and_ignores_the_rest() {
@@ -54,16 +54,6 @@ fn two_hundred_concurrent_clients_each_get_their_own_answers() {
     for c in clients {
         c.join().unwrap();
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 #[test]
