@@ -217,6 +217,8 @@ pub(crate) struct Shared {
     pub control_path: OnceLock<PathBuf>,
     /// Detection latency of the last stall opened: how long past the threshold it was seen.
     pub last_detection_ns: AtomicU64,
+    /// Control clients turned away, by reason.
+    pub control_rejected: control::Rejected,
 }
 
 impl Shared {
@@ -250,6 +252,7 @@ impl Observe {
             metrics_addr: OnceLock::new(),
             control_path: OnceLock::new(),
             last_detection_ns: AtomicU64::new(u64::MAX),
+            control_rejected: control::Rejected::default(),
         });
         for lp in &shared.loops {
             shared.stalls.add_loop(lp.index());

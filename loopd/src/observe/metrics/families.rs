@@ -239,6 +239,14 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         sent.value(lb, s.counters.bytes_sent() as f64);
     }
 
+    let mut control_rejected = counter(
+        "loopd_control_rejected_total",
+        "Control-socket clients and requests turned away, by reason (other_user, connection_limit, trace_busy).",
+    );
+    for (reason, n) in shared.control_rejected.by_reason() {
+        control_rejected.value(&[("reason", reason)], n as f64);
+    }
+
     [
         iterations,
         events,
@@ -267,6 +275,7 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         connections,
         received,
         sent,
+        control_rejected,
     ]
     .into_iter()
     .map(|f| f.0)
