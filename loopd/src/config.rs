@@ -17,12 +17,12 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, so not also a `source` that `{:#}` would repeat).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or has wrong keys or values.
     #[error("bad config {path}: {message}")]
@@ -162,9 +162,9 @@ impl Config {
     /// # Errors
     /// Unreadable file, bad TOML, unknown keys, invalid values.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::parse(&text, Some(path))
     }

@@ -112,7 +112,8 @@ impl Peer {
 struct LoopState {
     services: Vec<RunningService>,
     draining: bool,
-    reuse_port: bool,
+    /// Several loops share the services' ports (loop 0 leads, the others join).
+    shared_by_loops: bool,
 }
 
 impl LoopState {
@@ -124,7 +125,7 @@ impl LoopState {
             &config,
             plan.name.clone(),
             plan.counters.clone(),
-            self.reuse_port,
+            services::PortUse::Join,
         )?;
         running.config = plan.config.clone();
         self.services.push(running);
@@ -159,7 +160,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     let pool = ThreadPool::global().clone();
     pool.set_size(config.threadpool_size);
     let loops = config.loops.max(1);
-    let reuse_port = loops > 1;
+    let shared_by_loops = loops > 1;
     let mut lp = Loop::with_options(LoopOptions {
         index: Some(0),
         ..LoopOptions::default()
@@ -171,12 +172,12 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     let mut state0 = LoopState {
         services: Vec::new(),
         draining: false,
-        reuse_port,
+        shared_by_loops,
     };
     let mut plans = Vec::new();
     let names = services::names(&config.services);
     for (svc, name) in config.services.iter().zip(names) {
-        let running = services::start(&mut lp, svc, name, &registry, reuse_port)?;
+        let running = services::start(&mut lp, svc, name, &registry, shared_by_loops)?;
         plans.push(ServicePlan {
             config: svc.clone(),
             bind: running.addr,
@@ -190,7 +191,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     let mut peers = Vec::new();
     let mut threads = Vec::new();
     for index in 1..loops {
-        match spawn_loop(index, plans.clone(), reuse_port) {
+        match spawn_loop(index, plans.clone(), shared_by_loops) {
             Ok((observer, peer, thread)) => {
                 observers.push(observer);
                 peers.push(peer);
@@ -291,7 +292,7 @@ type LoopThread = std::thread::JoinHandle<()>;
 fn spawn_loop(
     index: usize,
     plans: Vec<ServicePlan>,
-    reuse_port: bool,
+    shared_by_loops: bool,
 ) -> anyhow::Result<(Arc<LoopObserver>, Peer, LoopThread)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(Arc<LoopObserver>, Peer), String>>();
     let thread = std::thread::Builder::new()
@@ -310,7 +311,7 @@ fn spawn_loop(
             let state = Rc::new(RefCell::new(LoopState {
                 services: Vec::new(),
                 draining: false,
-                reuse_port,
+                shared_by_loops,
             }));
             for plan in &plans {
                 if let Err(e) = state.borrow_mut().start(&mut lp, plan) {
@@ -474,7 +475,7 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<RefCell<Lea
         } else {
             name
         };
-        match services::start(lp, svc, name, &registry, st.reuse_port) {
+        match services::start(lp, svc, name, &registry, st.shared_by_loops) {
             Ok(s) => {
                 added.push(ServicePlan {
                     config: svc.clone(),

@@ -191,11 +191,11 @@ pub enum ObserveError {
     #[error("no control socket path: {0}")]
     NoControlPath(String),
     /// A thread could not be started.
-    #[error("cannot start thread {name}: {source}")]
+    #[error("cannot start thread {name}")]
     Thread {
         /// The thread's name.
         name: &'static str,
-        /// What went wrong.
+        /// What went wrong: the error's `source`, so `{:#}` prints it once.
         source: std::io::Error,
     },
 }
