@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::THREADPOOL_MAX_SIZE;
+
 /// Most loops a daemon runs.
 pub const MAX_LOOPS: usize = 256;
 
@@ -35,6 +37,9 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("bad config: {0}")]
     Invalid(String),
+    /// An environment variable has a value out of range (the message names it).
+    #[error("{0}")]
+    Environment(String),
 }
 
 /// What kind of workload a service is.
@@ -127,7 +132,7 @@ impl Default for Config {
         Config {
             metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
             control: None,
-            threadpool_size: crate::engine::threadpool_size_from_env(),
+            threadpool_size: crate::engine::THREADPOOL_DEFAULT_SIZE,
             loops: 1,
             stall_threshold_ms: 100,
             log: "info".to_string(),
@@ -214,9 +219,9 @@ impl Config {
     /// # Errors
     /// The first problem found, in words.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=crate::engine::THREADPOOL_MAX_SIZE).contains(&self.threadpool_size) {
+        if !threadpool_size_in_range(self.threadpool_size) {
             return Err(ConfigError::Invalid(format!(
-                "threadpool_size = {} is out of range 1..=1024",
+                "threadpool_size = {} is out of range 1..={THREADPOOL_MAX_SIZE}",
                 self.threadpool_size
             )));
         }
@@ -257,6 +262,35 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// The one range rule of the thread-pool size, whoever gives it (file, flag, environment).
+fn threadpool_size_in_range(n: usize) -> bool {
+    (1..=THREADPOOL_MAX_SIZE).contains(&n)
+}
+
+/// Environment variable that sets the thread-pool size (as libuv's `UV_THREADPOOL_SIZE`).
+pub const THREADPOOL_SIZE_ENV: &str = "LOOPD_THREADPOOL_SIZE";
+
+/// Reads [`THREADPOOL_SIZE_ENV`]: `None` when unset or empty. The daemon reads it, not the
+/// pool, and holds it to the rule of `--threadpool-size` and the `threadpool_size` key.
+///
+/// # Errors
+/// A value that is not a whole number in 1..=1024, named with the variable.
+pub fn threadpool_size_from_env() -> Result<Option<usize>, ConfigError> {
+    let Some(raw) = std::env::var_os(THREADPOOL_SIZE_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    match text.trim().parse::<usize>() {
+        Ok(n) if threadpool_size_in_range(n) => Ok(Some(n)),
+        Ok(n) => Err(ConfigError::Environment(format!(
+            "{THREADPOOL_SIZE_ENV}={n} is out of range 1..={THREADPOOL_MAX_SIZE}"
+        ))),
+        Err(_) => Err(ConfigError::Environment(format!(
+            "{THREADPOOL_SIZE_ENV}={text:?} is not a whole number in 1..={THREADPOOL_MAX_SIZE}"
+        ))),
     }
 }
 

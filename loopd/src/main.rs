@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{reload, EnvFilter};
 
-use loopd::config::{parse_metrics_addr, Config};
+use loopd::config::{parse_metrics_addr, threadpool_size_from_env, Config};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
@@ -34,7 +34,8 @@ struct Cli {
     /// else /tmp/loopd-<uid>/control.sock.
     #[arg(long)]
     control: Option<PathBuf>,
-    /// Thread-pool size, 1..=1024 (default $LOOPD_THREADPOOL_SIZE or 4).
+    /// Thread-pool size, 1..=1024 (default $LOOPD_THREADPOOL_SIZE, else the config file's
+    /// `threadpool_size`, else 4).
     #[arg(long)]
     threadpool_size: Option<usize>,
     /// Event loops, one thread each, sharing the services' ports (default 1).
@@ -71,6 +72,7 @@ fn parse_millis(s: &str) -> Result<u64, String> {
     }
 }
 
+/// The file over the defaults, then the environment and the flags over the file.
 fn build_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -82,7 +84,11 @@ fn build_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(path) = &cli.control {
         config.control = Some(path.clone());
     }
-    if let Some(n) = cli.threadpool_size {
+    let threadpool_size = match cli.threadpool_size {
+        Some(n) => Some(n),
+        None => threadpool_size_from_env()?,
+    };
+    if let Some(n) = threadpool_size {
         config.threadpool_size = n;
     }
     if let Some(n) = cli.loops {
