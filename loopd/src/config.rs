@@ -105,6 +105,55 @@ struct FileConfig {
     service: Vec<ServiceConfig>,
 }
 
+/// A top-level key of the configuration (the `[[service]]` entries aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// `metrics_addr` / `--metrics-addr`.
+    MetricsAddr,
+    /// `control` / `--control`.
+    Control,
+    /// `threadpool_size` / `--threadpool-size`, `$LOOPD_THREADPOOL_SIZE`.
+    ThreadpoolSize,
+    /// `loops` / `--loops`.
+    Loops,
+    /// `stall_threshold_ms` / `--stall-threshold`.
+    StallThresholdMs,
+    /// `log` / `--log`, `$LOOPD_LOG`, `$RUST_LOG`.
+    Log,
+}
+
+impl Key {
+    /// The key's name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::MetricsAddr => "metrics_addr",
+            Key::Control => "control",
+            Key::ThreadpoolSize => "threadpool_size",
+            Key::Loops => "loops",
+            Key::StallThresholdMs => "stall_threshold_ms",
+            Key::Log => "log",
+        }
+    }
+}
+
+/// Which [`Key`]s one layer of the configuration set: the file ([`Config::in_file`]), or the
+/// command line and environment ([`Config::fixed`]), which win over the file at startup and
+/// on every reload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keys(u8);
+
+impl Keys {
+    /// Whether `key` is in the set.
+    pub fn contains(self, key: Key) -> bool {
+        self.0 & (1 << key as u8) != 0
+    }
+
+    /// Adds `key`.
+    pub fn insert(&mut self, key: Key) {
+        self.0 |= 1 << key as u8;
+    }
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -124,6 +173,10 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// The file it came from, for reloads.
     pub source: Option<PathBuf>,
+    /// The keys the file set (a key it leaves out is not changed by a reload).
+    pub in_file: Keys,
+    /// The keys the command line or the environment set: they win over the file.
+    pub fixed: Keys,
 }
 
 impl Default for Config {
@@ -157,6 +210,8 @@ impl Default for Config {
                 },
             ],
             source: None,
+            in_file: Keys::default(),
+            fixed: Keys::default(),
         }
     }
 }
@@ -188,6 +243,18 @@ impl Config {
                     .unwrap_or_default(),
         })?;
         let mut c = Config::default();
+        for (key, set) in [
+            (Key::MetricsAddr, file.metrics_addr.is_some()),
+            (Key::Control, file.control.is_some()),
+            (Key::ThreadpoolSize, file.threadpool_size.is_some()),
+            (Key::Loops, file.loops.is_some()),
+            (Key::StallThresholdMs, file.stall_threshold_ms.is_some()),
+            (Key::Log, file.log.is_some()),
+        ] {
+            if set {
+                c.in_file.insert(key);
+            }
+        }
         if let Some(addr) = file.metrics_addr {
             c.metrics_addr = parse_metrics_addr(&addr)?;
         }
