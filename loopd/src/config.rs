@@ -403,6 +403,43 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_a_file_sets_are_recorded() {
+        let c = Config::parse("log = \"debug\"\nloops = 2\n", None).unwrap();
+        for (key, set) in [
+            (Key::Log, true),
+            (Key::Loops, true),
+            (Key::ThreadpoolSize, false),
+            (Key::MetricsAddr, false),
+            (Key::Control, false),
+            (Key::StallThresholdMs, false),
+        ] {
+            assert_eq!(c.in_file.contains(key), set, "{}", key.name());
+        }
+        assert_eq!(c.fixed, Keys::default());
+    }
+
+    #[test]
+    fn the_threadpool_variable_follows_the_rule_of_the_key() {
+        // The only test of this binary that touches the variable.
+        let read = |v: &str| {
+            std::env::set_var(THREADPOOL_SIZE_ENV, v);
+            let r = threadpool_size_from_env().map_err(|e| e.to_string());
+            std::env::remove_var(THREADPOOL_SIZE_ENV);
+            r
+        };
+        assert_eq!(read("").unwrap(), None);
+        assert_eq!(read("1").unwrap(), Some(1));
+        assert_eq!(read(" 1024 ").unwrap(), Some(1024));
+        for bad in ["0", "1025", "99999", "-1", "four", "1.5"] {
+            let e = read(bad).unwrap_err();
+            assert!(
+                e.starts_with("LOOPD_THREADPOOL_SIZE=") && e.contains("1..=1024"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = Config::parse("stall_treshold_ms = 5", None)
             .unwrap_err()
