@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::THREADPOOL_MAX_SIZE;
+
 /// Most loops a daemon runs.
 pub const MAX_LOOPS: usize = 256;
 
@@ -17,12 +19,12 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, so not also a `source` that `{:#}` would repeat).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or has wrong keys or values.
     #[error("bad config {path}: {message}")]
@@ -35,6 +37,9 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("bad config: {0}")]
     Invalid(String),
+    /// An environment variable has a value out of range (the message names it).
+    #[error("{0}")]
+    Environment(String),
 }
 
 /// What kind of workload a service is.
@@ -100,6 +105,55 @@ struct FileConfig {
     service: Vec<ServiceConfig>,
 }
 
+/// A top-level key of the configuration (the `[[service]]` entries aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// `metrics_addr` / `--metrics-addr`.
+    MetricsAddr,
+    /// `control` / `--control`.
+    Control,
+    /// `threadpool_size` / `--threadpool-size`, `$LOOPD_THREADPOOL_SIZE`.
+    ThreadpoolSize,
+    /// `loops` / `--loops`.
+    Loops,
+    /// `stall_threshold_ms` / `--stall-threshold`.
+    StallThresholdMs,
+    /// `log` / `--log`, `$LOOPD_LOG`, `$RUST_LOG`.
+    Log,
+}
+
+impl Key {
+    /// The key's name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::MetricsAddr => "metrics_addr",
+            Key::Control => "control",
+            Key::ThreadpoolSize => "threadpool_size",
+            Key::Loops => "loops",
+            Key::StallThresholdMs => "stall_threshold_ms",
+            Key::Log => "log",
+        }
+    }
+}
+
+/// Which [`Key`]s one layer of the configuration set: the file ([`Config::in_file`]), or the
+/// command line and environment ([`Config::fixed`]), which win over the file at startup and
+/// on every reload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keys(u8);
+
+impl Keys {
+    /// Whether `key` is in the set.
+    pub fn contains(self, key: Key) -> bool {
+        self.0 & (1 << key as u8) != 0
+    }
+
+    /// Adds `key`.
+    pub fn insert(&mut self, key: Key) {
+        self.0 |= 1 << key as u8;
+    }
+}
+
 /// The effective configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -119,6 +173,10 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// The file it came from, for reloads.
     pub source: Option<PathBuf>,
+    /// The keys the file set (a key it leaves out is not changed by a reload).
+    pub in_file: Keys,
+    /// The keys the command line or the environment set: they win over the file.
+    pub fixed: Keys,
 }
 
 impl Default for Config {
@@ -127,7 +185,7 @@ impl Default for Config {
         Config {
             metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
             control: None,
-            threadpool_size: crate::engine::threadpool_size_from_env(),
+            threadpool_size: crate::engine::THREADPOOL_DEFAULT_SIZE,
             loops: 1,
             stall_threshold_ms: 100,
             log: "info".to_string(),
@@ -152,6 +210,8 @@ impl Default for Config {
                 },
             ],
             source: None,
+            in_file: Keys::default(),
+            fixed: Keys::default(),
         }
     }
 }
@@ -162,9 +222,9 @@ impl Config {
     /// # Errors
     /// Unreadable file, bad TOML, unknown keys, invalid values.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::parse(&text, Some(path))
     }
@@ -183,6 +243,18 @@ impl Config {
                     .unwrap_or_default(),
         })?;
         let mut c = Config::default();
+        for (key, set) in [
+            (Key::MetricsAddr, file.metrics_addr.is_some()),
+            (Key::Control, file.control.is_some()),
+            (Key::ThreadpoolSize, file.threadpool_size.is_some()),
+            (Key::Loops, file.loops.is_some()),
+            (Key::StallThresholdMs, file.stall_threshold_ms.is_some()),
+            (Key::Log, file.log.is_some()),
+        ] {
+            if set {
+                c.in_file.insert(key);
+            }
+        }
         if let Some(addr) = file.metrics_addr {
             c.metrics_addr = parse_metrics_addr(&addr)?;
         }
@@ -214,9 +286,9 @@ impl Config {
     /// # Errors
     /// The first problem found, in words.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=crate::engine::THREADPOOL_MAX_SIZE).contains(&self.threadpool_size) {
+        if !threadpool_size_in_range(self.threadpool_size) {
             return Err(ConfigError::Invalid(format!(
-                "threadpool_size = {} is out of range 1..=1024",
+                "threadpool_size = {} is out of range 1..={THREADPOOL_MAX_SIZE}",
                 self.threadpool_size
             )));
         }
@@ -260,6 +332,35 @@ impl Config {
     }
 }
 
+/// The one range rule of the thread-pool size, whoever gives it (file, flag, environment).
+fn threadpool_size_in_range(n: usize) -> bool {
+    (1..=THREADPOOL_MAX_SIZE).contains(&n)
+}
+
+/// Environment variable that sets the thread-pool size (as libuv's `UV_THREADPOOL_SIZE`).
+pub const THREADPOOL_SIZE_ENV: &str = "LOOPD_THREADPOOL_SIZE";
+
+/// Reads [`THREADPOOL_SIZE_ENV`]: `None` when unset or empty. The daemon reads it, not the
+/// pool, and holds it to the rule of `--threadpool-size` and the `threadpool_size` key.
+///
+/// # Errors
+/// A value that is not a whole number in 1..=1024, named with the variable.
+pub fn threadpool_size_from_env() -> Result<Option<usize>, ConfigError> {
+    let Some(raw) = std::env::var_os(THREADPOOL_SIZE_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    match text.trim().parse::<usize>() {
+        Ok(n) if threadpool_size_in_range(n) => Ok(Some(n)),
+        Ok(n) => Err(ConfigError::Environment(format!(
+            "{THREADPOOL_SIZE_ENV}={n} is out of range 1..={THREADPOOL_MAX_SIZE}"
+        ))),
+        Err(_) => Err(ConfigError::Environment(format!(
+            "{THREADPOOL_SIZE_ENV}={text:?} is not a whole number in 1..={THREADPOOL_MAX_SIZE}"
+        ))),
+    }
+}
+
 /// `""` or `"off"` disables the endpoint.
 pub fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
     if s.is_empty() || s == "off" {
@@ -299,6 +400,43 @@ mod tests {
         assert_eq!(c.services.len(), 1);
         assert_eq!(c.services[0].mode, Some(PrimeMode::Inline));
         assert_eq!(c.stall_threshold_ms, 50);
+    }
+
+    #[test]
+    fn the_keys_a_file_sets_are_recorded() {
+        let c = Config::parse("log = \"debug\"\nloops = 2\n", None).unwrap();
+        for (key, set) in [
+            (Key::Log, true),
+            (Key::Loops, true),
+            (Key::ThreadpoolSize, false),
+            (Key::MetricsAddr, false),
+            (Key::Control, false),
+            (Key::StallThresholdMs, false),
+        ] {
+            assert_eq!(c.in_file.contains(key), set, "{}", key.name());
+        }
+        assert_eq!(c.fixed, Keys::default());
+    }
+
+    #[test]
+    fn the_threadpool_variable_follows_the_rule_of_the_key() {
+        // The only test of this binary that touches the variable.
+        let read = |v: &str| {
+            std::env::set_var(THREADPOOL_SIZE_ENV, v);
+            let r = threadpool_size_from_env().map_err(|e| e.to_string());
+            std::env::remove_var(THREADPOOL_SIZE_ENV);
+            r
+        };
+        assert_eq!(read("").unwrap(), None);
+        assert_eq!(read("1").unwrap(), Some(1));
+        assert_eq!(read(" 1024 ").unwrap(), Some(1024));
+        for bad in ["0", "1025", "99999", "-1", "four", "1.5"] {
+            let e = read(bad).unwrap_err();
+            assert!(
+                e.starts_with("LOOPD_THREADPOOL_SIZE=") && e.contains("1..=1024"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! to do through a command queue and an async handle per loop.
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,11 +15,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, Key, ServiceConfig};
 use crate::engine::{
     Async, AsyncSender, Handle, Loop, LoopObserver, LoopOptions, RunMode, Signal, ThreadPool, Timer,
 };
-use crate::observe::{ConfigControl, Observe, ObserveOptions, ServiceCounters, ServiceRegistry};
+use crate::observe::{
+    ConfigControl, Observe, ObserveHandle, ObserveOptions, ServiceCounters, ServiceRegistry,
+};
 use crate::services::{self, RunningService};
 
 /// How long in-flight work may take to finish after SIGTERM/SIGINT.
@@ -32,6 +36,25 @@ pub type LogFilterSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>
 struct DaemonConfig {
     current: Mutex<Config>,
     set_log_filter: LogFilterSetter,
+}
+
+impl DaemonConfig {
+    /// The log filter in force.
+    fn log(&self) -> String {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log
+            .clone()
+    }
+
+    /// Records the log filter now in force (after `set_log_filter` accepted it).
+    fn set_log(&self, filter: &str) {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .log = filter.to_string();
+    }
 }
 
 impl ConfigControl for DaemonConfig {
@@ -66,10 +89,7 @@ impl ConfigControl for DaemonConfig {
     fn set(&self, params: &proto::methods::ConfigSetParams) -> Result<(), String> {
         if let Some(filter) = &params.log_filter {
             (self.set_log_filter)(filter)?;
-            self.current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .log = filter.clone();
+            self.set_log(filter);
         }
         Ok(())
     }
@@ -112,7 +132,8 @@ impl Peer {
 struct LoopState {
     services: Vec<RunningService>,
     draining: bool,
-    reuse_port: bool,
+    /// Several loops share the services' ports (loop 0 leads, the others join).
+    shared_by_loops: bool,
 }
 
 impl LoopState {
@@ -124,7 +145,7 @@ impl LoopState {
             &config,
             plan.name.clone(),
             plan.counters.clone(),
-            self.reuse_port,
+            services::PortUse::Join,
         )?;
         running.config = plan.config.clone();
         self.services.push(running);
@@ -144,11 +165,133 @@ impl LoopState {
 
 /// Loop 0's extra state: the config, the registry and the other loops.
 struct Leader {
+    /// The configuration in force (services, and the top-level keys; the live ones may also
+    /// have been changed by `config.set`, so their value in force is read where it lives).
     config: Config,
     registry: ServiceRegistry,
     peers: Vec<Peer>,
     /// What `config.get` reports; updated on reload.
     control: Arc<DaemonConfig>,
+    pool: Arc<ThreadPool>,
+    observe: ObserveHandle,
+    /// Reload notes already given (key, the file's value): a key that needs a restart, or
+    /// that the command line overrides, is reported once per value, not on every SIGHUP.
+    noted: Vec<(Key, String)>,
+}
+
+impl Leader {
+    /// SIGHUP, top-level keys. A key the file sets decides, unless the command line or the
+    /// environment fixed it (they win at startup, so they win on reload too); a key the file
+    /// leaves out keeps its value in force. `threadpool_size`, `stall_threshold_ms` and `log`
+    /// are applied live, as `config.set` does; `metrics_addr`, `control` and `loops` need a
+    /// restart, which is said (once per new value) only when the file changed them.
+    fn reload_settings(&mut self, new: &Config) {
+        let pool_now = self.pool.size();
+        if self.decides(new, Key::ThreadpoolSize, new.threadpool_size, pool_now) {
+            self.pool.set_size(new.threadpool_size);
+            tracing::info!(
+                from = pool_now,
+                to = new.threadpool_size,
+                "SIGHUP: threadpool_size changed"
+            );
+        }
+        let stall_now =
+            u64::try_from(self.observe.stall_threshold().as_millis()).unwrap_or(u64::MAX);
+        let stall_new = new.stall_threshold_ms;
+        if self.decides(new, Key::StallThresholdMs, stall_new, stall_now) {
+            self.observe
+                .set_stall_threshold(Duration::from_millis(stall_new));
+            tracing::info!(
+                from = stall_now,
+                to = stall_new,
+                "SIGHUP: stall_threshold_ms changed"
+            );
+        }
+        let log_now = self.control.log();
+        if self.decides(new, Key::Log, new.log.clone(), log_now.clone()) {
+            match (self.control.set_log_filter)(&new.log) {
+                Ok(()) => {
+                    self.control.set_log(&new.log);
+                    tracing::info!(from = %log_now, to = %new.log, "SIGHUP: log filter changed");
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: log filter not changed; keeping `{log_now}`"
+                ),
+            }
+        }
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+        let metrics_now = show(self.config.metrics_addr);
+        if self.decides(
+            new,
+            Key::MetricsAddr,
+            show(new.metrics_addr),
+            metrics_now.clone(),
+        ) {
+            self.restart_needed(Key::MetricsAddr, show(new.metrics_addr), metrics_now);
+        }
+        // The default path rule in force is compared by the path it gave.
+        let show = |p: Option<&Path>| p.map_or_else(String::new, |p| p.display().to_string());
+        let control_now = show(
+            self.config
+                .control
+                .as_deref()
+                .or_else(|| self.observe.control_path()),
+        );
+        let control_new = show(new.control.as_deref());
+        if self.decides(new, Key::Control, control_new.clone(), control_now.clone()) {
+            self.restart_needed(Key::Control, control_new, control_now);
+        }
+        let loops_now = self.config.loops;
+        if self.decides(new, Key::Loops, new.loops, loops_now) {
+            self.restart_needed(Key::Loops, new.loops.to_string(), loops_now.to_string());
+        }
+    }
+
+    /// Whether the reloaded file changes `key` from `now` to `new` (see
+    /// [`Leader::reload_settings`]); says so, once, when the command line overrides it.
+    fn decides<T: PartialEq + std::fmt::Display>(
+        &mut self,
+        new_config: &Config,
+        key: Key,
+        new: T,
+        now: T,
+    ) -> bool {
+        if !new_config.in_file.contains(key) || new == now {
+            self.noted.retain(|(k, _)| *k != key);
+            return false;
+        }
+        if self.config.fixed.contains(key) {
+            if self.note(key, new.to_string()) {
+                tracing::warn!(
+                    "SIGHUP: `{}` in the file ({new}) is overridden by the command line or the \
+                     environment; keeping {now}",
+                    key.name()
+                );
+            }
+            return false;
+        }
+        true
+    }
+
+    fn restart_needed(&mut self, key: Key, new: String, now: String) {
+        if self.note(key, new.clone()) {
+            tracing::warn!(
+                "SIGHUP: `{}` changes need a restart; keeping {now} (the file says {new})",
+                key.name()
+            );
+        }
+    }
+
+    /// Records a note about `key`; false when the same one was given already.
+    fn note(&mut self, key: Key, value: String) -> bool {
+        if self.noted.iter().any(|(k, v)| *k == key && *v == value) {
+            return false;
+        }
+        self.noted.retain(|(k, _)| *k != key);
+        self.noted.push((key, value));
+        true
+    }
 }
 
 /// Runs the daemon until a shutdown signal; returns when every loop has closed.
@@ -159,7 +302,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     let pool = ThreadPool::global().clone();
     pool.set_size(config.threadpool_size);
     let loops = config.loops.max(1);
-    let reuse_port = loops > 1;
+    let shared_by_loops = loops > 1;
     let mut lp = Loop::with_options(LoopOptions {
         index: Some(0),
         ..LoopOptions::default()
@@ -171,12 +314,12 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     let mut state0 = LoopState {
         services: Vec::new(),
         draining: false,
-        reuse_port,
+        shared_by_loops,
     };
     let mut plans = Vec::new();
     let names = services::names(&config.services);
     for (svc, name) in config.services.iter().zip(names) {
-        let running = services::start(&mut lp, svc, name, &registry, reuse_port)?;
+        let running = services::start(&mut lp, svc, name, &registry, shared_by_loops)?;
         plans.push(ServicePlan {
             config: svc.clone(),
             bind: running.addr,
@@ -190,7 +333,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
     let mut peers = Vec::new();
     let mut threads = Vec::new();
     for index in 1..loops {
-        match spawn_loop(index, plans.clone(), reuse_port) {
+        match spawn_loop(index, plans.clone(), shared_by_loops) {
             Ok((observer, peer, thread)) => {
                 observers.push(observer);
                 peers.push(peer);
@@ -223,7 +366,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
         services: registry.clone(),
         config: control.clone(),
     });
-    let mut observe = match observe {
+    let observe = match observe {
         Ok(o) => o,
         Err(e) => {
             for p in &peers {
@@ -253,6 +396,9 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
         registry,
         peers,
         control,
+        pool,
+        observe,
+        noted: Vec::new(),
     }));
     for signum in [libc::SIGTERM, libc::SIGINT] {
         let sig = Signal::new(&mut lp);
@@ -280,7 +426,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> anyhow::Result<()
             tracing::error!("a loop thread panicked");
         }
     }
-    observe.shutdown();
+    leader.borrow_mut().observe.shutdown();
     tracing::info!("loopd stopped");
     Ok(())
 }
@@ -291,7 +437,7 @@ type LoopThread = std::thread::JoinHandle<()>;
 fn spawn_loop(
     index: usize,
     plans: Vec<ServicePlan>,
-    reuse_port: bool,
+    shared_by_loops: bool,
 ) -> anyhow::Result<(Arc<LoopObserver>, Peer, LoopThread)> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(Arc<LoopObserver>, Peer), String>>();
     let thread = std::thread::Builder::new()
@@ -310,7 +456,7 @@ fn spawn_loop(
             let state = Rc::new(RefCell::new(LoopState {
                 services: Vec::new(),
                 draining: false,
-                reuse_port,
+                shared_by_loops,
             }));
             for plan in &plans {
                 if let Err(e) = state.borrow_mut().start(&mut lp, plan) {
@@ -445,12 +591,7 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<RefCell<Lea
             return;
         }
     };
-    if new.loops != ld.config.loops {
-        tracing::warn!(
-            "SIGHUP: `loops` changes need a restart; keeping {}",
-            ld.config.loops
-        );
-    }
+    ld.reload_settings(&new);
     let registry = ld.registry.clone();
     let gone: Vec<String> = st
         .services
@@ -474,7 +615,7 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<RefCell<Lea
         } else {
             name
         };
-        match services::start(lp, svc, name, &registry, st.reuse_port) {
+        match services::start(lp, svc, name, &registry, st.shared_by_loops) {
             Ok(s) => {
                 added.push(ServicePlan {
                     config: svc.clone(),
@@ -495,19 +636,18 @@ fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<RefCell<Lea
             p.send(Command::Start(added.clone()));
         }
     }
-    let loops = ld.config.loops;
-    ld.config = new;
-    ld.config.loops = loops;
+    // In force now: the new services; the top-level keys as `reload_settings` left them
+    // (the live ones are read from the pool, the watchdog and the log filter).
+    ld.config.services = new.services;
+    ld.config.in_file = new.in_file;
     {
         let mut shown = ld
             .control
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // The log filter in force may have been set live; the rest comes from the file.
-        let log = std::mem::take(&mut shown.log);
-        *shown = ld.config.clone();
-        shown.log = log;
+        shown.services = ld.config.services.clone();
+        shown.source = ld.config.source.clone();
     }
     tracing::info!(services = st.services.len(), "SIGHUP: config reloaded");
 }

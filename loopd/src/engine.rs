@@ -43,10 +43,12 @@ pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
 pub use phase::Phase;
 pub use poll_fd::{PollEvents, PollFd};
 pub use pool::{
-    size_from_env as threadpool_size_from_env, PoolSnapshot, TaskOutcome, ThreadPool, WorkError,
-    WorkerSnapshot, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
+    PoolSnapshot, TaskOutcome, ThreadPool, WorkError, WorkerSnapshot,
+    DEFAULT_SIZE as THREADPOOL_DEFAULT_SIZE, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
 };
-pub use recorder::{IterationRecord, Recorder, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS};
+pub use recorder::{
+    IterationRecord, Recorder, RetainedIterations, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS,
+};
 pub use request::{RequestInfo, RequestRef, RequestState};
 pub use signal::Signal;
 pub use stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilization};

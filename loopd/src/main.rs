@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{reload, EnvFilter};
 
-use loopd::config::{parse_metrics_addr, Config};
+use loopd::config::{parse_metrics_addr, threadpool_size_from_env, Config, Key};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
@@ -34,7 +34,8 @@ struct Cli {
     /// else /tmp/loopd-<uid>/control.sock.
     #[arg(long)]
     control: Option<PathBuf>,
-    /// Thread-pool size, 1..=1024 (default $LOOPD_THREADPOOL_SIZE or 4).
+    /// Thread-pool size, 1..=1024 (default $LOOPD_THREADPOOL_SIZE, else the config file's
+    /// `threadpool_size`, else 4).
     #[arg(long)]
     threadpool_size: Option<usize>,
     /// Event loops, one thread each, sharing the services' ports (default 1).
@@ -71,6 +72,8 @@ fn parse_millis(s: &str) -> Result<u64, String> {
     }
 }
 
+/// The file over the defaults, then the environment and the flags over the file (they stay
+/// in force across reloads: [`Config::fixed`]).
 fn build_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -78,18 +81,27 @@ fn build_config(cli: &Cli) -> anyhow::Result<Config> {
     };
     if let Some(addr) = &cli.metrics_addr {
         config.metrics_addr = parse_metrics_addr(addr)?;
+        config.fixed.insert(Key::MetricsAddr);
     }
     if let Some(path) = &cli.control {
         config.control = Some(path.clone());
+        config.fixed.insert(Key::Control);
     }
-    if let Some(n) = cli.threadpool_size {
+    let threadpool_size = match cli.threadpool_size {
+        Some(n) => Some(n),
+        None => threadpool_size_from_env()?,
+    };
+    if let Some(n) = threadpool_size {
         config.threadpool_size = n;
+        config.fixed.insert(Key::ThreadpoolSize);
     }
     if let Some(n) = cli.loops {
         config.loops = n;
+        config.fixed.insert(Key::Loops);
     }
     if let Some(ms) = cli.stall_threshold {
         config.stall_threshold_ms = ms;
+        config.fixed.insert(Key::StallThresholdMs);
     }
     if let Some(log) = cli
         .log
@@ -98,6 +110,7 @@ fn build_config(cli: &Cli) -> anyhow::Result<Config> {
         .or_else(|| std::env::var("RUST_LOG").ok())
     {
         config.log = log;
+        config.fixed.insert(Key::Log);
     }
     config.validate()?;
     Ok(config)

@@ -192,11 +192,11 @@ pub enum ObserveError {
     #[error("no control socket path: {0}")]
     NoControlPath(String),
     /// A thread could not be started.
-    #[error("cannot start thread {name}: {source}")]
+    #[error("cannot start thread {name}")]
     Thread {
         /// The thread's name.
         name: &'static str,
-        /// What went wrong.
+        /// What went wrong: the error's `source`, so `{:#}` prints it once.
         source: std::io::Error,
     },
 }
@@ -220,6 +220,8 @@ pub(crate) struct Shared {
     pub last_detection_ns: AtomicU64,
     /// What the metrics endpoint shed, by reason.
     pub metrics_shed: Arc<metrics::server::ShedCounters>,
+    /// Control clients turned away, by reason.
+    pub control_rejected: control::Rejected,
 }
 
 impl Shared {
@@ -254,6 +256,7 @@ impl Observe {
             control_path: OnceLock::new(),
             last_detection_ns: AtomicU64::new(u64::MAX),
             metrics_shed: Arc::default(),
+            control_rejected: control::Rejected::default(),
         });
         for lp in &shared.loops {
             shared.stalls.add_loop(lp.index());

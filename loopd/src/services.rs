@@ -30,12 +30,26 @@ pub struct RunningService {
 
 /// Why a service did not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {kind} service on {bind}: {source}")]
+#[error("cannot start {kind} service on {bind}: {cause}")]
 pub struct StartError {
     kind: &'static str,
     bind: SocketAddr,
-    #[source]
-    source: EngineError,
+    /// In the message (logs show it with `%e`), so not also a `source` that `{:#}` would
+    /// print a second time.
+    cause: EngineError,
+}
+
+/// How a service's listener takes its port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortUse {
+    /// One loop: the port is this listener's alone.
+    Exclusive,
+    /// The first of several loops: binds alone (so a port another process holds fails as it
+    /// does with one loop, even when that process shares it with `SO_REUSEPORT`), then lets
+    /// the other loops join ([`Tcp::share_port`]).
+    Lead,
+    /// Another loop joining the port its leader holds (`SO_REUSEPORT`).
+    Join,
 }
 
 /// The wire name of a service kind.
@@ -47,7 +61,8 @@ pub fn proto_kind(kind: ServiceKind) -> proto::ServiceKind {
     }
 }
 
-/// Starts one service under `name`, registering its counters.
+/// Starts one service under `name`, registering its counters; with `shared_by_loops`, as
+/// the leader of the loops that will share its port ([`PortUse::Lead`]).
 ///
 /// # Errors
 /// The bind or listen failure, naming the service and address.
@@ -56,10 +71,15 @@ pub fn start(
     config: &ServiceConfig,
     name: String,
     registry: &ServiceRegistry,
-    reuse_port: bool,
+    shared_by_loops: bool,
 ) -> Result<RunningService, StartError> {
     let counters = registry.register(name.clone(), proto_kind(config.kind), config.bind);
-    match start_with(lp, config, name.clone(), counters, reuse_port) {
+    let port = if shared_by_loops {
+        PortUse::Lead
+    } else {
+        PortUse::Exclusive
+    };
+    match start_with(lp, config, name.clone(), counters, port) {
         Ok(running) => {
             registry.set_bind(&name, running.addr);
             Ok(running)
@@ -71,8 +91,8 @@ pub fn start(
     }
 }
 
-/// Starts one more instance of a service (another loop's, sharing the port with
-/// `SO_REUSEPORT`) that counts into existing `counters`.
+/// Starts an instance of a service that counts into `counters`, taking its port as `port`
+/// says (another loop's instance joins the port with [`PortUse::Join`]).
 ///
 /// # Errors
 /// The bind or listen failure, naming the service and address.
@@ -81,16 +101,16 @@ pub fn start_with(
     config: &ServiceConfig,
     name: String,
     counters: Arc<ServiceCounters>,
-    reuse_port: bool,
+    port: PortUse,
 ) -> Result<RunningService, StartError> {
-    let fail = |source| StartError {
+    let fail = |cause| StartError {
         kind: config.kind.as_str(),
         bind: config.bind,
-        source,
+        cause,
     };
     let listener = Tcp::new(lp);
     let started = listener
-        .bind_with(lp, config.bind, reuse_port)
+        .bind_with(lp, config.bind, port == PortUse::Join)
         .and_then(|()| match config.kind {
             ServiceKind::Seq => seq::start(lp, listener, counters.clone()),
             ServiceKind::Prime => prime::start(
@@ -110,6 +130,10 @@ pub fn start_with(
                     counters: counters.clone(),
                 },
             ),
+        })
+        .and_then(|()| match port {
+            PortUse::Lead => listener.share_port(lp),
+            PortUse::Exclusive | PortUse::Join => Ok(()),
         })
         .and_then(|()| listener.local_addr(lp));
     let addr = match started {

@@ -74,6 +74,7 @@ fn every_metric_is_there_from_the_start() {
         ("loopd_service_connections", "gauge"),
         ("loopd_service_bytes_received_total", "counter"),
         ("loopd_service_bytes_sent_total", "counter"),
+        ("loopd_control_rejected_total", "counter"),
     ];
     for (name, kind) in expected {
         assert_eq!(type_of(&page, name).as_deref(), Some(kind), "{name}");

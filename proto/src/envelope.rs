@@ -13,11 +13,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::{DecodeError, ErrorCode, ResponseError};
+use crate::strict_json;
 
 /// The only JSON-RPC version spoken.
 pub const JSONRPC_VERSION: &str = "2.0";
 
-/// A request id: a number or a string, chosen by the client and echoed in the response.
+/// Longest string id, in bytes ([`Message::parse`] refuses a longer one).
+pub const MAX_ID_LEN: usize = 256;
+
+/// A request id, chosen by the client and echoed in the response: an integer from -2^63 to
+/// 2^64 − 1 (the ranges of `i64` and `u64`), written without fraction or exponent, or a
+/// string of at most [`MAX_ID_LEN`] bytes. Anything else is refused with `-32600`.
 ///
 /// # Examples
 ///
@@ -25,20 +31,26 @@ pub const JSONRPC_VERSION: &str = "2.0";
 /// use proto::Id;
 /// assert_eq!(serde_json::to_string(&Id::from(7)).unwrap(), "7");
 /// assert_eq!(serde_json::from_str::<Id>("\"a\"").unwrap(), Id::from("a"));
+/// assert_eq!(Id::from_u64(u64::MAX), Id::Unsigned(u64::MAX));
+/// assert_eq!(Id::from_u64(7), Id::Number(7));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Id {
-    /// An integer id.
+    /// An integer id that fits `i64` (every integer id up to `i64::MAX`).
     Number(i64),
     /// A string id.
     String(String),
+    /// An integer id above `i64::MAX` (up to `u64::MAX`); smaller ones are always
+    /// [`Id::Number`], so an id has one form.
+    Unsigned(u64),
 }
 
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Id::Number(n) => write!(f, "{n}"),
+            Id::Unsigned(n) => write!(f, "{n}"),
             Id::String(s) => write!(f, "{s:?}"),
         }
     }
@@ -47,6 +59,16 @@ impl fmt::Display for Id {
 impl From<i64> for Id {
     fn from(n: i64) -> Self {
         Id::Number(n)
+    }
+}
+
+impl Id {
+    /// The id of an unsigned integer, in its one form ([`Id::Number`] up to `i64::MAX`).
+    pub fn from_u64(n: u64) -> Id {
+        match i64::try_from(n) {
+            Ok(n) => Id::Number(n),
+            Err(_) => Id::Unsigned(n),
+        }
     }
 }
 
@@ -227,18 +249,26 @@ impl Message {
     /// assert_eq!(e.code(), ErrorCode::INVALID_REQUEST);
     /// ```
     pub fn parse(line: &str) -> Result<Message, DecodeError> {
-        let value: Value = serde_json::from_str(line).map_err(|e| DecodeError::Parse {
+        let (value, duplicate) = strict_json::from_str(line).map_err(|e| DecodeError::Parse {
             message: e.to_string(),
         })?;
-        Message::from_value(value)
+        Message::classify(value, duplicate)
     }
 
-    /// Classifies an already-parsed JSON value.
+    /// Classifies an already-parsed JSON value. (A value cannot show duplicate member names
+    /// any more: [`Message::parse`] refuses them in text.)
     ///
     /// # Errors
     ///
     /// [`DecodeError::InvalidRequest`] if `value` is not a JSON-RPC 2.0 message.
     pub fn from_value(value: Value) -> Result<Message, DecodeError> {
+        Message::classify(value, None)
+    }
+
+    /// [`Message::from_value`], refusing the message when the text it came from had a member
+    /// name twice in one object (`duplicate`): which of the two would count is not defined by
+    /// JSON, so neither does.
+    fn classify(value: Value, duplicate: Option<String>) -> Result<Message, DecodeError> {
         let mut obj = match value {
             Value::Object(obj) => obj,
             Value::Array(_) => return Err(invalid("batch requests are not supported", None)),
@@ -250,16 +280,29 @@ impl Message {
             }
         };
 
-        // Read the id first so that later errors can carry it.
+        // Read the id first so that later errors can carry it (not a duplicated one: which
+        // of the two would it be?).
         let id = match obj.remove("id") {
             None => IdMember::Absent,
             Some(Value::Null) => IdMember::Null,
-            Some(Value::String(s)) => IdMember::Id(Id::String(s)),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(n) => IdMember::Id(Id::Number(n)),
-                None => {
+            Some(Value::String(s)) if s.len() <= MAX_ID_LEN => IdMember::Id(Id::String(s)),
+            Some(Value::String(s)) => {
+                return Err(invalid(
+                    format!(
+                        "`id` must be an integer or a string of at most {MAX_ID_LEN} bytes, got a string of {} bytes",
+                        s.len()
+                    ),
+                    None,
+                ))
+            }
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                (Some(n), _) => IdMember::Id(Id::Number(n)),
+                (None, Some(n)) => IdMember::Id(Id::Unsigned(n)),
+                (None, None) => {
                     return Err(invalid(
-                        format!("`id` must be an integer or a string, got {n}"),
+                        format!(
+                            "`id` must be an integer from -2^63 to 2^64-1 (no fraction or exponent) or a string, got {n}"
+                        ),
                         None,
                     ))
                 }
@@ -275,9 +318,15 @@ impl Message {
             }
         };
         let known_id = match &id {
-            IdMember::Id(id) => Some(id.clone()),
+            IdMember::Id(id) if duplicate.as_deref() != Some("id") => Some(id.clone()),
             _ => None,
         };
+        if let Some(name) = duplicate {
+            return Err(invalid(
+                format!("member `{name}` appears twice in one object; each name may appear once"),
+                known_id,
+            ));
+        }
 
         match obj.remove("jsonrpc") {
             Some(Value::String(v)) if v == JSONRPC_VERSION => {}
@@ -439,7 +488,13 @@ impl Serialize for Message {
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Message::from_value(Value::deserialize(d)?).map_err(D::Error::custom)
+        use serde::de::DeserializeSeed;
+        let mut duplicate = None;
+        let value = strict_json::ValueSeed {
+            duplicate: &mut duplicate,
+        }
+        .deserialize(d)?;
+        Message::classify(value, duplicate).map_err(D::Error::custom)
     }
 }
 
@@ -610,6 +665,84 @@ mod tests {
         assert!(err(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#)
             .to_string()
             .contains("unsupported `jsonrpc` version \"1.0\""));
+    }
+
+    #[test]
+    fn ids_span_i64_and_u64_and_nothing_else() {
+        let id_of = |id: &str| match Message::parse(&format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#
+        )) {
+            Ok(Message::Request(r)) => Ok(r.id),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        // Issue 13: u64::MAX was refused while i64::MIN was accepted.
+        assert_eq!(
+            id_of("18446744073709551615").unwrap(),
+            Id::Unsigned(u64::MAX)
+        );
+        assert_eq!(id_of("-9223372036854775808").unwrap(), Id::Number(i64::MIN));
+        assert_eq!(id_of("9223372036854775807").unwrap(), Id::Number(i64::MAX));
+        assert_eq!(id_of("9223372036854775808").unwrap(), Id::Unsigned(1 << 63));
+        assert_eq!(id_of("0").unwrap(), Id::Number(0));
+        for bad in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1.0",
+            "1e3",
+            "-0.5",
+        ] {
+            let e = id_of(bad).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::INVALID_REQUEST, "{bad}");
+            assert!(e.to_string().contains("2^64-1"), "{bad}: {e}");
+        }
+        let longest = format!("\"{}\"", "x".repeat(MAX_ID_LEN));
+        assert_eq!(id_of(&longest).unwrap(), Id::from("x".repeat(MAX_ID_LEN)));
+        let too_long = format!("\"{}\"", "x".repeat(MAX_ID_LEN + 1));
+        let e = id_of(&too_long).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::INVALID_REQUEST);
+        assert!(e.to_string().contains("at most 256 bytes"), "{e}");
+        // Echoed as sent, both ways.
+        let text = serde_json::to_string(&Response::ok(Id::Unsigned(u64::MAX), json!(1))).unwrap();
+        assert!(text.contains(r#""id":18446744073709551615"#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<Id>("18446744073709551615").unwrap(),
+            Id::Unsigned(u64::MAX)
+        );
+        assert_eq!(Id::from_u64(5), Id::Number(5));
+    }
+
+    #[test]
+    fn a_member_twice_is_an_invalid_request() {
+        // Issue 13: serde_json keeps the last, so this ran `config.set`.
+        let e = err(r#"{"jsonrpc":"2.0","id":7,"method":"ping","method":"config.set"}"#);
+        assert_eq!(e.code(), ErrorCode::INVALID_REQUEST);
+        assert_eq!(
+            e.id(),
+            Some(&Id::from(7)),
+            "the id is known, so it is echoed"
+        );
+        assert!(e.to_string().contains("`method` appears twice"), "{e}");
+        // A duplicated id is not echoed (which one?).
+        let e = err(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#);
+        assert_eq!(e.code(), ErrorCode::INVALID_REQUEST);
+        assert_eq!(e.id(), None);
+        // At any depth: params too.
+        let e = err(
+            r#"{"jsonrpc":"2.0","id":1,"method":"config.set","params":{"threadpool_size":2,"threadpool_size":1024}}"#,
+        );
+        assert_eq!(e.code(), ErrorCode::INVALID_REQUEST);
+        assert!(e.to_string().contains("`threadpool_size`"), "{e}");
+        // Through serde too (a client decoding with serde_json::from_str).
+        assert!(serde_json::from_str::<Message>(
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"status"}"#
+        )
+        .is_err());
+        // Not JSON at all is still a parse error, not this.
+        assert_eq!(
+            err(r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":}"#).code(),
+            ErrorCode::PARSE_ERROR
+        );
     }
 
     #[test]

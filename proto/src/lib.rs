@@ -150,9 +150,12 @@ pub mod envelope;
 pub mod error;
 pub mod methods;
 pub mod snapshot;
+mod strict_json;
 
 pub use codec::{encode, encode_into, LineDecoder, MAX_LINE_LEN, MAX_SERVER_LINE_LEN};
-pub use envelope::{ErrorObject, Id, Message, Notification, Request, Response, JSONRPC_VERSION};
+pub use envelope::{
+    ErrorObject, Id, Message, Notification, Request, Response, JSONRPC_VERSION, MAX_ID_LEN,
+};
 pub use error::{CallError, DecodeError, ErrorCode, LineError, ResponseError};
 pub use methods::{MethodCall, ServerEvent};
 pub use snapshot::*;

@@ -41,6 +41,18 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    // Sized as the daemon sizes it (the pool reads no environment): the harness gives every
+    // peer the same size through LOOPD_THREADPOOL_SIZE / UV_THREADPOOL_SIZE.
+    match loopd::config::threadpool_size_from_env() {
+        Ok(Some(n)) => {
+            ThreadPool::global().set_size(n);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("loopd-peer: {e}");
+            return ExitCode::from(64);
+        }
+    }
     let result = match args.scenario.as_str() {
         "timers" => timers(&args),
         "async1" => async1(&args),

@@ -25,8 +25,6 @@ use worker::WorkerStats;
 pub const DEFAULT_SIZE: usize = 4;
 /// Largest allowed pool.
 pub const MAX_SIZE: usize = 1024;
-/// Environment variable that sets the initial size.
-pub const SIZE_ENV: &str = "LOOPD_THREADPOOL_SIZE";
 
 /// Why a work request did not produce a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -160,27 +158,13 @@ pub struct PoolSnapshot {
 pub const POOL_KINDS: [RequestType; 3] =
     [RequestType::Work, RequestType::Fs, RequestType::Getaddrinfo];
 
-/// Reads [`SIZE_ENV`]: default 4, clamped to 1..=1024; an unparsable value is logged and
-/// ignored.
-pub fn size_from_env() -> usize {
-    match std::env::var(SIZE_ENV) {
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) => n.clamp(1, MAX_SIZE),
-            Err(_) => {
-                tracing::warn!(value = %v, "{SIZE_ENV} is not a number; using {DEFAULT_SIZE}");
-                DEFAULT_SIZE
-            }
-        },
-        Err(_) => DEFAULT_SIZE,
-    }
-}
-
 impl ThreadPool {
-    /// The process-wide pool, sized from [`SIZE_ENV`] on first use. Its threads start when
-    /// the first task is queued.
+    /// The process-wide pool, [`DEFAULT_SIZE`] workers until its owner sets the size (the
+    /// daemon from `--threadpool-size` / `LOOPD_THREADPOOL_SIZE`; the pool reads no
+    /// environment). Its threads start when the first task is queued.
     pub fn global() -> &'static Arc<ThreadPool> {
         static GLOBAL: OnceLock<Arc<ThreadPool>> = OnceLock::new();
-        GLOBAL.get_or_init(|| Arc::new(ThreadPool::new(size_from_env())))
+        GLOBAL.get_or_init(|| Arc::new(ThreadPool::new(DEFAULT_SIZE)))
     }
 
     /// A pool of `size` workers (clamped to 1..=1024), started on first use.

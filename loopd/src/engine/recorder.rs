@@ -66,7 +66,34 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The iterations retained at one moment, shared with the recorder rather than copied (see
+/// [`Recorder::retained_iterations`]): a reader that takes its time (a trace streamed to a
+/// slow client) holds references, not a copy of the ring.
+#[derive(Clone, Debug, Default)]
+pub struct RetainedIterations {
+    chunks: Vec<Arc<Vec<IterationRecord>>>,
+}
+
+impl RetainedIterations {
+    /// The `i`-th run of consecutive iterations (oldest first); `None` past the last.
+    pub fn chunk(&self, i: usize) -> Option<&[IterationRecord]> {
+        self.chunks.get(i).map(|c| c.as_slice())
+    }
+
+    /// Every iteration, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &IterationRecord> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+}
+
 impl Recorder {
+    /// The retained iterations, shared (one lock, no copy of the records).
+    pub fn retained_iterations(&self) -> RetainedIterations {
+        RetainedIterations {
+            chunks: lock(&self.shared).chunks.iter().cloned().collect(),
+        }
+    }
+
     /// Recorded iterations that ended at or after `since_ns`, oldest first.
     pub fn iterations_since(&self, since_ns: u64) -> Vec<IterationRecord> {
         let chunks: Vec<_> = lock(&self.shared).chunks.iter().cloned().collect();

@@ -208,6 +208,28 @@ impl Tcp {
         Ok(())
     }
 
+    /// Lets this user's other sockets bind the address this handle holds (sets
+    /// `SO_REUSEPORT` on it; once they listen too, the kernel spreads connections over them).
+    /// Bind alone first, then share: a port another process holds then fails to bind, even if
+    /// that process shares it with `SO_REUSEPORT`, and no other process can slip in before
+    /// this handle holds the port.
+    ///
+    /// # Errors
+    /// Not bound or listening, or the OS error.
+    pub fn share_port(&self, lp: &mut Loop) -> Result<(), EngineError> {
+        let t = tcp_mut(lp, self.0)?;
+        match &t.sock {
+            Sock::Bound(s) => s.set_reuse_port(true)?,
+            Sock::Listener(l) => SockRef::from(l).set_reuse_port(true)?,
+            Sock::None | Sock::Stream(_) => {
+                return Err(EngineError::InvalidState(
+                    "share_port needs a bound or listening handle",
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// Starts listening; `cb` runs for each incoming connection, and should call
     /// [`Tcp::accept`].
     ///

@@ -10,7 +10,11 @@
 //! - Subscribers get `status`/`handles` every `interval_ms` and `stalls` events as they happen.
 //!   Each connection has a bounded output buffer ([`conn::OUT_LIMIT`]): when a subscriber reads
 //!   too slowly its notifications are dropped and counted, and a `dropped` notification tells
-//!   it so; nobody else waits for it.
+//!   it so; nobody else waits for it. A `trace` (megabytes) is streamed as the client reads,
+//!   at most [`MAX_TRACE_STREAMS`] at once; more get a `-32003` error, counted.
+//! - A failed `accept` (out of file descriptors) is retried every [`ACCEPT_RETRY`], so a
+//!   client waiting in the backlog gets its `hello` once descriptors are free, without another
+//!   client having to connect; the failure is logged at most once a second.
 
 mod conn;
 mod path;
@@ -19,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,7 +38,7 @@ use proto::{
 pub use conn::OUT_LIMIT;
 pub use path::{default_socket_path, SOCKET_ENV};
 
-use self::conn::{Conn, Subscription};
+use self::conn::{Conn, Streamed, Subscription};
 use super::{convert, trace, ObserveError, Shared};
 use crate::engine::clock::{now_ns, wall_ms};
 use crate::engine::sys::{effective_uid, peer_credentials, PeerCred};
@@ -51,6 +55,45 @@ const MAX_WAIT: Duration = Duration::from_millis(250);
 const CLOSE_GRACE_NS: u64 = 2_000_000_000;
 /// Read chunk.
 const READ_CHUNK: usize = 64 * 1024;
+/// `trace` answers streamed at once: each holds the recorder's records of its moment (up to
+/// a ring per loop once the ring has moved on), so their number is bounded.
+pub const MAX_TRACE_STREAMS: usize = 8;
+/// After a failed `accept` (EMFILE, ENFILE, ENOBUFS…), try again this soon: the listener is
+/// edge-triggered, so the clients already waiting would otherwise wait for a new one.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+/// At most one WARN line per this long about failing accepts.
+const ACCEPT_WARN_EVERY_NS: u64 = 1_000_000_000;
+
+/// Control clients turned away, by reason (`loopd_control_rejected_total{reason}`).
+#[derive(Debug, Default)]
+pub(crate) struct Rejected {
+    /// A peer of another uid (`-32004`).
+    pub other_user: AtomicU64,
+    /// Over [`MAX_CONNECTIONS`] (`-32003`).
+    pub connection_limit: AtomicU64,
+    /// A `trace` while [`MAX_TRACE_STREAMS`] were streaming (`-32003`).
+    pub trace_busy: AtomicU64,
+}
+
+impl Rejected {
+    /// `(reason label, count)` for every reason.
+    pub fn by_reason(&self) -> [(&'static str, u64); 3] {
+        [
+            ("other_user", self.other_user.load(Ordering::Relaxed)),
+            (
+                "connection_limit",
+                self.connection_limit.load(Ordering::Relaxed),
+            ),
+            ("trace_busy", self.trace_busy.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+impl Streamed for trace::TraceStream {
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool {
+        trace::TraceStream::fill(self, out, want)
+    }
+}
 
 /// The running control server.
 pub(crate) struct ControlServer {
@@ -71,6 +114,11 @@ struct Server {
     stop: Arc<AtomicBool>,
     uid: u32,
     scratch: Vec<u8>,
+    /// When to try `accept` again after it failed.
+    accept_retry_ns: Option<u64>,
+    /// When the last accept failure was logged, and how many were not since.
+    accept_warned_ns: u64,
+    accept_suppressed: u64,
 }
 
 impl ControlServer {
@@ -130,6 +178,9 @@ impl ControlServer {
             stop: stop.clone(),
             uid: effective_uid(),
             scratch: vec![0; READ_CHUNK],
+            accept_retry_ns: None,
+            accept_warned_ns: 0,
+            accept_suppressed: 0,
         };
         let thread = std::thread::Builder::new()
             .name("loopd-control".into())
@@ -200,6 +251,9 @@ impl Server {
                     }
                 }
             }
+            if self.accept_retry_ns.is_some_and(|due| now_ns() >= due) {
+                self.accept();
+            }
             self.forward_stall_events();
             self.push_periodic();
             self.reap();
@@ -216,20 +270,21 @@ impl Server {
             .filter(|s| s.has(&Topic::Status) || s.has(&Topic::Handles))
             .map(|s| s.next_due_ns)
             .min();
-        match due {
+        match due.into_iter().chain(self.accept_retry_ns).min() {
             Some(d) => Duration::from_nanos(d.saturating_sub(now)).min(MAX_WAIT),
             None => MAX_WAIT,
         }
     }
 
     fn accept(&mut self) {
+        self.accept_retry_ns = None;
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
+                    self.accept_failed(&e);
                     return;
                 }
             };
@@ -241,6 +296,10 @@ impl Server {
                 }
             };
             if peer.uid != self.uid && peer.uid != 0 {
+                self.shared
+                    .control_rejected
+                    .other_user
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     peer_pid = peer.pid,
                     peer_uid = peer.uid,
@@ -257,6 +316,10 @@ impl Server {
                 continue;
             }
             if self.conns.len() >= MAX_CONNECTIONS {
+                self.shared
+                    .control_rejected
+                    .connection_limit
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer_pid = peer.pid, "too many control connections; refused");
                 refuse(
                     &mut stream,
@@ -291,15 +354,36 @@ impl Server {
         }
     }
 
-    /// Reads and handles input, one line at a time, while the connection's output is under
-    /// [`OUT_LIMIT`]; past it, the input waits (in the socket) until the client reads.
+    /// Out of descriptors or buffers: retry soon (see [`ACCEPT_RETRY`]), log rate-limited.
+    fn accept_failed(&mut self, e: &io::Error) {
+        let now = now_ns();
+        self.accept_retry_ns = Some(now + ACCEPT_RETRY.as_nanos() as u64);
+        if self.accept_warned_ns == 0
+            || now.saturating_sub(self.accept_warned_ns) >= ACCEPT_WARN_EVERY_NS
+        {
+            tracing::warn!(
+                error = %e,
+                suppressed = self.accept_suppressed,
+                retry_ms = ACCEPT_RETRY.as_millis() as u64,
+                "control socket accept failed; retrying"
+            );
+            self.accept_warned_ns = now.max(1);
+            self.accept_suppressed = 0;
+        } else {
+            self.accept_suppressed += 1;
+        }
+    }
+
+    /// Reads and handles input, one line at a time, while the connection is not busy (output
+    /// under [`OUT_LIMIT`], no answer streaming); otherwise the input waits (in the socket)
+    /// until the client reads.
     fn read(&mut self, token: usize) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
         conn.read_paused = false;
         loop {
-            while !conn.closing && conn.pending() <= OUT_LIMIT {
+            while !conn.closing && !conn.is_busy() {
                 let Some(line) = conn.lines.pop_front() else {
                     break;
                 };
@@ -320,7 +404,7 @@ impl Server {
             if conn.closing || conn.dead {
                 break;
             }
-            if conn.pending() > OUT_LIMIT {
+            if conn.is_busy() {
                 conn.read_paused = true;
                 break;
             }
@@ -356,7 +440,7 @@ impl Server {
         let resume = match self.conns.get_mut(&token) {
             Some(conn) => {
                 conn.flush();
-                conn.read_paused && conn.pending() <= OUT_LIMIT
+                conn.read_paused && !conn.is_busy()
             }
             None => false,
         };
@@ -370,7 +454,7 @@ impl Server {
         let gone: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.dead || (c.closing && (c.pending() == 0 || now >= c.close_by_ns)))
+            .filter(|(_, c)| c.dead || (c.closing && (c.is_drained() || now >= c.close_by_ns)))
             .map(|(t, _)| *t)
             .collect();
         for t in gone {
@@ -479,17 +563,30 @@ impl Server {
             MethodCall::ThreadPool => Response::result(id, &convert::threadpool(shared)),
             MethodCall::Stalls(p) => Response::result(id, &convert::stalls(shared, &p)),
             MethodCall::Trace(p) => {
-                // Big: written as text, not built as a `Value`.
-                let body = trace::trace(shared, p.last_ms);
+                // Megabytes: streamed as the client reads (this connection is not streaming,
+                // or its line would not have been read).
+                let streaming = self.conns.values().filter(|c| c.is_streaming()).count();
+                if streaming >= MAX_TRACE_STREAMS {
+                    shared
+                        .control_rejected
+                        .trace_busy
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer_pid = conn.peer.pid, "trace refused: busy");
+                    return Some(error_response(
+                        Some(id),
+                        ErrorCode::BUSY,
+                        format!(
+                            "daemon busy: {streaming} trace answers are being sent; retry later"
+                        ),
+                    ));
+                }
                 match serde_json::to_vec(&id) {
                     Ok(id_json) => {
-                        let mut line = Vec::with_capacity(body.len() + 64);
-                        line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-                        line.extend_from_slice(&id_json);
-                        line.extend_from_slice(b",\"result\":");
-                        line.extend_from_slice(&body);
-                        line.extend_from_slice(b"}\n");
-                        conn.queue_raw(&line);
+                        let mut head = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
+                        head.extend_from_slice(&id_json);
+                        head.extend_from_slice(b",\"result\":");
+                        let answer = trace::TraceStream::new(shared, p.last_ms, head, b"}\n");
+                        conn.stream(Box::new(answer));
                         return None;
                     }
                     Err(e) => error_response(Some(id), ErrorCode::INTERNAL_ERROR, e.to_string()),

@@ -9,8 +9,9 @@
 //! stalls are `stall` slices with the sampled stack's top frames. Times are microseconds on
 //! the daemon's monotonic clock (`otherData.epoch_unix_ms` maps them to wall time).
 //!
-//! A trace holds up to [`crate::engine::ITERATIONS_KEPT`] iterations (about 100 000 events),
-//! so it is written straight to JSON text rather than built as a `serde_json::Value`.
+//! A trace holds up to [`crate::engine::ITERATIONS_KEPT`] iterations per loop (about 100 000
+//! events, megabytes of text), so it is written straight to JSON text rather than built as a
+//! `serde_json::Value`, and a piece at a time ([`TraceStream`]) as the client reads it.
 
 use std::io::Write;
 
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 use super::stalls::StallRecord;
 use super::Shared;
 use crate::engine::clock::{now_ns, wall_ms};
-use crate::engine::{IterationRecord, Phase, SlowCallback, Target};
+use crate::engine::{IterationRecord, Phase, RetainedIterations, SlowCallback, Target};
 
 /// Stack frames named in a stall slice's args.
 const STALL_FRAMES: usize = 16;
@@ -169,54 +170,188 @@ impl TraceWriter {
     }
 }
 
-/// The trace of the last `last_ms` milliseconds (everything recorded when `None`), as JSON
-/// text: `{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}`.
-pub(crate) fn trace(shared: &Shared, last_ms: Option<u64>) -> Vec<u8> {
-    let now = now_ns();
-    let since = last_ms.map_or(0, |ms| now.saturating_sub(ms.saturating_mul(1_000_000)));
-    let pid = std::process::id();
-    let mut w = TraceWriter {
-        out: Vec::with_capacity(64 * 1024),
-        pid,
-        first: true,
-    };
-    w.out.extend_from_slice(b"{\"traceEvents\":[");
-    w.value(&json!({
-        "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-        "args": {"name": format!("loopd {pid}")}
-    }));
-    for lp in &shared.loops {
-        let tid = lp.index();
-        w.value(&json!({
-            "name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-            "args": {"name": format!("loop {tid}")}
-        }));
-        w.value(&json!({
-            "name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
-            "args": {"sort_index": tid}
-        }));
-        for it in lp.recorder().iterations_since(since) {
-            w.iteration(tid, &it);
-        }
-        for s in lp.recorder().slow_callbacks_since(since) {
-            w.slow_callback(tid, &s);
+/// One loop's records, as they were when the trace was asked for.
+struct LoopRecords {
+    tid: usize,
+    iterations: RetainedIterations,
+    slow: Vec<SlowCallback>,
+}
+
+/// Where a [`TraceStream`] is.
+#[derive(Clone, Copy, Debug)]
+enum Pos {
+    Start,
+    /// Loop `.0`'s metadata events (or, past the last loop, on to the stalls).
+    LoopStart(usize),
+    Iterations {
+        lp: usize,
+        chunk: usize,
+        at: usize,
+    },
+    Slow {
+        lp: usize,
+        at: usize,
+    },
+    Stalls(usize),
+    End,
+    Done,
+}
+
+/// The trace of the last `last_ms` milliseconds (everything recorded when `None`) as JSON
+/// text, `{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}` between a
+/// prefix and a suffix (the JSON-RPC envelope), written piece by piece as the reader takes
+/// it: a trace is megabytes, and a client that does not read must not make loopd hold it.
+///
+/// It shows the records of the moment it was created: the recorder's iteration chunks are
+/// shared, not copied; slow callbacks and stalls (short rings) are copied.
+pub(crate) struct TraceStream {
+    w: TraceWriter,
+    now: u64,
+    since: u64,
+    prefix: Vec<u8>,
+    suffix: &'static [u8],
+    loops: Vec<LoopRecords>,
+    stalls: Vec<StallRecord>,
+    pos: Pos,
+}
+
+impl TraceStream {
+    pub(crate) fn new(
+        shared: &Shared,
+        last_ms: Option<u64>,
+        prefix: Vec<u8>,
+        suffix: &'static [u8],
+    ) -> TraceStream {
+        let now = now_ns();
+        let since = last_ms.map_or(0, |ms| now.saturating_sub(ms.saturating_mul(1_000_000)));
+        let loops = shared
+            .loops
+            .iter()
+            .map(|lp| LoopRecords {
+                tid: lp.index(),
+                iterations: lp.recorder().retained_iterations(),
+                slow: lp.recorder().slow_callbacks_since(since),
+            })
+            .collect();
+        TraceStream {
+            w: TraceWriter {
+                out: Vec::new(),
+                pid: std::process::id(),
+                first: true,
+            },
+            now,
+            since,
+            prefix,
+            suffix,
+            loops,
+            stalls: shared.stalls.records_since(since),
+            pos: Pos::Start,
         }
     }
-    for r in shared.stalls.records_since(since) {
-        w.stall(&r, now);
+
+    /// Appends at least `want` bytes of the trace to `out` (less at the end); true once the
+    /// whole trace, suffix included, has been written.
+    pub(crate) fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool {
+        std::mem::swap(&mut self.w.out, out);
+        let stop = self.w.out.len().saturating_add(want);
+        while self.w.out.len() < stop && !matches!(self.pos, Pos::Done) {
+            self.pos = self.step();
+        }
+        std::mem::swap(&mut self.w.out, out);
+        matches!(self.pos, Pos::Done)
     }
-    w.out
-        .extend_from_slice(b"],\"displayTimeUnit\":\"ms\",\"otherData\":");
-    let _ = serde_json::to_writer(
-        &mut w.out,
-        &json!({
-            "server_version": super::convert::SERVER_VERSION,
-            "pid": pid,
-            "as_of_ms": wall_ms(now),
-            "clock": "ts is microseconds since the daemon's monotonic clock epoch",
-            "epoch_unix_ms": wall_ms(0),
-        }),
-    );
-    w.out.push(b'}');
-    w.out
+
+    /// Writes what is at the current position; returns the next one.
+    fn step(&mut self) -> Pos {
+        let pid = self.w.pid;
+        match self.pos {
+            Pos::Start => {
+                self.w.out.extend_from_slice(&self.prefix);
+                self.w.out.extend_from_slice(b"{\"traceEvents\":[");
+                self.w.value(&json!({
+                    "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                    "args": {"name": format!("loopd {pid}")}
+                }));
+                Pos::LoopStart(0)
+            }
+            Pos::LoopStart(lp) => {
+                let Some(l) = self.loops.get(lp) else {
+                    return Pos::Stalls(0);
+                };
+                let tid = l.tid;
+                self.w.value(&json!({
+                    "name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+                    "args": {"name": format!("loop {tid}")}
+                }));
+                self.w.value(&json!({
+                    "name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
+                    "args": {"sort_index": tid}
+                }));
+                Pos::Iterations {
+                    lp,
+                    chunk: 0,
+                    at: 0,
+                }
+            }
+            Pos::Iterations { lp, chunk, at } => {
+                let l = &self.loops[lp];
+                match l.iterations.chunk(chunk) {
+                    None => Pos::Slow { lp, at: 0 },
+                    Some(c) => match c.get(at) {
+                        None => Pos::Iterations {
+                            lp,
+                            chunk: chunk + 1,
+                            at: 0,
+                        },
+                        Some(it) => {
+                            if it.end_ns >= self.since {
+                                self.w.iteration(l.tid, it);
+                            }
+                            Pos::Iterations {
+                                lp,
+                                chunk,
+                                at: at + 1,
+                            }
+                        }
+                    },
+                }
+            }
+            Pos::Slow { lp, at } => {
+                let l = &self.loops[lp];
+                match l.slow.get(at) {
+                    None => Pos::LoopStart(lp + 1),
+                    Some(s) => {
+                        self.w.slow_callback(l.tid, s);
+                        Pos::Slow { lp, at: at + 1 }
+                    }
+                }
+            }
+            Pos::Stalls(i) => match self.stalls.get(i) {
+                None => Pos::End,
+                Some(r) => {
+                    self.w.stall(r, self.now);
+                    Pos::Stalls(i + 1)
+                }
+            },
+            Pos::End => {
+                self.w
+                    .out
+                    .extend_from_slice(b"],\"displayTimeUnit\":\"ms\",\"otherData\":");
+                let _ = serde_json::to_writer(
+                    &mut self.w.out,
+                    &json!({
+                        "server_version": super::convert::SERVER_VERSION,
+                        "pid": pid,
+                        "as_of_ms": wall_ms(self.now),
+                        "clock": "ts is microseconds since the daemon's monotonic clock epoch",
+                        "epoch_unix_ms": wall_ms(0),
+                    }),
+                );
+                self.w.out.push(b'}');
+                self.w.out.extend_from_slice(self.suffix);
+                Pos::Done
+            }
+            Pos::Done => Pos::Done,
+        }
+    }
 }

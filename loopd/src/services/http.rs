@@ -147,16 +147,19 @@ fn on_connection(lp: &mut Loop, listener: Tcp, status: io::Result<()>, server: &
     let Ok(tcp) = listener.accept(lp) else {
         return;
     };
+    // Every accepted connection counts, as in `seq` and `prime`, even one reset before it
+    // could be served.
+    let counters = server.borrow().counters.clone();
+    counters.connection_opened();
     let Ok(peer) = tcp.peer_addr(lp) else {
         // Reset before we got to it.
+        counters.connection_closed();
         tcp.close(lp);
         return;
     };
     tcp.set_label(lp, format!("http peer {peer}"));
     // Heads and small bodies go out as soon as they are written.
     let _ = tcp.set_nodelay(lp, true);
-    let counters = server.borrow().counters.clone();
-    counters.connection_opened();
     tracing::debug!(%peer, handle_id = %tcp.id(), "http: connection opened");
     let conn = Rc::new(RefCell::new(Conn {
         tcp,

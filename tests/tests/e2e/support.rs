@@ -55,6 +55,22 @@ impl Drop for TempDir {
     }
 }
 
+/// How [`Daemon::launch`] starts loopd, beyond its config.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Extra command-line arguments.
+    pub args: &'a [&'a str],
+    /// Extra environment variables.
+    pub env: &'a [(&'a str, &'a str)],
+    /// The open-file limit (soft and hard), set by `sh -c 'ulimit -n N; exec loopd …'`.
+    pub nofile: Option<u64>,
+    /// The control socket where loopd puts it by default (see [`Daemon::start_default_control`]).
+    pub default_control: bool,
+    /// No `--log info` (and no `LOOPD_LOG`/`RUST_LOG`): the config's `log` decides; it must
+    /// keep INFO lines on, which startup is read from.
+    pub log_from_file: bool,
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -88,28 +104,49 @@ impl Daemon {
     }
 
     pub fn start_with_args(services_toml: &str, args: &[&str]) -> Daemon {
-        Daemon::start_inner(services_toml, args, None, false)
+        Daemon::launch(
+            services_toml,
+            Launch {
+                args,
+                ..Launch::default()
+            },
+        )
     }
 
     /// Like [`Daemon::start`], but the control socket goes where loopd puts it by default
     /// (DESIGN §5): no `control` in the config, `$XDG_RUNTIME_DIR` set to the test's temp dir,
     /// so the socket is `<temp dir>/loopd/control.sock` in a directory loopd creates.
     pub fn start_default_control(services_toml: &str) -> Daemon {
-        Daemon::start_inner(services_toml, &[], None, true)
+        Daemon::launch(
+            services_toml,
+            Launch {
+                default_control: true,
+                ..Launch::default()
+            },
+        )
     }
 
     /// Like [`Daemon::start`], with loopd's open-file limit (soft and hard) set to `nofile`
     /// by `sh -c 'ulimit -n N; exec loopd …'` (so `pid()` is loopd's own after the exec).
     pub fn start_with_nofile(services_toml: &str, nofile: u64) -> Daemon {
-        Daemon::start_inner(services_toml, &[], Some(nofile), false)
+        Daemon::launch(
+            services_toml,
+            Launch {
+                nofile: Some(nofile),
+                ..Launch::default()
+            },
+        )
     }
 
-    fn start_inner(
-        services_toml: &str,
-        args: &[&str],
-        nofile: Option<u64>,
-        default_control: bool,
-    ) -> Daemon {
+    /// Starts loopd with `services_toml` as [`Daemon::start`] does, launched as `how` says.
+    pub fn launch(services_toml: &str, how: Launch<'_>) -> Daemon {
+        let Launch {
+            args,
+            env,
+            nofile,
+            default_control,
+            log_from_file,
+        } = how;
         let dir = TempDir::new("daemon");
         std::fs::create_dir_all(dir.0.join("www")).unwrap();
         let (control, control_line) = if default_control {
@@ -136,11 +173,18 @@ impl Daemon {
                 c
             }
         };
-        let mut child = command
+        command
             .arg("--config")
             .arg(&config_path)
-            .args(["--log-format", "json", "--log", "info"])
+            .args(["--log-format", "json"]);
+        if log_from_file {
+            command.env_remove("LOOPD_LOG").env_remove("RUST_LOG");
+        } else {
+            command.args(["--log", "info"]);
+        }
+        let mut child = command
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("LOOPD_SOCKET")
             .env("XDG_RUNTIME_DIR", &dir.0)
             .stdin(Stdio::null())

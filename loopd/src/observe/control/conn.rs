@@ -9,8 +9,19 @@ use proto::{encode_into, Dropped, LineDecoder, LineError, ServerEvent};
 use crate::engine::sys::PeerCred;
 
 /// Notifications are dropped while a connection has this much unsent output; responses are
-/// always queued, but the connection's input is not read while it is over the limit.
+/// always queued, but the connection's input is not read while it is over the limit. An
+/// answer too big to queue whole (a `trace`) is streamed instead: at most [`STREAM_PIECE`]
+/// of it waits in the buffer at a time.
 pub const OUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How much of a streamed answer is produced at a time, when the buffer runs low.
+pub const STREAM_PIECE: usize = 64 * 1024;
+
+/// An answer written piece by piece as the client reads (a `trace`).
+pub(crate) trait Streamed: Send {
+    /// Appends at least `want` more bytes to `out` (less at the end); true once complete.
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool;
+}
 
 /// What a connection subscribed to.
 #[derive(Clone, Debug)]
@@ -44,8 +55,10 @@ pub(crate) struct Conn {
     pub close_by_ns: u64,
     /// The peer closed its side or the socket failed.
     pub dead: bool,
-    /// Input left unread because the output is over the limit.
+    /// Input left unread because the output is over the limit or an answer is streaming.
     pub read_paused: bool,
+    /// The answer being streamed; nothing else is written until it is complete.
+    streaming: Option<Box<dyn Streamed>>,
 }
 
 impl Conn {
@@ -64,6 +77,7 @@ impl Conn {
             close_by_ns: 0,
             dead: false,
             read_paused: false,
+            streaming: None,
         }
     }
 
@@ -79,16 +93,34 @@ impl Conn {
         }
     }
 
-    /// Queues an already-encoded message line (a response): never dropped.
-    pub fn queue_raw(&mut self, line: &[u8]) {
-        self.out.extend_from_slice(line);
+    /// Starts streaming an answer (after what is queued); see [`Streamed`].
+    pub fn stream(&mut self, answer: Box<dyn Streamed>) {
+        debug_assert!(self.streaming.is_none(), "one streamed answer at a time");
+        self.streaming = Some(answer);
+    }
+
+    /// Whether an answer is being streamed.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    /// Whether the connection's next input must wait: its output is over [`OUT_LIMIT`], or an
+    /// answer is still streaming (answers go out in order, whole).
+    pub fn is_busy(&self) -> bool {
+        self.pending() > OUT_LIMIT || self.streaming.is_some()
+    }
+
+    /// Nothing left to send.
+    pub fn is_drained(&self) -> bool {
+        self.pending() == 0 && self.streaming.is_none()
     }
 
     /// Queues an encoded notification unless the buffer is full; then it is dropped and
     /// counted, and a `dropped` notification goes before the next one that fits.
     /// Returns whether it was queued.
     pub fn push(&mut self, line: &[u8]) -> bool {
-        if self.pending() + line.len() > OUT_LIMIT {
+        // Never in the middle of a streamed answer's line.
+        if self.streaming.is_some() || self.pending() + line.len() > OUT_LIMIT {
             if self.dropped_pending == 0 {
                 tracing::info!(
                     peer_pid = self.peer.pid,
@@ -113,28 +145,40 @@ impl Conn {
         true
     }
 
-    /// Writes as much output as the socket takes.
+    /// Writes as much output as the socket takes, producing more of a streamed answer each
+    /// time less than [`STREAM_PIECE`] of it waits.
     pub fn flush(&mut self) {
-        while self.sent < self.out.len() {
-            match self.stream.write(&self.out[self.sent..]) {
-                Ok(0) => {
-                    self.dead = true;
-                    break;
+        while !self.dead {
+            if self.pending() < STREAM_PIECE && self.streaming.is_some() {
+                self.compact();
+                if let Some(answer) = self.streaming.as_mut() {
+                    if answer.fill(&mut self.out, STREAM_PIECE) {
+                        self.streaming = None;
+                    }
                 }
+            }
+            if self.sent == self.out.len() {
+                break;
+            }
+            match self.stream.write(&self.out[self.sent..]) {
+                Ok(0) => self.dead = true,
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.dead = true;
-                    break;
-                }
+                Err(_) => self.dead = true,
             }
         }
+        self.compact();
+    }
+
+    /// Drops what was sent from the buffer (all of it, or the front half once it is most);
+    /// an emptied buffer that a big answer grew is given back, so idle connections stay small.
+    fn compact(&mut self) {
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
-            if self.out.capacity() > OUT_LIMIT {
-                self.out.shrink_to(64 * 1024);
+            if self.out.capacity() > 4 * STREAM_PIECE {
+                self.out.shrink_to(STREAM_PIECE);
             }
         } else if self.sent > self.out.len() / 2 {
             self.out.drain(..self.sent);

@@ -54,6 +54,29 @@ pub(crate) fn default_location() -> (PathBuf, bool) {
 /// Backlog of the listening socket (what `std` uses).
 const BACKLOG: i32 = 128;
 
+/// Longest socket path in bytes: `sun_path` holds 108 bytes including the terminating NUL.
+pub(crate) const MAX_PATH_LEN: usize = 107;
+
+/// Refuses a path too long for `sun_path` before anything is created for it (the directory
+/// would otherwise be made, and left behind, only for `bind` to fail).
+fn check_len(path: &Path) -> Result<(), ObserveError> {
+    use std::os::unix::ffi::OsStrExt;
+    let len = path.as_os_str().as_bytes().len();
+    if len > MAX_PATH_LEN {
+        return Err(socket_error(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the path is {len} bytes long; a Unix socket path may have at most \
+                     {MAX_PATH_LEN}"
+                ),
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn socket_error(path: &Path, source: io::Error) -> ObserveError {
     ObserveError::ControlSocket {
         path: path.to_path_buf(),
@@ -196,6 +219,7 @@ pub(crate) struct Bound {
 
 /// Binds the control socket at `path` (0600); `ours`: its directory is the default one.
 pub(crate) fn bind(path: &Path, ours: bool) -> Result<Bound, ObserveError> {
+    check_len(path)?;
     prepare_dir(path, ours)?;
     clear_stale(path)?;
     let listener = listen_private(path).map_err(|e| match e.kind() {
@@ -247,6 +271,19 @@ mod tests {
         let _listener = listen_private(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().mode() & 0o7777;
         assert_eq!(mode & !0o600, 0, "mode {mode:o} right after bind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_path_too_long_for_sun_path_creates_nothing() {
+        let dir = temp_dir("long", 0o755);
+        let fits = dir.join("x".repeat(MAX_PATH_LEN - dir.as_os_str().len() - 1));
+        assert_eq!(fits.as_os_str().len(), MAX_PATH_LEN);
+        check_len(&fits).unwrap();
+        let sub = dir.join("d".repeat(100));
+        let err = bind(&sub.join("c.sock"), false).err().unwrap().to_string();
+        assert!(err.contains("at most 107"), "{err}");
+        assert!(!sub.exists(), "{} was created", sub.display());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -250,6 +250,13 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
             shared.metrics_shed.get(reason) as f64,
         );
     }
+    let mut control_rejected = counter(
+        "loopd_control_rejected_total",
+        "Control-socket clients and requests turned away, by reason (other_user, connection_limit, trace_busy).",
+    );
+    for (reason, n) in shared.control_rejected.by_reason() {
+        control_rejected.value(&[("reason", reason)], n as f64);
+    }
 
     [
         iterations,
@@ -280,6 +287,7 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         received,
         sent,
         shed,
+        control_rejected,
     ]
     .into_iter()
     .map(|f| f.0)
