@@ -24,6 +24,7 @@ use crate::net::Client;
 use crate::peer::{Peer, Programs};
 use crate::run::{self, NetRun, Outcome};
 use crate::scenario::Scenario;
+use crate::versus::{self, Row, Versus};
 
 /// The peers measured: Node is left out (its JIT warms up during the run, so the
 /// difference of two runs is not a per-op cost).
@@ -31,6 +32,7 @@ pub const PEERS: &[Peer] = &[
     Peer::LoopdOn,
     Peer::LoopdOff,
     Peer::Libuv,
+    Peer::LibuvTuned,
     Peer::Tokio,
     Peer::Mio,
 ];
@@ -420,26 +422,30 @@ pub fn run_all(
 }
 
 /// The comparisons: (a, b) reads "a ÷ b" = b's Ir per op ÷ a's (> 1: a needs fewer
-/// instructions).
-const RATIOS: &[(Peer, Peer)] = &[
-    (Peer::LoopdOn, Peer::Libuv),
-    (Peer::LoopdOff, Peer::Libuv),
-    (Peer::LoopdOn, Peer::LoopdOff),
-    (Peer::LoopdOn, Peer::Tokio),
-    (Peer::LoopdOn, Peer::Mio),
-    (Peer::LoopdOff, Peer::Mio),
-    (Peer::Libuv, Peer::Mio),
+/// instructions). The stronger libuv is the libuv peer with fewer Ir per op.
+const RATIOS: &[(Peer, Versus)] = &[
+    (Peer::LoopdOn, Versus::Peer(Peer::Libuv)),
+    (Peer::LoopdOn, Versus::Peer(Peer::LibuvTuned)),
+    (Peer::LoopdOn, Versus::StrongerLibuv),
+    (Peer::LoopdOff, Versus::Peer(Peer::Libuv)),
+    (Peer::LoopdOff, Versus::Peer(Peer::LibuvTuned)),
+    (Peer::LoopdOff, Versus::StrongerLibuv),
+    (Peer::LoopdOn, Versus::Peer(Peer::LoopdOff)),
+    (Peer::LibuvTuned, Versus::Peer(Peer::Libuv)),
+    (Peer::LoopdOn, Versus::Peer(Peer::Tokio)),
+    (Peer::LoopdOn, Versus::Peer(Peer::Mio)),
+    (Peer::LoopdOff, Versus::Peer(Peer::Mio)),
+    (Peer::Libuv, Versus::Peer(Peer::Mio)),
+    (Peer::LibuvTuned, Versus::Peer(Peer::Mio)),
 ];
 
-fn ratios(counts: &[Count]) -> Vec<(Peer, Peer, f64)> {
+fn ratios(counts: &[Count]) -> Vec<Row<f64>> {
     let get = |p: Peer| counts.iter().find(|c| c.peer == p);
-    RATIOS
-        .iter()
-        .filter_map(|&(a, b)| {
-            let (ca, cb) = (get(a)?, get(b)?);
-            Some((a, b, cb.per_op() / ca.per_op()))
-        })
-        .collect()
+    versus::rows(
+        RATIOS,
+        |p| Some(-get(p)?.per_op()),
+        |a, b| Some(get(b)?.per_op() / get(a)?.per_op()),
+    )
 }
 
 /// The human tables, one per scenario.
@@ -461,7 +467,7 @@ pub fn table(all: &[ScenarioCounts]) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<10} {:>20} {:>20} {:>14}",
+            "{:<11} {:>20} {:>20} {:>14}",
             "peer",
             format!("Ir({})", base.label()),
             format!("Ir({})", full.label()),
@@ -470,7 +476,7 @@ pub fn table(all: &[ScenarioCounts]) -> String {
         for c in &sc.counts {
             let _ = writeln!(
                 out,
-                "{:<10} {:>20} {:>20} {:>14.0}",
+                "{:<11} {:>20} {:>20} {:>14.0}",
                 c.peer.name(),
                 c.base_ir,
                 c.full_ir,
@@ -478,18 +484,13 @@ pub fn table(all: &[ScenarioCounts]) -> String {
             );
         }
         for (peer, why) in &sc.failed {
-            let _ = writeln!(out, "{:<10} FAILED: {why}", peer.name());
+            let _ = writeln!(out, "{:<11} FAILED: {why}", peer.name());
         }
         let rs = ratios(&sc.counts);
         if !rs.is_empty() {
-            let _ = writeln!(out, "{:<26} {:>14}", "ratio (>1: first better)", per_op);
-            for (a, b, r) in rs {
-                let _ = writeln!(
-                    out,
-                    "{:<26} {:>14.3}",
-                    format!("{} ÷ {}", a.name(), b.name()),
-                    r
-                );
+            let _ = writeln!(out, "{:<40} {:>14}", "ratio (>1: first better)", per_op);
+            for row in rs {
+                let _ = writeln!(out, "{:<40} {:>14.3}", row.label(), row.ratio);
             }
         }
         let _ = writeln!(out);
@@ -529,8 +530,11 @@ fn scenario_json(sc: &ScenarioCounts) -> Value {
             "ir_per_op": c.per_op(),
             "file": c.file.display().to_string(),
         })).collect::<Vec<_>>(),
-        "ratios": ratios(&sc.counts).iter().map(|(a, b, r)| json!({
-            "a": a.name(), "b": b.name(), "ir_per_op": r,
+        "ratios": ratios(&sc.counts).iter().map(|row| json!({
+            "a": row.a.name(),
+            "b": row.b.name(),
+            "b_is_stronger_libuv": row.stronger_libuv,
+            "ir_per_op": row.ratio,
         })).collect::<Vec<_>>(),
         "failed": sc.failed.iter().map(|(p, why)| json!({
             "peer": p.name(), "error": why,
@@ -573,7 +577,14 @@ pub fn json(all: &[ScenarioCounts]) -> Value {
             "ratios".into(),
             ratios(&pp.counts)
                 .iter()
-                .map(|(a, b, r)| json!({ "a": a.name(), "b": b.name(), "ir_per_round_trip": r }))
+                .map(|row| {
+                    json!({
+                        "a": row.a.name(),
+                        "b": row.b.name(),
+                        "b_is_stronger_libuv": row.stronger_libuv,
+                        "ir_per_round_trip": row.ratio,
+                    })
+                })
                 .collect(),
         );
     }
@@ -621,7 +632,11 @@ mod tests {
         assert_eq!(c.per_op(), 50.0);
         let l = count(Peer::LoopdOn, one, Size::new(100, 1), 0, 100);
         let r = ratios(&[l, c]);
-        assert_eq!(r, vec![(Peer::LoopdOn, Peer::Mio, 0.5)]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].a, r[0].b, r[0].ratio),
+            (Peer::LoopdOn, Peer::Mio, 0.5)
+        );
     }
 
     #[test]
@@ -654,7 +669,33 @@ mod tests {
             count(Peer::LoopdOn, one, full, 10, 400),
             count(Peer::Tokio, one, full, 10, 1_000),
         ]);
-        assert_eq!(r, vec![(Peer::LoopdOn, Peer::Tokio, 2.5)]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].a, r[0].b, r[0].ratio),
+            (Peer::LoopdOn, Peer::Tokio, 2.5)
+        );
+    }
+
+    #[test]
+    fn both_libuv_peers_are_measured_and_the_stronger_has_fewer_instructions() {
+        assert!(PEERS.contains(&Peer::Libuv) && PEERS.contains(&Peer::LibuvTuned));
+        let one = Size::new(1, 1);
+        let full = Size::new(201, 1);
+        let rs = ratios(&[
+            count(Peer::LoopdOn, one, full, 10, 400),
+            count(Peer::Libuv, one, full, 10, 800),
+            count(Peer::LibuvTuned, one, full, 10, 500),
+        ]);
+        let got: Vec<(String, f64)> = rs.iter().map(|r| (r.label(), r.ratio)).collect();
+        assert_eq!(
+            got,
+            [
+                ("loopd-on ÷ libuv".to_owned(), 2.0),
+                ("loopd-on ÷ libuv-tuned".to_owned(), 1.25),
+                ("loopd-on ÷ stronger libuv (libuv-tuned)".to_owned(), 1.25),
+                ("libuv-tuned ÷ libuv".to_owned(), 1.6),
+            ]
+        );
     }
 
     #[test]

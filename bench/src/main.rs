@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p loopd-bench -- [--reps N] [--quick] [--json FILE]
-//!     [--peers loopd-on,loopd-off,libuv,node,tokio,mio] [--timeout SECS] [--list] [SCENARIO...]
+//!     [--peers loopd-on,loopd-off,libuv,libuv-tuned,node,tokio,mio] [--timeout SECS] [--list]
+//!     [SCENARIO...]
 //! ```
 //! Exit codes: 0 every run succeeded, 1 some run failed or the harness could not
 //! start, 2 usage.
@@ -20,6 +21,7 @@ mod report;
 mod run;
 mod scenario;
 mod sys;
+mod versus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +45,9 @@ options:
   --reps N            repetitions per peer (default 5; 1 with --quick)
   --quick             smaller sizes and 1 repetition (for development)
   --json FILE         also write every run, the medians and the ratios as JSON
-  --peers LIST        comma-separated subset of: loopd-on,loopd-off,libuv,node,tokio,mio
+  --peers LIST        comma-separated subset of:
+                      loopd-on,loopd-off,libuv,libuv-tuned,node,tokio,mio
+                      (libuv-tuned: the tuned libuv echo server, network scenarios only)
   --threadpool-size N thread-pool size for every peer (default 4)
   --timeout SECS      kill a run after this long (default 300)
   --callgrind [SCENARIO...]
@@ -53,7 +57,7 @@ options:
                       pingpong 20k round trips, pingpong100 20k, pound 2k connections,
                       pump 64 MiB; --quick: 2k, 2k, 200, 8 MiB; not idle_memory), each
                       minus a baseline run (1 round trip, 100, 1 connection, 1 MiB);
-                      peers loopd-on,loopd-off,libuv,tokio,mio
+                      peers loopd-on,loopd-off,libuv,libuv-tuned,tokio,mio
   --daemon            instead of the scenarios: the real loopd binary (seq service):
                       ping-pong with 100 connections at --loops 1 and --loops 2
                       (alternating, --reps each), and /metrics scrape and control
@@ -112,9 +116,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
                 let mut peers = Vec::new();
                 for name in list.split(',').filter(|s| !s.is_empty()) {
                     let p = Peer::parse(name).with_context(|| {
-                        format!(
-                            "unknown peer {name:?} (peers: loopd-on, loopd-off, libuv, node, tokio, mio)"
-                        )
+                        format!("unknown peer {name:?} (peers: {})", Peer::all_names())
                     })?;
                     if !peers.contains(&p) {
                         peers.push(p);
@@ -346,8 +348,8 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
     if peers.contains(&Peer::Tokio) {
         programs.tokio_peer = Some(prepare::tokio_peer()?);
     }
-    if peers.contains(&Peer::Libuv) {
-        eprintln!("building the libuv peer (peers/build/libuv-peer)");
+    if peers.iter().any(|p| p.is_libuv()) {
+        eprintln!("building the libuv peers (peers/build/libuv-peer)");
         programs.libuv_peer = Some(prepare::libuv_peer()?);
     }
     if peers.contains(&Peer::Node) {
@@ -619,6 +621,8 @@ mod tests {
         let names: Vec<_> = o.scenarios.iter().map(|s| s.name).collect();
         assert_eq!(names, ["timers", "async1"]);
         assert_eq!(o.peers, Some(vec![Peer::Libuv, Peer::LoopdOn]));
+        let o = parse(&["pump", "--peers", "libuv-tuned,libuv"]).unwrap();
+        assert_eq!(o.peers, Some(vec![Peer::LibuvTuned, Peer::Libuv]));
     }
 
     #[test]
@@ -627,6 +631,8 @@ mod tests {
         assert!(parse(&["--reps", "0"]).is_err());
         assert!(parse(&["--reps"]).is_err());
         assert!(parse(&["--peers", "rust"]).is_err());
+        let e = parse(&["--peers", "rust"]).unwrap_err().to_string();
+        assert!(e.contains("libuv-tuned"), "{e}");
         assert!(parse(&["--frobnicate"]).is_err());
     }
 

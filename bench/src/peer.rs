@@ -17,6 +17,10 @@ pub enum Peer {
     LoopdOff,
     /// The C programs in `peers/libuv/` against the system libuv.
     Libuv,
+    /// The tuned libuv echo server (`peers/libuv/echo_reuse.c`: one reused read buffer,
+    /// `uv_try_write` first), for the network scenarios only: an "ahead of libuv" claim
+    /// is made against the stronger of it and [`Peer::Libuv`].
+    LibuvTuned,
     /// The scripts in `peers/node/` under the system `node`.
     Node,
     /// `tokio-peer`: the same scenarios on tokio's current-thread runtime.
@@ -31,10 +35,19 @@ pub const ALL_PEERS: &[Peer] = &[
     Peer::LoopdOn,
     Peer::LoopdOff,
     Peer::Libuv,
+    Peer::LibuvTuned,
     Peer::Node,
     Peer::Tokio,
     Peer::Mio,
 ];
+
+/// The peers that stand for libuv: every "ahead of libuv" ratio is also given against the
+/// stronger of them (see [`crate::versus::Versus::StrongerLibuv`]).
+pub const LIBUV_PEERS: &[Peer] = &[Peer::Libuv, Peer::LibuvTuned];
+
+/// The `libuv-peer` scenarios of [`Peer::LibuvTuned`]: (the scenario's peer scenario, the
+/// tuned program's). It has no equivalent of the others.
+const LIBUV_TUNED_SCENARIOS: &[(&str, &str)] = &[("echo", "echo_reuse")];
 
 impl Peer {
     /// Name on the command line, in the table and in the JSON.
@@ -43,6 +56,7 @@ impl Peer {
             Peer::LoopdOn => "loopd-on",
             Peer::LoopdOff => "loopd-off",
             Peer::Libuv => "libuv",
+            Peer::LibuvTuned => "libuv-tuned",
             Peer::Node => "node",
             Peer::Tokio => "tokio",
             Peer::Mio => "mio",
@@ -53,6 +67,20 @@ impl Peer {
     pub fn parse(name: &str) -> Option<Peer> {
         ALL_PEERS.iter().copied().find(|p| p.name() == name)
     }
+
+    /// Every peer's name, comma-separated, for messages.
+    pub fn all_names() -> String {
+        ALL_PEERS
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether the peer runs `peers/build/libuv-peer`.
+    pub fn is_libuv(self) -> bool {
+        LIBUV_PEERS.contains(&self)
+    }
 }
 
 /// Where the peer programs are, once built or found.
@@ -60,7 +88,8 @@ impl Peer {
 pub struct Programs {
     /// `loopd-peer`, built by cargo beside this binary.
     pub loopd_peer: Option<PathBuf>,
-    /// `peers/build/libuv-peer`, built by [`crate::build`].
+    /// `peers/build/libuv-peer`, built by [`crate::prepare::libuv_peer`] (both libuv peers
+    /// run it).
     pub libuv_peer: Option<PathBuf>,
     /// `mio-peer`, which cargo builds beside this binary.
     pub mio_peer: Option<PathBuf>,
@@ -91,6 +120,17 @@ impl Programs {
             Peer::Libuv => {
                 let mut cmd = Command::new(need(self.libuv_peer.as_deref(), peer)?);
                 cmd.arg(scenario.peer_scenario);
+                cmd
+            }
+            Peer::LibuvTuned => {
+                let Some(&(_, tuned)) = LIBUV_TUNED_SCENARIOS
+                    .iter()
+                    .find(|(s, _)| *s == scenario.peer_scenario)
+                else {
+                    return Ok(None);
+                };
+                let mut cmd = Command::new(need(self.libuv_peer.as_deref(), peer)?);
+                cmd.arg(tuned);
                 cmd
             }
             Peer::Node => {
@@ -148,6 +188,39 @@ mod tests {
         }
         assert_eq!(Peer::parse("nope"), None);
         assert_eq!(Peer::parse("tokio"), Some(Peer::Tokio));
+        assert_eq!(Peer::parse("libuv-tuned"), Some(Peer::LibuvTuned));
+        assert!(Peer::all_names().contains(",libuv-tuned,"));
+    }
+
+    fn argv(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn libuv_tuned_runs_echo_reuse_in_the_network_scenarios_only() {
+        let programs = Programs {
+            libuv_peer: Some(PathBuf::from("libuv-peer")),
+            threadpool_size: 4,
+            ..Programs::default()
+        };
+        for s in crate::scenario::SCENARIOS {
+            let tuned = programs.command(Peer::LibuvTuned, s, true).unwrap();
+            if s.client.is_some() {
+                let tuned = tuned.unwrap();
+                let plain = programs.command(Peer::Libuv, s, true).unwrap().unwrap();
+                assert_eq!(tuned.get_program(), plain.get_program(), "{}", s.name);
+                let (t, p) = (argv(&tuned), argv(&plain));
+                assert_eq!((t[0].as_str(), p[0].as_str()), ("echo_reuse", "echo"));
+                assert_eq!(t[1..], p[1..], "{}: the same sizes", s.name);
+            } else {
+                assert!(tuned.is_none(), "{}: no tuned equivalent", s.name);
+            }
+        }
+        let none = Programs::default();
+        let pump = Scenario::find("pump").unwrap();
+        assert!(none.command(Peer::LibuvTuned, pump, true).is_err());
     }
 
     #[test]
@@ -162,10 +235,7 @@ mod tests {
         assert!(programs.command(Peer::Tokio, s, true).is_err());
         programs.data_file = Some(DataFile::create(&dir, 1000).unwrap());
         let cmd = programs.command(Peer::Tokio, s, true).unwrap().unwrap();
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = argv(&cmd);
         assert_eq!(args[..5], ["fs_read", "--n", "160", "--chunk", "65536"]);
         assert_eq!(args[5], "--file");
         assert_eq!(args[7], "--sum");

@@ -86,14 +86,15 @@ fn sibling(name: &str) -> Result<PathBuf> {
     Ok(peer)
 }
 
-/// Compiles `peers/libuv/*.c` into `peers/build/libuv-peer` with `cc` (or `$CC`) and
+/// Compiles `peers/libuv/*.c` into `peers/build/libuv-peer` (the program of both libuv
+/// peers: `libuv` runs its scenarios, `libuv-tuned` its `echo_reuse`) with `cc` (or `$CC`) and
 /// the flags `pkg-config` gives for libuv. Rebuilt on every harness run: it takes
 /// well under a second and never goes stale.
 pub fn libuv_peer() -> Result<PathBuf> {
     let flags = pkg_config(&["--cflags", "--libs", "libuv"]).context(
         "libuv (headers and pkg-config file) not found: install the Debian package \
          `libuv1-dev` (and `pkg-config`): `apt-get install -y libuv1-dev pkg-config`, \
-         or leave the libuv peer out with `--peers loopd-on,loopd-off,node`",
+         or leave the libuv peers out with `--peers loopd-on,loopd-off,node,tokio,mio`",
     )?;
     let src = bench_dir().join("peers/libuv");
     let out_dir = bench_dir().join("peers/build");
@@ -150,7 +151,7 @@ pub fn unavailable_hint(peer: Peer) -> &'static str {
         Peer::LoopdOn | Peer::LoopdOff | Peer::Mio | Peer::Tokio => {
             "build it with `cargo build --release -p loopd-bench`"
         }
-        Peer::Libuv => "install `libuv1-dev` and `pkg-config`",
+        Peer::Libuv | Peer::LibuvTuned => "install `libuv1-dev` and `pkg-config`",
         Peer::Node => "install `nodejs`",
     }
 }

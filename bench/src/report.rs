@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::peer::Peer;
 use crate::run::{Measurement, Outcome};
 use crate::scenario::{Metric, Scenario};
+use crate::versus::{self, Row, Versus};
 
 /// One run of one peer in one scenario.
 #[derive(Debug)]
@@ -127,16 +128,25 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// The comparisons printed for every scenario: (a, b) reads "a ÷ b".
-pub const RATIOS: &[(Peer, Peer)] = &[
-    (Peer::LoopdOn, Peer::Libuv),
-    (Peer::LoopdOff, Peer::Libuv),
-    (Peer::LoopdOn, Peer::LoopdOff),
-    (Peer::LoopdOn, Peer::Node),
-    (Peer::LoopdOn, Peer::Tokio),
-    (Peer::LoopdOn, Peer::Mio),
-    (Peer::LoopdOff, Peer::Mio),
-    (Peer::Libuv, Peer::Mio),
+/// The comparisons printed for every scenario: (a, b) reads "a ÷ b". Each loopd peer is
+/// compared with both libuv peers and with the stronger of them in the scenario (the one
+/// an "ahead of libuv" claim is stated against); `libuv-tuned ÷ libuv` is what tuning
+/// buys libuv.
+pub const RATIOS: &[(Peer, Versus)] = &[
+    (Peer::LoopdOn, Versus::Peer(Peer::Libuv)),
+    (Peer::LoopdOn, Versus::Peer(Peer::LibuvTuned)),
+    (Peer::LoopdOn, Versus::StrongerLibuv),
+    (Peer::LoopdOff, Versus::Peer(Peer::Libuv)),
+    (Peer::LoopdOff, Versus::Peer(Peer::LibuvTuned)),
+    (Peer::LoopdOff, Versus::StrongerLibuv),
+    (Peer::LoopdOn, Versus::Peer(Peer::LoopdOff)),
+    (Peer::LibuvTuned, Versus::Peer(Peer::Libuv)),
+    (Peer::LoopdOn, Versus::Peer(Peer::Node)),
+    (Peer::LoopdOn, Versus::Peer(Peer::Tokio)),
+    (Peer::LoopdOn, Versus::Peer(Peer::Mio)),
+    (Peer::LoopdOff, Versus::Peer(Peer::Mio)),
+    (Peer::Libuv, Versus::Peer(Peer::Mio)),
+    (Peer::LibuvTuned, Versus::Peer(Peer::Mio)),
 ];
 
 /// A ratio between two peers' summaries, oriented so that > 1.0 means `a` is better.
@@ -167,8 +177,8 @@ pub struct ScenarioReport {
     pub scenario: &'static Scenario,
     /// Per peer, in run order: its summary, or why there is none.
     pub peers: Vec<(Peer, Result<Summary, String>)>,
-    /// The ratios that both sides have data for.
-    pub ratios: Vec<(Peer, Peer, Ratio)>,
+    /// The ratios of [`RATIOS`] that both sides have data for.
+    pub ratios: Vec<Row<Ratio>>,
 }
 
 /// Builds the per-scenario reports from the runs.
@@ -211,13 +221,11 @@ pub fn summarize(
                     .find(|(q, _)| *q == p)
                     .and_then(|(_, s)| s.as_ref().ok())
             };
-            let ratios = RATIOS
-                .iter()
-                .filter_map(|&(a, b)| {
-                    let (sa, sb) = (get(a)?, get(b)?);
-                    Some((a, b, Ratio::between(scenario.metric, sa, sb)))
-                })
-                .collect();
+            let ratios = versus::rows(
+                RATIOS,
+                |p| Some(get(p)?.performance(scenario.metric)),
+                |a, b| Some(Ratio::between(scenario.metric, get(a)?, get(b)?)),
+            );
             ScenarioReport {
                 scenario,
                 peers: rows,
@@ -261,7 +269,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
         );
         let _ = writeln!(
             out,
-            "{:<10} {:>14} {:>7} {:>10} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9} {:>5}",
+            "{:<11} {:>14} {:>7} {:>10} {:>8} {:>8} {:>8} {:>10} {:>11} {:>9} {:>5}",
             "peer",
             unit,
             "spread",
@@ -284,7 +292,7 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
                     };
                     let _ = writeln!(
                         out,
-                        "{:<10} {:>14} {:>6.1}% {:>10.3} {:>8.3} {:>8.3} {:>8.3} {:>10.3} {:>11.4} {:>9.1} {:>5}",
+                        "{:<11} {:>14} {:>6.1}% {:>10.3} {:>8.3} {:>8.3} {:>8.3} {:>10.3} {:>11.4} {:>9.1} {:>5}",
                         peer.name(),
                         headline,
                         m.spread * 100.0,
@@ -299,14 +307,14 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
                     );
                 }
                 Err(why) => {
-                    let _ = writeln!(out, "{:<10} {why}", peer.name());
+                    let _ = writeln!(out, "{:<11} {why}", peer.name());
                 }
             }
         }
         if !r.ratios.is_empty() {
             let _ = writeln!(
                 out,
-                "{:<22} {:>8} {:>10}{}",
+                "{:<40} {:>8} {:>10}{}",
                 "ratio (>1: first better)",
                 "result",
                 "cpu/op",
@@ -316,11 +324,12 @@ pub fn table(reports: &[ScenarioReport], quick: bool, reps: usize) -> String {
                     String::new()
                 }
             );
-            for (a, b, ratio) in &r.ratios {
+            for row in &r.ratios {
+                let ratio = row.ratio;
                 let _ = writeln!(
                     out,
-                    "{:<24} {:>8.3} {:>10.3}{}",
-                    format!("{} ÷ {}", a.name(), b.name()),
+                    "{:<40} {:>8.3} {:>10.3}{}",
+                    row.label(),
                     ratio.result,
                     ratio.cpu,
                     ratio
@@ -368,13 +377,14 @@ pub fn json(reports: &[ScenarioReport], runs: &[RunRecord], meta: Value) -> Valu
             let ratios: Vec<Value> = r
                 .ratios
                 .iter()
-                .map(|(a, b, ratio)| {
+                .map(|row| {
                     json!({
-                        "a": a.name(),
-                        "b": b.name(),
-                        "result": ratio.result,
-                        "cpu_per_op": ratio.cpu,
-                        "bytes_per_op_diff": ratio.bytes_diff,
+                        "a": row.a.name(),
+                        "b": row.b.name(),
+                        "b_is_stronger_libuv": row.stronger_libuv,
+                        "result": row.ratio.result,
+                        "cpu_per_op": row.ratio.cpu,
+                        "bytes_per_op_diff": row.ratio.bytes_diff,
                     })
                 })
                 .collect();
@@ -501,6 +511,60 @@ mod tests {
         let r = Ratio::between(Metric::BytesPerOp, &a, &b);
         assert_eq!((r.result, r.bytes_diff), (2.0, Some(-1000.0)));
         assert_eq!(Ratio::between(Metric::Duration, &a, &b).bytes_diff, None);
+    }
+
+    #[test]
+    fn loopd_is_compared_with_both_libuv_peers_and_the_stronger() {
+        let pump = Scenario::find("pump").unwrap();
+        let timers = Scenario::find("timers").unwrap();
+        let rec = |scenario, peer, outcome| RunRecord {
+            scenario,
+            peer,
+            rep: 1,
+            outcome,
+        };
+        // pump: libuv-tuned does 200 MiB/s, libuv 100, loopd-on 150.
+        let runs = vec![
+            rec(pump, Peer::LoopdOn, Outcome::Ok(m(150, 1.0, 0.5))),
+            rec(pump, Peer::Libuv, Outcome::Ok(m(100, 1.0, 0.5))),
+            rec(pump, Peer::LibuvTuned, Outcome::Ok(m(200, 1.0, 0.5))),
+            rec(timers, Peer::LoopdOn, Outcome::Ok(m(100, 1.0, 1.0))),
+            rec(timers, Peer::Libuv, Outcome::Ok(m(100, 2.0, 1.0))),
+            rec(timers, Peer::LibuvTuned, Outcome::Unsupported),
+        ];
+        let peers = [Peer::LoopdOn, Peer::Libuv, Peer::LibuvTuned];
+        let reports = summarize(&[pump, timers], &peers, &runs);
+        let find = |r: &ScenarioReport, label: &str| {
+            r.ratios
+                .iter()
+                .find(|row| row.label() == label)
+                .map(|row| row.ratio.result)
+        };
+        assert_eq!(find(&reports[0], "loopd-on ÷ libuv"), Some(1.5));
+        assert_eq!(find(&reports[0], "loopd-on ÷ libuv-tuned"), Some(0.75));
+        assert_eq!(
+            find(&reports[0], "loopd-on ÷ stronger libuv (libuv-tuned)"),
+            Some(0.75)
+        );
+        assert_eq!(find(&reports[0], "libuv-tuned ÷ libuv"), Some(2.0));
+        // timers: the tuned peer has no equivalent, the stronger libuv is libuv.
+        assert!(matches!(&reports[1].peers[2], (Peer::LibuvTuned, Err(e)) if e.starts_with("n/a")));
+        assert_eq!(find(&reports[1], "loopd-on ÷ libuv-tuned"), None);
+        assert_eq!(
+            find(&reports[1], "loopd-on ÷ stronger libuv (libuv)"),
+            Some(2.0)
+        );
+        let t = table(&reports, false, 1);
+        assert!(t.contains("loopd-on ÷ stronger libuv (libuv-tuned)"), "{t}");
+        let v = json(&reports, &runs, Value::Null);
+        let stronger: Vec<&Value> = v["scenarios"][0]["ratios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["b_is_stronger_libuv"] == true)
+            .collect();
+        assert_eq!(stronger.len(), 1);
+        assert_eq!(stronger[0]["b"], "libuv-tuned");
     }
 
     #[test]

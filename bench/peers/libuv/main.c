@@ -23,6 +23,7 @@ static const scenario scenarios[] = {
     {"async1", scenario_async1},
     {"queue_work", scenario_queue_work},
     {"echo", scenario_echo},
+    {"echo_reuse", scenario_echo_reuse},
     {"loop_count", scenario_loop_count},
     {"fs_read", scenario_fs_read},
 };

@@ -49,10 +49,25 @@ void emit_result(const char* scenario, uint64_t ops, double seconds,
     }                                                                       \
   } while (0)
 
+/* echo_server.c: what the echo servers (echo.c, echo_reuse.c) share. Listens on
+ * 127.0.0.1:0, prints the port, accepts args->conns connections and starts reading
+ * each with alloc_cb / read_cb (its data pointer NULL), closes the listener after the
+ * last accept, runs until every connection has closed (echo_close) and prints
+ * {"accepted":N}. */
+int echo_serve(const peer_args* args, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
+/* Closes an accepted connection, counting it for echo_serve's exit. */
+void echo_close(uv_stream_t* stream);
+/* The echo servers' backpressure: reads stop while more than this many bytes are
+ * queued for writing (loopd's services' mark, loopd::services::flow::HIGH_WATER),
+ * the connection's data pointer then being ECHO_PAUSED. */
+#define ECHO_HIGH_WATER (256 * 1024)
+#define ECHO_PAUSED ((void*) 1)
+
 int scenario_timers(const peer_args* args);
 int scenario_async1(const peer_args* args);
 int scenario_queue_work(const peer_args* args);
 int scenario_echo(const peer_args* args);
+int scenario_echo_reuse(const peer_args* args);
 int scenario_loop_count(const peer_args* args);
 int scenario_fs_read(const peer_args* args);
 
