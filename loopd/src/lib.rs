@@ -8,8 +8,9 @@
 //! - [`config`] and [`daemon`]: configuration and the daemon's lifecycle.
 #![deny(missing_docs)]
 
+pub use loopd_engine as engine;
+pub use loopd_observe as observe;
+
 pub mod config;
 pub mod daemon;
-pub mod engine;
-pub mod observe;
 pub mod services;

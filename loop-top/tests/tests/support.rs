@@ -198,7 +198,7 @@ pub fn handles(n: u64) -> HandlesResult {
                 HandleType::Timer,
                 "lag probe".to_owned(),
                 None,
-                "loopd/src/observe.rs:77",
+                "observe/src/lib.rs:77",
             ),
             2 => (
                 HandleType::Async,

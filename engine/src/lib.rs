@@ -1,0 +1,919 @@
+//! loopd's event-loop engine: libuv's loop, on `mio`, instrumented from the start.
+//!
+//! One [`Loop`] per thread. [`Loop::run`] reads like libuv's `uv_run`: each iteration is
+//! update time → timers → pending → idle → prepare → poll → check → close, every phase one
+//! named call wrapped by [`Loop::phase`], which times it. Every callback goes through
+//! [`Loop::dispatch`], the one choke point that knows the phase and the handle or request,
+//! publishes it in the current-callback slot (read by the stall watchdog), catches panics and
+//! counts. Stats stay loop-local and are published as immutable snapshots
+//! ([`LoopObserver`]).
+#![deny(missing_docs)]
+
+mod async_handle;
+pub mod clock;
+mod current;
+mod fs;
+mod handle;
+mod phase;
+mod poll_fd;
+mod pool;
+mod recorder;
+mod request;
+mod signal;
+mod slots;
+mod stats;
+mod sys;
+mod target;
+mod tcp;
+mod timer;
+mod udp;
+mod wake;
+mod watcher;
+
+use std::any::Any;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use async_handle::{Async, AsyncSender};
+pub use current::{CurrentCallback, LABEL_MAX};
+pub use fs::{DirEntry, FsFile};
+pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
+pub use phase::Phase;
+pub use poll_fd::{PollEvents, PollFd};
+pub use pool::{
+    PoolSnapshot, TaskOutcome, ThreadPool, WorkError, WorkerSnapshot,
+    DEFAULT_SIZE as THREADPOOL_DEFAULT_SIZE, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
+};
+pub use recorder::{
+    IterationRecord, Recorder, RetainedIterations, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS,
+};
+pub use request::{RequestInfo, RequestRef, RequestState};
+pub use signal::Signal;
+pub use stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilization};
+pub use sys::ThreadIdentity;
+pub use target::{HandleId, HandleType, RequestId, RequestType, Target};
+pub use tcp::{DoneCb, ReadEvent, Tcp};
+pub use timer::Timer;
+pub use udp::Udp;
+pub use watcher::{
+    Check, CheckPhase, Idle, IdlePhase, Prepare, PreparePhase, Watcher, WatcherPhase,
+};
+
+use handle::{CloseCb, HandleData, HandleTable, CLOSING};
+use pool::{Completion, Job, JobFn, JobOutput};
+use recorder::RecorderLocal;
+use request::{AfterWork, RequestData, RequestTable};
+use stats::LoopStats;
+use timer::TimerHeap;
+use wake::LoopWake;
+use watcher::{WatcherKind, Watchers};
+
+/// Errors of engine operations.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The handle is closing or closed.
+    #[error("handle is closing or closed")]
+    Closed,
+    /// The operation does not apply in the handle's state.
+    #[error("invalid state: {0}")]
+    InvalidState(&'static str),
+    /// The request is already running (or done) and cannot be cancelled.
+    #[error("request is running or done; only queued requests can be cancelled")]
+    Busy,
+    /// An operating-system error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// How [`Loop::run`] runs (libuv's `uv_run_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until nothing is alive or [`Loop::stop`] is called.
+    Default,
+    /// One iteration, blocking in the poll if there is nothing to do yet.
+    Once,
+    /// One iteration without blocking.
+    NoWait,
+}
+
+/// Options for [`Loop::with_options`].
+#[derive(Clone)]
+pub struct LoopOptions {
+    /// Record stats, publish snapshots, run the lag probe and fill the current-callback slot.
+    /// Off only to measure what instrumentation costs.
+    pub instrument: bool,
+    /// Interval of the lag probe timer.
+    pub lag_probe_interval: Duration,
+    /// Interval between snapshot publications.
+    pub publish_interval: Duration,
+    /// The thread pool for `queue_work` and fs requests (default: [`ThreadPool::global`]).
+    pub pool: Option<Arc<ThreadPool>>,
+    /// The loop's index (the `loop` label); default: the next unused index of the process.
+    pub index: Option<usize>,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        LoopOptions {
+            instrument: true,
+            lag_probe_interval: Duration::from_millis(10),
+            publish_interval: Duration::from_millis(100),
+            pool: None,
+            index: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopOptions")
+            .field("instrument", &self.instrument)
+            .field("lag_probe_interval", &self.lag_probe_interval)
+            .field("publish_interval", &self.publish_interval)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+static NEXT_LOOP_INDEX: AtomicUsize = AtomicUsize::new(0);
+
+/// The token of the loop's waker in its `mio::Poll`.
+const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+/// The token of the loop's signal pipe.
+const SIGNAL_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
+/// Handle tokens: slot index in the high bits, the id's low bits below, so a readiness event
+/// for a closed handle whose slot was reused is recognised as stale.
+const TOKEN_ID_BITS: u32 = 40;
+const TOKEN_ID_MASK: usize = (1 << TOKEN_ID_BITS) - 1;
+/// Size of the loop's read buffer.
+const READ_BUF: usize = 64 * 1024;
+
+pub(crate) fn token_for(r: HandleRef) -> mio::Token {
+    mio::Token(((r.slot as usize) << TOKEN_ID_BITS) | (r.id as usize & TOKEN_ID_MASK))
+}
+
+/// A callback deferred to the pending phase.
+pub(crate) struct Pending {
+    target: Target,
+    slot: u32,
+    cb: Box<dyn FnOnce(&mut Loop)>,
+}
+
+/// An event loop. Not `Send`: it lives and runs on one thread; other threads reach it
+/// through [`AsyncSender`], the thread pool and its [`LoopObserver`].
+pub struct Loop {
+    poll: mio::Poll,
+    /// Taken out while the poll phase iterates them (`None` only then).
+    events: Option<mio::Events>,
+    /// Loop time: read once per iteration (libuv's `loop->time`), nanoseconds.
+    now_ns: u64,
+    /// The latest clock reading of the instrumentation: start of the next measured interval.
+    last_clock: u64,
+    started_ns: u64,
+    stop_flag: bool,
+    pub(crate) handles: HandleTable,
+    pub(crate) requests: RequestTable,
+    timers: TimerHeap,
+    watchers: Watchers,
+    pending: Vec<Pending>,
+    wake: Arc<LoopWake>,
+    wake_asyncs: Vec<HandleRef>,
+    wake_completions: Vec<Completion>,
+    close_batch: Vec<HandleRef>,
+    pool: Arc<ThreadPool>,
+    instrument: bool,
+    stats: LoopStats,
+    pub(crate) observer: Arc<LoopObserver>,
+    publish_interval_ns: u64,
+    next_publish_ns: u64,
+    /// Due time of the timer being fired (for the lag probe).
+    firing_due_ns: u64,
+    recorder: RecorderLocal,
+    /// Handles to serve again in the next poll phase (read bursts cut short, reads resumed).
+    io_again: Vec<HandleRef>,
+    /// Listeners whose accept failed (EMFILE, …): retried after a short pause.
+    io_again_later: Vec<HandleRef>,
+    read_buf: Vec<u8>,
+    signals: signal::SignalSource,
+    /// Work submitted in the current phase, handed to the pool at its end (one lock for all).
+    pool_jobs: Vec<pool::Job>,
+    /// Guards against running the loop from inside one of its callbacks.
+    running: bool,
+}
+
+impl std::fmt::Debug for Loop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loop")
+            .field("index", &self.observer.index())
+            .field("handles", &self.handles.len())
+            .field("requests", &self.requests.active_total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loop {
+    /// A loop with default options (instrumented).
+    ///
+    /// # Errors
+    /// When the OS poller cannot be created.
+    pub fn new() -> io::Result<Loop> {
+        Loop::with_options(LoopOptions::default())
+    }
+
+    /// A loop with `options`.
+    ///
+    /// # Errors
+    /// When the OS poller cannot be created.
+    pub fn with_options(options: LoopOptions) -> io::Result<Loop> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let index = options
+            .index
+            .unwrap_or_else(|| NEXT_LOOP_INDEX.fetch_add(1, Ordering::Relaxed));
+        let now = clock::now_ns();
+        let mut lp = Loop {
+            poll,
+            events: Some(mio::Events::with_capacity(1024)),
+            now_ns: now,
+            last_clock: now,
+            started_ns: now,
+            stop_flag: false,
+            handles: HandleTable::default(),
+            requests: RequestTable::default(),
+            timers: TimerHeap::default(),
+            watchers: Watchers::default(),
+            pending: Vec::new(),
+            wake: Arc::new(LoopWake::new(waker)),
+            wake_asyncs: Vec::new(),
+            wake_completions: Vec::new(),
+            close_batch: Vec::new(),
+            pool: options.pool.unwrap_or_else(|| ThreadPool::global().clone()),
+            instrument: options.instrument,
+            stats: LoopStats::default(),
+            observer: Arc::new(LoopObserver::new(index)),
+            publish_interval_ns: clock::duration_ns(options.publish_interval).max(1),
+            next_publish_ns: now,
+            firing_due_ns: 0,
+            recorder: RecorderLocal::default(),
+            io_again: Vec::new(),
+            io_again_later: Vec::new(),
+            read_buf: vec![0; READ_BUF],
+            signals: signal::SignalSource::default(),
+            pool_jobs: Vec::new(),
+            running: false,
+        };
+        if lp.instrument {
+            lp.start_lag_probe(options.lag_probe_interval);
+        }
+        Ok(lp)
+    }
+
+    /// The internal, unref'd probe timer behind the lag histogram (like Node's
+    /// `monitorEventLoopDelay`): lag = when it ran − when it was due.
+    fn start_lag_probe(&mut self, interval: Duration) {
+        let probe = Timer::new(self);
+        probe.set_label(self, "loopd lag probe");
+        let interval = interval.max(Duration::from_millis(1));
+        let started = probe.start(self, interval, interval, |lp, _| {
+            let lag = lp.now_ns.saturating_sub(lp.firing_due_ns);
+            lp.stats.record_lag(lag);
+        });
+        debug_assert!(started.is_ok());
+        probe.unref(self);
+    }
+
+    /// Runs the loop (libuv's `uv_run`). Returns whether the loop is still alive (something
+    /// would keep it running).
+    pub fn run(&mut self, mode: RunMode) -> bool {
+        if self.running {
+            tracing::error!("Loop::run called from inside a callback of the same loop; ignored");
+            return self.alive();
+        }
+        self.running = true;
+        if self.instrument {
+            self.observer.note_thread();
+        }
+        let mut alive = self.alive();
+        if !alive {
+            self.update_time();
+        }
+        let mut first = true;
+        while alive && !self.stop_flag {
+            if first || !self.instrument {
+                self.update_time();
+            } else {
+                // The instrumentation read the clock after the last callback or poll, and
+                // nothing but bookkeeping ran since: that reading is the time now.
+                self.now_ns = self.last_clock;
+            }
+            first = false;
+            if self.instrument {
+                self.recorder.begin_iteration(self.now_ns);
+            }
+            // A phase with nothing to run is skipped before any bookkeeping: an empty phase
+            // costs one comparison, timed or not.
+            if self.timers_due() {
+                self.phase(Phase::Timers, Loop::run_timers);
+            }
+            let ran_pending =
+                !self.pending.is_empty() && self.phase(Phase::Pending, Loop::run_pending);
+            if self.watchers.any_active(WatcherKind::Idle) {
+                self.phase(Phase::Idle, |lp| {
+                    lp.run_watchers(WatcherKind::Idle, Phase::Idle)
+                });
+            }
+            if self.watchers.any_active(WatcherKind::Prepare) {
+                self.phase(Phase::Prepare, |lp| {
+                    lp.run_watchers(WatcherKind::Prepare, Phase::Prepare)
+                });
+            }
+            let timeout = if (mode == RunMode::Once && !ran_pending) || mode == RunMode::Default {
+                self.backend_timeout()
+            } else {
+                Some(0)
+            };
+            self.phase(Phase::Poll, |lp| lp.poll_io(timeout));
+            if self.watchers.any_active(WatcherKind::Check) {
+                self.phase(Phase::Check, |lp| {
+                    lp.run_watchers(WatcherKind::Check, Phase::Check)
+                });
+            }
+            if !self.handles.closing.is_empty() {
+                self.phase(Phase::Close, Loop::run_closing);
+            }
+            if mode == RunMode::Once {
+                // libuv: a Once run fires the timers its poll waited for.
+                self.update_time();
+                if self.timers_due() {
+                    self.phase(Phase::Timers, Loop::run_timers);
+                }
+            }
+            self.end_iteration();
+            alive = self.alive();
+            if mode != RunMode::Default {
+                break;
+            }
+        }
+        self.stop_flag = false;
+        self.running = false;
+        if self.instrument {
+            self.publish();
+        }
+        alive
+    }
+
+    /// Makes [`Loop::run`] return after the current iteration (libuv's `uv_stop`).
+    pub fn stop(&mut self) {
+        self.stop_flag = true;
+    }
+
+    /// Whether anything keeps the loop alive: an active and referenced handle, a request in
+    /// flight, a pending callback or a closing handle.
+    pub fn alive(&self) -> bool {
+        self.handles.active_refd > 0
+            || self.requests.active_total > 0
+            || !self.pending.is_empty()
+            || !self.handles.closing.is_empty()
+    }
+
+    /// How long the poll may block, as libuv's `uv_backend_timeout`: zero when stopping, when
+    /// nothing is active, with active idle handles, pending callbacks or closing handles;
+    /// else until the nearest timer; else forever (`None`). Nanoseconds.
+    pub fn backend_timeout(&mut self) -> Option<u64> {
+        if self.stop_flag
+            || (self.handles.active_refd == 0 && self.requests.active_total == 0)
+            || self.watchers.any_active(WatcherKind::Idle)
+            || !self.pending.is_empty()
+            || !self.handles.closing.is_empty()
+            || !self.io_again.is_empty()
+        {
+            return Some(0);
+        }
+        let timer = self.next_timer_in();
+        if self.io_again_later.is_empty() {
+            timer
+        } else {
+            const RETRY_NS: u64 = 10_000_000;
+            Some(timer.map_or(RETRY_NS, |t| t.min(RETRY_NS)))
+        }
+    }
+
+    /// Loop time: when the current iteration started.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_ns)
+    }
+
+    /// Reads the clock into the loop time (libuv's `uv_update_time`).
+    pub fn update_time(&mut self) {
+        self.now_ns = clock::now_ns();
+        self.last_clock = self.now_ns;
+    }
+
+    /// Requests in flight (work, fs, writes, …).
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.active_total
+    }
+
+    /// The loop's index (the `loop` label of its metrics).
+    pub fn index(&self) -> usize {
+        self.observer.index()
+    }
+
+    /// The thread-safe view of this loop: snapshots and the current callback.
+    pub fn observer(&self) -> Arc<LoopObserver> {
+        self.observer.clone()
+    }
+
+    /// The thread pool this loop queues work on.
+    pub fn pool(&self) -> &Arc<ThreadPool> {
+        &self.pool
+    }
+
+    /// Whether the loop records stats.
+    pub fn is_instrumented(&self) -> bool {
+        self.instrument
+    }
+
+    /// Publishes a snapshot, handle and request lists included, now instead of at the next
+    /// cadence point.
+    pub fn publish_now(&mut self) {
+        if self.instrument {
+            self.observer.request_details();
+            self.publish();
+        }
+    }
+
+    /// Closes every handle (the `uv_walk` + `uv_close` shutdown idiom); the loop then ends
+    /// once their close callbacks ran and requests in flight completed.
+    pub fn close_all(&mut self) {
+        let all: Vec<HandleRef> = self.handles.iter().map(|(r, _)| r).collect();
+        for r in all {
+            self.close_handle(r, None);
+        }
+    }
+
+    /// Calls `f` with every handle, closing ones included (libuv's `uv_walk`).
+    pub fn walk(&self, mut f: impl FnMut(HandleInfo)) {
+        for (_, slot) in self.handles.iter() {
+            f(HandleInfo::of(slot));
+        }
+    }
+
+    /// Calls `f` with every request in flight.
+    pub fn walk_requests(&self, mut f: impl FnMut(RequestInfo)) {
+        for slot in self.requests.iter() {
+            f(RequestInfo::of(slot));
+        }
+    }
+
+    /// Runs `work` on the thread pool, then `after` on this loop with its result
+    /// (libuv's `uv_queue_work`). A panic in `work` arrives as [`WorkError::Panicked`].
+    #[track_caller]
+    pub fn queue_work<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce() -> T + Send + 'static,
+        after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
+    ) -> WorkRequest {
+        let site = Location::caller();
+        let run: JobFn = Box::new(move || JobOutput {
+            value: Box::new(work()),
+            failed: false,
+        });
+        let after: AfterWork = Box::new(move |lp, result| {
+            let typed = result.and_then(|v| {
+                v.downcast::<T>()
+                    .map(|b| *b)
+                    .map_err(|_| WorkError::WrongType)
+            });
+            after(lp, typed);
+        });
+        WorkRequest(self.submit_to_pool(RequestType::Work, site, run, after))
+    }
+
+    pub(crate) fn submit_to_pool(
+        &mut self,
+        kind: RequestType,
+        site: &'static Location<'static>,
+        run: JobFn,
+        after: AfterWork,
+    ) -> RequestRef {
+        let r = self.requests.insert(
+            kind,
+            RequestData::Pool { after: Some(after) },
+            site,
+            self.now_ns,
+        );
+        self.pool_jobs.push(Job {
+            req: r,
+            kind,
+            enqueued_ns: clock::now_ns(),
+            run,
+            reply: self.wake.clone(),
+        });
+        if !self.running {
+            // Queued from outside `run`: no phase end will come to hand it over.
+            self.flush_pool_jobs();
+        }
+        r
+    }
+
+    /// Hands the work submitted in this phase to the pool and wakes the idle workers it
+    /// needs.
+    #[inline]
+    fn flush_pool_jobs(&mut self) {
+        if !self.pool_jobs.is_empty() {
+            let wakes = self.pool.submit(&mut self.pool_jobs);
+            self.pool.wake_workers(wakes);
+        }
+    }
+
+    /// Wraps one phase: times it when it ran callbacks (the poll phase always, minus the time
+    /// blocked waiting). Reuses the clock readings taken after each callback, so an empty
+    /// phase costs no clock read.
+    #[inline]
+    fn phase<R>(&mut self, phase: Phase, run: impl FnOnce(&mut Loop) -> R) -> R {
+        if !self.instrument {
+            let r = run(self);
+            self.flush_pool_jobs();
+            return r;
+        }
+        let start = self.last_clock;
+        let callbacks_before = self.stats.phase_callbacks[phase.index()];
+        let r = run(self);
+        let ran = if phase == Phase::Poll {
+            let began = start + self.stats.last_poll_idle_ns;
+            Some((began, self.last_clock.saturating_sub(began)))
+        } else if self.stats.phase_callbacks[phase.index()] != callbacks_before {
+            Some((start, self.last_clock.saturating_sub(start)))
+        } else {
+            None
+        };
+        if let Some((began, took)) = ran {
+            self.stats.phase_ns[phase.index()].record(took);
+            self.recorder.phase(phase.index(), began, took);
+        }
+        self.flush_pool_jobs();
+        r
+    }
+
+    /// The one choke point every callback goes through: publishes what runs in the
+    /// current-callback slot, catches a panic (closing the handle), counts and times it.
+    pub(crate) fn dispatch(
+        &mut self,
+        phase: Phase,
+        target: Target,
+        slot: u32,
+        f: impl FnOnce(&mut Loop),
+    ) {
+        if self.instrument {
+            let (handles, requests) = (&self.handles, &self.requests);
+            let label = move || match target {
+                Target::Handle(_, id) => handles
+                    .get(HandleRef { slot, id: id.0 })
+                    .and_then(|s| s.label.as_deref()),
+                Target::Request(_, id) => requests.label(slot, id.0),
+            };
+            self.observer
+                .current
+                .enter(phase, target, label, self.last_clock);
+        }
+        let started = self.last_clock;
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(self)));
+        if self.instrument {
+            self.observer.current.leave();
+            self.stats.phase_callbacks[phase.index()] += 1;
+            let end = clock::now_ns();
+            self.last_clock = end;
+            if end - started >= recorder::SLOW_CALLBACK_NS {
+                self.record_slow(phase, target, slot, started, end - started);
+            }
+        }
+        if let Err(payload) = outcome {
+            self.callback_panicked(phase, target, slot, payload.as_ref());
+        }
+    }
+
+    #[cold]
+    fn record_slow(
+        &mut self,
+        phase: Phase,
+        target: Target,
+        slot: u32,
+        start_ns: u64,
+        duration_ns: u64,
+    ) {
+        let label = match target {
+            Target::Handle(_, id) => self
+                .handles
+                .get(HandleRef { slot, id: id.0 })
+                .and_then(|s| s.label.clone()),
+            Target::Request(..) => None,
+        };
+        self.recorder.slow_callback(recorder::SlowCallback {
+            start_ns,
+            duration_ns,
+            phase,
+            target,
+            label,
+        });
+    }
+
+    #[cold]
+    fn callback_panicked(
+        &mut self,
+        phase: Phase,
+        target: Target,
+        slot: u32,
+        payload: &(dyn Any + Send),
+    ) {
+        self.stats.panics += 1;
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        tracing::error!(
+            loop_index = self.index(),
+            phase = %phase,
+            target = %target,
+            panic = %msg,
+            "callback panicked; its handle is closed and the loop goes on"
+        );
+        if let Target::Handle(_, id) = target {
+            self.close_handle(HandleRef { slot, id: id.0 }, None);
+        }
+    }
+
+    /// Pending phase: runs the callbacks deferred by the previous iteration. Callbacks queued
+    /// now wait for the next pending phase. Returns whether any ran.
+    fn run_pending(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        for p in batch {
+            self.dispatch(Phase::Pending, p.target, p.slot, p.cb);
+        }
+        true
+    }
+
+    /// Queues `cb` for the next pending phase.
+    #[allow(dead_code)]
+    pub(crate) fn defer(&mut self, target: Target, slot: u32, cb: Box<dyn FnOnce(&mut Loop)>) {
+        self.pending.push(Pending { target, slot, cb });
+    }
+
+    /// Poll phase: waits for I/O up to `timeout_ns` (forever when `None`), then runs the
+    /// callbacks of what became ready.
+    fn poll_io(&mut self, timeout_ns: Option<u64>) {
+        self.flush_pool_jobs();
+        let timeout = timeout_ns.map(Duration::from_nanos);
+        let Some(mut events) = self.events.take() else {
+            return;
+        };
+        if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(error = %e, "poll failed");
+            }
+        }
+        if self.instrument {
+            let after = clock::now_ns();
+            let idle = after.saturating_sub(self.last_clock);
+            self.stats.idle_ns += idle;
+            self.stats.last_poll_idle_ns = idle;
+            self.last_clock = after;
+        }
+        // Handles queued to be served again before this poll; those queued while serving
+        // events now wait for the next poll phase.
+        let again = (!self.io_again.is_empty() || !self.io_again_later.is_empty())
+            .then(|| self.take_again());
+        let mut n = 0u64;
+        for event in events.iter() {
+            n += 1;
+            match event.token() {
+                WAKER_TOKEN => self.run_wakeups(),
+                SIGNAL_TOKEN => self.run_signals(),
+                token => {
+                    let Some(r) = self.handle_for_token(token) else {
+                        continue;
+                    };
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let writable =
+                        event.is_writable() || event.is_write_closed() || event.is_error();
+                    self.io_event(r, readable, writable);
+                }
+            }
+        }
+        if let Some(again) = again {
+            self.serve_again(again);
+        }
+        self.stats.events += n;
+        self.stats.events_waiting = n;
+        self.events = Some(events);
+    }
+
+    /// Takes the handles queued to be served again (read bursts cut short, resumed reads,
+    /// accepts to retry).
+    fn take_again(&mut self) -> Vec<HandleRef> {
+        let mut again = std::mem::take(&mut self.io_again);
+        again.append(&mut self.io_again_later);
+        again
+    }
+
+    /// Serves what [`Loop::take_again`] took, then keeps its buffer for reuse.
+    fn serve_again(&mut self, mut again: Vec<HandleRef>) {
+        for r in again.drain(..) {
+            self.io_event(r, true, false);
+        }
+        if self.io_again.is_empty() {
+            self.io_again = again;
+        }
+    }
+
+    fn handle_for_token(&self, token: mio::Token) -> Option<HandleRef> {
+        let slot = (token.0 >> TOKEN_ID_BITS) as u32;
+        let id_low = token.0 & TOKEN_ID_MASK;
+        let (r, s) = self.handles.by_slot(slot)?;
+        (s.id as usize & TOKEN_ID_MASK == id_low).then_some(r)
+    }
+
+    fn io_event(&mut self, r: HandleRef, readable: bool, writable: bool) {
+        match self.handles.get(r).map(|s| s.kind) {
+            Some(HandleType::Tcp) => self.tcp_io(r, readable, writable),
+            Some(HandleType::Udp) => self.udp_io(r, readable, writable),
+            Some(HandleType::Poll) => self.poll_fd_io(r, readable, writable),
+            _ => {}
+        }
+    }
+
+    /// Thread-pool completions, then async handles.
+    fn run_wakeups(&mut self) {
+        let mut asyncs = std::mem::take(&mut self.wake_asyncs);
+        let mut completions = std::mem::take(&mut self.wake_completions);
+        self.wake.take(&mut asyncs, &mut completions);
+        for c in completions.drain(..) {
+            self.complete_pool_request(c);
+        }
+        self.run_asyncs(&asyncs);
+        asyncs.clear();
+        self.wake_asyncs = asyncs;
+        self.wake_completions = completions;
+    }
+
+    fn complete_pool_request(&mut self, c: Completion) {
+        let Some(slot) = self.requests.get_mut(c.req) else {
+            return;
+        };
+        slot.state = RequestState::Done;
+        let kind = slot.kind;
+        let created = slot.created_ns;
+        let after = match &mut slot.data {
+            RequestData::Pool { after } => after.take(),
+            RequestData::Io => None,
+        };
+        if self.instrument {
+            self.stats.request_ns[kind.index()].record(self.last_clock.saturating_sub(created));
+        }
+        if let Some(after) = after {
+            let target = Target::Request(kind, c.req.id());
+            let result = c.result;
+            self.dispatch(Phase::Poll, target, c.req.slot, move |lp| after(lp, result));
+        }
+        self.requests.remove(c.req);
+    }
+
+    /// Close phase: frees the handles closed since the last close phase and runs their close
+    /// callbacks, most recently closed first (as libuv does).
+    fn run_closing(&mut self) {
+        if self.handles.closing.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.close_batch);
+        std::mem::swap(&mut batch, &mut self.handles.closing);
+        for &r in batch.iter().rev() {
+            let Some(slot) = self.handles.get_mut(r) else {
+                continue;
+            };
+            let kind = slot.kind;
+            if matches!(kind, HandleType::Tcp | HandleType::Udp) {
+                self.run_cancelled(r);
+            }
+            let Some(slot) = self.handles.get_mut(r) else {
+                continue;
+            };
+            if let Some(cb) = slot.close_cb.take() {
+                self.dispatch(Phase::Close, Target::Handle(kind, r.id()), r.slot, cb);
+            }
+            self.handles.remove(r);
+        }
+        batch.clear();
+        self.close_batch = batch;
+    }
+
+    /// Starts closing a handle: stops it now; the close phase frees it and runs `cb`.
+    pub(crate) fn close_handle(&mut self, r: HandleRef, cb: Option<CloseCb>) {
+        let Some(slot) = self.handles.get_mut(r) else {
+            return;
+        };
+        if slot.flags & CLOSING != 0 {
+            return;
+        }
+        slot.flags |= CLOSING;
+        slot.close_cb = cb;
+        let kind = slot.kind;
+        match &slot.data {
+            HandleData::Timer(_) => self.timer_stop(r),
+            HandleData::Watcher(_) => {
+                let wk = match kind {
+                    HandleType::Idle => WatcherKind::Idle,
+                    HandleType::Prepare => WatcherKind::Prepare,
+                    _ => WatcherKind::Check,
+                };
+                self.watcher_stop(r, wk);
+            }
+            HandleData::Async(a) => {
+                a.mark_closed();
+                self.handles.set_active(r, false);
+            }
+            HandleData::Tcp(_) => self.tcp_close(r),
+            HandleData::Udp(_) => self.udp_close(r),
+            HandleData::Poll(_) => {
+                if let Err(e) = self.poll_fd_close(r) {
+                    tracing::debug!(handle_id = r.id, error = %e, "poll handle deregister failed");
+                }
+            }
+            HandleData::Signal(_) => self.signal_stop(r),
+        }
+        self.handles.closing.push(r);
+    }
+
+    fn end_iteration(&mut self) {
+        self.stats.iterations += 1;
+        if !self.instrument {
+            return;
+        }
+        self.recorder.end_iteration(
+            self.last_clock,
+            self.stats.last_poll_idle_ns,
+            &self.observer.recorder,
+        );
+        if self.last_clock >= self.next_publish_ns || self.observer.details_wanted() {
+            self.next_publish_ns = self.last_clock + self.publish_interval_ns;
+            self.publish();
+        }
+    }
+}
+
+/// A thread-pool work request (libuv's `uv_work_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WorkRequest(RequestRef);
+
+impl WorkRequest {
+    /// The request's stable id.
+    pub fn id(&self) -> RequestId {
+        self.0.id()
+    }
+
+    /// Cancels the work if no worker has taken it yet: its after-callback then runs with
+    /// [`WorkError::Cancelled`] in the next poll phase.
+    ///
+    /// # Errors
+    /// [`EngineError::Busy`] when it is already running or done.
+    pub fn cancel(&self, lp: &mut Loop) -> Result<(), EngineError> {
+        if lp.requests.get(self.0).is_none() {
+            return Err(EngineError::Busy);
+        }
+        // Submitted in this phase and not handed to the pool yet.
+        let local = lp.pool_jobs.iter().position(|j| j.req == self.0);
+        let job = match local {
+            Some(i) => {
+                let job = lp.pool_jobs.remove(i);
+                lp.pool.count_cancelled(job.kind);
+                Some(job)
+            }
+            None => lp.pool.cancel(self.0),
+        };
+        match job {
+            Some(job) => {
+                job.reply.post_completion(Completion {
+                    req: self.0,
+                    result: Err(WorkError::Cancelled),
+                });
+                Ok(())
+            }
+            None => Err(EngineError::Busy),
+        }
+    }
+
+    /// Sets the label shown in request listings and stall reports.
+    pub fn set_label(&self, lp: &mut Loop, label: impl Into<Arc<str>>) {
+        if let Some(slot) = lp.requests.get_mut(self.0) {
+            slot.label = Some(label.into());
+            lp.observer.current.invalidate_label();
+        }
+    }
+}
