@@ -32,7 +32,7 @@ mod watcher;
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +43,8 @@ pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
 pub use phase::Phase;
 pub use poll_fd::{PollEvents, PollFd};
 pub use pool::{
-    size_from_env as threadpool_size_from_env, PoolSnapshot, TaskOutcome, ThreadPool, WorkError,
-    WorkerSnapshot, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
+    size_from_env as threadpool_size_from_env, PoolSnapshot, TaskOutcome, ThreadPool, WorkClass,
+    WorkContext, WorkError, WorkerSnapshot, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
 };
 pub use recorder::{IterationRecord, Recorder, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS};
 pub use request::{RequestInfo, RequestRef, RequestState};
@@ -467,6 +467,7 @@ impl Loop {
 
     /// Runs `work` on the thread pool, then `after` on this loop with its result
     /// (libuv's `uv_queue_work`). A panic in `work` arrives as [`WorkError::Panicked`].
+    /// For work that may run long, use [`Loop::queue_work_slow`].
     #[track_caller]
     pub fn queue_work<T: Send + 'static>(
         &mut self,
@@ -474,40 +475,76 @@ impl Loop {
         after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
     ) -> WorkRequest {
         let site = Location::caller();
-        let run: JobFn = Box::new(move || JobOutput {
+        let run: JobFn = Box::new(move |_| JobOutput {
             value: Box::new(work()),
             failed: false,
         });
-        let after: AfterWork = Box::new(move |lp, result| {
-            let typed = result.and_then(|v| {
-                v.downcast::<T>()
-                    .map(|b| *b)
-                    .map_err(|_| WorkError::WrongType)
-            });
-            after(lp, typed);
+        let r = self.submit_to_pool(
+            RequestType::Work,
+            WorkClass::Fast,
+            site,
+            run,
+            typed_after(after),
+            None,
+        );
+        WorkRequest(r)
+    }
+
+    /// Runs CPU-bound or otherwise long `work` on the thread pool as [`WorkClass::Slow`]:
+    /// it shares at most half the workers (rounded up) with other slow work, so fs requests
+    /// always find a worker. `work` gets a [`WorkContext`]: calling its
+    /// [`checkpoint`](WorkContext::checkpoint) every millisecond or so lets waiting fast work
+    /// run first and tells when [`WorkRequest::cancel`] asked it to stop, even while running.
+    #[track_caller]
+    pub fn queue_work_slow<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&WorkContext<'_>) -> T + Send + 'static,
+        after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
+    ) -> WorkRequest {
+        let site = Location::caller();
+        let run: JobFn = Box::new(move |ctx| JobOutput {
+            value: Box::new(work(ctx)),
+            failed: false,
         });
-        WorkRequest(self.submit_to_pool(RequestType::Work, site, run, after))
+        let cancel = Some(Arc::new(AtomicBool::new(false)));
+        let r = self.submit_to_pool(
+            RequestType::Work,
+            WorkClass::Slow,
+            site,
+            run,
+            typed_after(after),
+            cancel,
+        );
+        WorkRequest(r)
     }
 
     pub(crate) fn submit_to_pool(
         &mut self,
         kind: RequestType,
+        class: WorkClass,
         site: &'static Location<'static>,
         run: JobFn,
         after: AfterWork,
+        cancel: Option<Arc<AtomicBool>>,
     ) -> RequestRef {
         let r = self.requests.insert(
             kind,
-            RequestData::Pool { after: Some(after) },
+            RequestData::Pool {
+                after: Some(after),
+                cancel: cancel.clone(),
+            },
             site,
             self.now_ns,
         );
         self.pool_jobs.push(Job {
             req: r,
             kind,
+            class,
+            seq: 0,
             enqueued_ns: clock::now_ns(),
             run,
             reply: self.wake.clone(),
+            cancel,
         });
         if !self.running {
             // Queued from outside `run`: no phase end will come to hand it over.
@@ -767,16 +804,23 @@ impl Loop {
         slot.state = RequestState::Done;
         let kind = slot.kind;
         let created = slot.created_ns;
-        let after = match &mut slot.data {
-            RequestData::Pool { after } => after.take(),
-            RequestData::Io => None,
+        let (after, cancelled) = match &mut slot.data {
+            RequestData::Pool { after, cancel } => (
+                after.take(),
+                cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)),
+            ),
+            RequestData::Io => (None, false),
         };
         if self.instrument {
             self.stats.request_ns[kind.index()].record(self.last_clock.saturating_sub(created));
         }
         if let Some(after) = after {
             let target = Target::Request(kind, c.req.id());
-            let result = c.result;
+            // Cancelled after the work had finished: the caller still gets what it asked for.
+            let result = match c.result {
+                Ok(_) if cancelled => Err(WorkError::Cancelled),
+                r => r,
+            };
             self.dispatch(Phase::Poll, target, c.req.slot, move |lp| after(lp, result));
         }
         self.requests.remove(c.req);
@@ -864,6 +908,20 @@ impl Loop {
     }
 }
 
+/// The after-work callback of a `T`-returning job, as the request table keeps it.
+fn typed_after<T: Send + 'static>(
+    after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
+) -> AfterWork {
+    Box::new(move |lp, result| {
+        let typed = result.and_then(|v| {
+            v.downcast::<T>()
+                .map(|b| *b)
+                .map_err(|_| WorkError::WrongType)
+        });
+        after(lp, typed);
+    })
+}
+
 /// A thread-pool work request (libuv's `uv_work_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WorkRequest(RequestRef);
@@ -874,15 +932,23 @@ impl WorkRequest {
         self.0.id()
     }
 
-    /// Cancels the work if no worker has taken it yet: its after-callback then runs with
-    /// [`WorkError::Cancelled`] in the next poll phase.
+    /// Cancels the work: if no worker has taken it yet, it never runs; slow work that is
+    /// running ([`Loop::queue_work_slow`]) sees it at its next
+    /// [`checkpoint`](WorkContext::checkpoint). Either way its after-callback then runs with
+    /// [`WorkError::Cancelled`] in a later poll phase.
     ///
     /// # Errors
-    /// [`EngineError::Busy`] when it is already running or done.
+    /// [`EngineError::Busy`] when it is done, or running and not slow work (libuv's
+    /// `uv_cancel` cannot stop running work either).
     pub fn cancel(&self, lp: &mut Loop) -> Result<(), EngineError> {
-        if lp.requests.get(self.0).is_none() {
-            return Err(EngineError::Busy);
-        }
+        let flag = match lp.requests.get(self.0) {
+            None => return Err(EngineError::Busy),
+            Some(slot) if slot.state == RequestState::Done => return Err(EngineError::Busy),
+            Some(slot) => match &slot.data {
+                RequestData::Pool { cancel, .. } => cancel.clone(),
+                RequestData::Io => None,
+            },
+        };
         // Submitted in this phase and not handed to the pool yet.
         let local = lp.pool_jobs.iter().position(|j| j.req == self.0);
         let job = match local {
@@ -893,15 +959,21 @@ impl WorkRequest {
             }
             None => lp.pool.cancel(self.0),
         };
-        match job {
-            Some(job) => {
+        match (job, flag) {
+            (Some(job), _) => {
                 job.reply.post_completion(Completion {
                     req: self.0,
                     result: Err(WorkError::Cancelled),
                 });
                 Ok(())
             }
-            None => Err(EngineError::Busy),
+            // Running (or finished, its completion on the way): the flag tells the work and,
+            // when the completion arrives, turns its result into `Cancelled`.
+            (None, Some(flag)) => {
+                flag.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            (None, None) => Err(EngineError::Busy),
         }
     }
 

@@ -1,16 +1,21 @@
-//! The thread pool (libuv's `threadpool.c`): a FIFO queue served by named worker threads,
+//! The thread pool (libuv's `threadpool.c`): FIFO queues served by named worker threads,
 //! shared by every loop of the process.
 //!
 //! Workers run work with no lock held, record its queue wait and run time, and hand the result
 //! to the submitting loop's completion queue, waking it; the after-work callback then runs on
 //! the loop thread in the poll phase. A panic in work is caught: the request completes with
-//! [`WorkError::Panicked`] and the worker lives on. Cancel succeeds only while queued.
+//! [`WorkError::Panicked`] and the worker lives on. Cancel succeeds while queued; slow work
+//! that is running learns of it at its next checkpoint ([`WorkContext`]).
+//!
+//! Work comes in two classes ([`WorkClass`], libuv's `UV__WORK_SLOW_IO`): slow work may
+//! occupy at most half the workers (rounded up), so fs requests always find one.
 
+mod context;
+mod queue;
 mod worker;
 
 use std::any::Any;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use super::clock::now_ns;
@@ -18,6 +23,9 @@ use super::request::RequestRef;
 use super::stats::Histogram;
 use super::target::{RequestId, RequestType};
 use super::wake::LoopWake;
+pub use context::WorkContext;
+pub use queue::slow_limit;
+use queue::WorkQueue;
 pub use worker::WorkerSnapshot;
 use worker::WorkerStats;
 
@@ -31,8 +39,8 @@ pub const SIZE_ENV: &str = "LOOPD_THREADPOOL_SIZE";
 /// Why a work request did not produce a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WorkError {
-    /// Cancelled while still queued.
-    #[error("cancelled before it ran")]
+    /// Cancelled while queued, or while running (slow work, at its next checkpoint).
+    #[error("cancelled")]
     Cancelled,
     /// The work function panicked (the message is kept).
     #[error("work panicked: {0}")]
@@ -51,7 +59,7 @@ pub enum TaskOutcome {
     Error,
     /// Panicked.
     Panic,
-    /// Cancelled while queued.
+    /// Cancelled while queued, or stopped early because it was cancelled.
     Cancelled,
 }
 
@@ -81,14 +89,32 @@ pub(crate) struct JobOutput {
     pub failed: bool,
 }
 
-pub(crate) type JobFn = Box<dyn FnOnce() -> JobOutput + Send>;
+pub(crate) type JobFn = Box<dyn FnOnce(&WorkContext<'_>) -> JobOutput + Send>;
+
+/// Which workers may run a task (libuv's work kinds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkClass {
+    /// Short work (fs requests, [`Loop::queue_work`](super::Loop::queue_work)): may take
+    /// every worker.
+    Fast,
+    /// Work that may hold a worker for long (CPU-bound
+    /// [`Loop::queue_work_slow`](super::Loop::queue_work_slow), getaddrinfo): at most
+    /// [`slow_limit`] workers at once, so fast work always finds one (libuv's
+    /// `UV__WORK_SLOW_IO`).
+    Slow,
+}
 
 pub(crate) struct Job {
     pub req: RequestRef,
     pub kind: RequestType,
+    pub class: WorkClass,
+    /// Submission order, set when queued.
+    pub seq: u64,
     pub enqueued_ns: u64,
     pub run: JobFn,
     pub reply: Arc<LoopWake>,
+    /// Set when the request is cancelled while running (slow work watches it).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// A finished task on its way back to its loop.
@@ -105,7 +131,7 @@ pub(crate) struct PoolMetrics {
 }
 
 struct PoolState {
-    queue: VecDeque<Job>,
+    queue: WorkQueue,
     target: usize,
     started: bool,
     shutdown: bool,
@@ -121,6 +147,9 @@ struct PoolState {
 pub(crate) struct PoolInner {
     state: Mutex<PoolState>,
     work_ready: Condvar,
+    /// Fast jobs queued (a copy kept under the lock), read without it at slow work's
+    /// checkpoints.
+    fast_waiting: AtomicUsize,
     busy: AtomicUsize,
     panics: AtomicU64,
     metrics: Mutex<PoolMetrics>,
@@ -144,6 +173,12 @@ pub struct PoolSnapshot {
     pub busy_workers: usize,
     /// Tasks waiting for a worker.
     pub queue_depth: usize,
+    /// Tasks waiting, by kind (they sum to `queue_depth`).
+    pub queued: Vec<(RequestType, usize)>,
+    /// Workers running slow work ([`WorkClass::Slow`]).
+    pub slow_busy_workers: usize,
+    /// How many workers slow work may occupy at once ([`slow_limit`] of the size).
+    pub slow_limit: usize,
     /// Queue wait by task kind (index by [`RequestType::index`]).
     pub queue_wait: Vec<(RequestType, Histogram)>,
     /// Run time by task kind.
@@ -188,7 +223,7 @@ impl ThreadPool {
         ThreadPool {
             inner: Arc::new(PoolInner {
                 state: Mutex::new(PoolState {
-                    queue: VecDeque::new(),
+                    queue: WorkQueue::default(),
                     target: size.clamp(1, MAX_SIZE),
                     started: false,
                     shutdown: false,
@@ -197,6 +232,7 @@ impl ThreadPool {
                     signalled: 0,
                 }),
                 work_ready: Condvar::new(),
+                fast_waiting: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
                 panics: AtomicU64::new(0),
                 metrics: Mutex::new(PoolMetrics::default()),
@@ -252,8 +288,16 @@ impl ThreadPool {
             self.spawn_missing(&mut st);
         }
         let n = jobs.len();
-        st.queue.extend(jobs.drain(..));
-        let wakes = st.idle.saturating_sub(st.signalled).min(n);
+        let mut slow = 0;
+        for job in jobs.drain(..) {
+            slow += usize::from(job.class == WorkClass::Slow);
+            st.queue.push(job);
+        }
+        let fast = st.queue.fast_len();
+        self.inner.fast_waiting.store(fast, Ordering::Relaxed);
+        // Slow jobs past the slow limit wait for a slow slot: no worker to wake for them.
+        let startable = n - slow + st.queue.slow_startable(st.target, slow);
+        let wakes = st.idle.saturating_sub(st.signalled).min(startable);
         st.signalled += wakes;
         wakes
     }
@@ -268,8 +312,10 @@ impl ThreadPool {
     /// Removes a still-queued task; `None` if a worker already took it.
     pub(crate) fn cancel(&self, req: RequestRef) -> Option<Job> {
         let mut st = lock(&self.inner.state);
-        let pos = st.queue.iter().position(|j| j.req == req)?;
-        let job = st.queue.remove(pos)?;
+        let job = st.queue.remove(req)?;
+        self.inner
+            .fast_waiting
+            .store(st.queue.fast_len(), Ordering::Relaxed);
         drop(st);
         self.count_cancelled(job.kind);
         Some(job)
@@ -292,7 +338,7 @@ impl ThreadPool {
 
     /// Size, load, histograms and per-worker state, read without involving any loop.
     pub fn snapshot(&self) -> PoolSnapshot {
-        let (size, queue_depth, workers, live) = {
+        let (size, queue_depth, queued, slow_busy_workers, workers, live) = {
             let st = lock(&self.inner.state);
             let now = now_ns();
             let workers = st
@@ -302,7 +348,12 @@ impl ThreadPool {
                 .filter_map(|(i, w)| w.as_ref().map(|w| w.snapshot(i, now)))
                 .collect();
             let live: Vec<_> = st.workers.iter().flatten().cloned().collect();
-            (st.target, st.queue.len(), workers, live)
+            let queued = POOL_KINDS
+                .iter()
+                .map(|k| (*k, st.queue.queued(*k)))
+                .collect();
+            let slow = st.queue.slow_running();
+            (st.target, st.queue.len(), queued, slow, workers, live)
         };
         let mut m = lock(&self.inner.metrics).clone();
         for w in &live {
@@ -330,6 +381,9 @@ impl ThreadPool {
             size,
             busy_workers: self.inner.busy.load(Ordering::Relaxed),
             queue_depth,
+            queued,
+            slow_busy_workers,
+            slow_limit: slow_limit(size),
             queue_wait,
             run,
             tasks,

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::panic::Location;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::pool::WorkError;
@@ -49,8 +50,12 @@ impl RequestState {
 pub(crate) type AfterWork = Box<dyn FnOnce(&mut Loop, Result<Box<dyn Any + Send>, WorkError>)>;
 
 pub(crate) enum RequestData {
-    /// Thread-pool work whose after-callback runs on the loop.
-    Pool { after: Option<AfterWork> },
+    /// Thread-pool work whose after-callback runs on the loop; `cancel` tells running slow
+    /// work to stop.
+    Pool {
+        after: Option<AfterWork>,
+        cancel: Option<Arc<AtomicBool>>,
+    },
     /// Socket I/O (write, connect, shutdown, send); the callback lives with the handle.
     Io,
 }
