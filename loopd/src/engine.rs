@@ -30,6 +30,7 @@ mod wake;
 mod watcher;
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -77,7 +78,9 @@ pub enum EngineError {
     #[error("invalid state: {0}")]
     InvalidState(&'static str),
     /// The request is already running (or done) and cannot be cancelled.
-    #[error("request is running or done; only queued requests can be cancelled")]
+    #[error(
+        "request is running or done; only queued requests and running slow work can be cancelled"
+    )]
     Busy,
     /// An operating-system error.
     #[error(transparent)]
@@ -196,6 +199,11 @@ pub struct Loop {
     signals: signal::SignalSource,
     /// Work submitted in the current phase, handed to the pool at its end (one lock for all).
     pool_jobs: Vec<pool::Job>,
+    /// Whether `pool_jobs` may hold slow work.
+    pool_jobs_slow: bool,
+    /// Cancel flags of slow work in flight, by request id (apart from the request table, so
+    /// other requests pay nothing for them).
+    cancel_flags: HashMap<u64, Arc<AtomicBool>>,
     /// Guards against running the loop from inside one of its callbacks.
     running: bool,
 }
@@ -259,6 +267,8 @@ impl Loop {
             read_buf: vec![0; READ_BUF],
             signals: signal::SignalSource::default(),
             pool_jobs: Vec::new(),
+            pool_jobs_slow: false,
+            cancel_flags: HashMap::new(),
             running: false,
         };
         if lp.instrument {
@@ -475,18 +485,12 @@ impl Loop {
         after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
     ) -> WorkRequest {
         let site = Location::caller();
-        let run: JobFn = Box::new(move |_| JobOutput {
+        let run = JobFn::Fast(Box::new(move || JobOutput {
             value: Box::new(work()),
             failed: false,
-        });
-        let r = self.submit_to_pool(
-            RequestType::Work,
-            WorkClass::Fast,
-            site,
-            run,
-            typed_after(after),
-            None,
-        );
+            cancelled: false,
+        }));
+        let r = self.submit_to_pool(RequestType::Work, site, run, typed_after(after), None);
         WorkRequest(r)
     }
 
@@ -502,18 +506,22 @@ impl Loop {
         after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
     ) -> WorkRequest {
         let site = Location::caller();
-        let run: JobFn = Box::new(move |ctx| JobOutput {
-            value: Box::new(work(ctx)),
-            failed: false,
-        });
-        let cancel = Some(Arc::new(AtomicBool::new(false)));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let run = JobFn::Slow(Box::new(move |ctx: &WorkContext<'_>| {
+            let value = Box::new(work(&ctx.with_cancel(&flag)));
+            JobOutput {
+                value,
+                failed: false,
+                cancelled: flag.load(Ordering::Relaxed),
+            }
+        }));
         let r = self.submit_to_pool(
             RequestType::Work,
-            WorkClass::Slow,
             site,
             run,
             typed_after(after),
-            cancel,
+            Some(cancel),
         );
         WorkRequest(r)
     }
@@ -521,7 +529,6 @@ impl Loop {
     pub(crate) fn submit_to_pool(
         &mut self,
         kind: RequestType,
-        class: WorkClass,
         site: &'static Location<'static>,
         run: JobFn,
         after: AfterWork,
@@ -529,22 +536,20 @@ impl Loop {
     ) -> RequestRef {
         let r = self.requests.insert(
             kind,
-            RequestData::Pool {
-                after: Some(after),
-                cancel: cancel.clone(),
-            },
+            RequestData::Pool { after: Some(after) },
             site,
             self.now_ns,
         );
+        if let Some(flag) = cancel {
+            self.cancel_flags.insert(r.id, flag);
+        }
+        self.pool_jobs_slow |= matches!(run, JobFn::Slow(_));
         self.pool_jobs.push(Job {
             req: r,
             kind,
-            class,
-            seq: 0,
             enqueued_ns: clock::now_ns(),
             run,
             reply: self.wake.clone(),
-            cancel,
         });
         if !self.running {
             // Queued from outside `run`: no phase end will come to hand it over.
@@ -558,7 +563,8 @@ impl Loop {
     #[inline]
     fn flush_pool_jobs(&mut self) {
         if !self.pool_jobs.is_empty() {
-            let wakes = self.pool.submit(&mut self.pool_jobs);
+            let any_slow = std::mem::take(&mut self.pool_jobs_slow);
+            let wakes = self.pool.submit(&mut self.pool_jobs, any_slow);
             self.pool.wake_workers(wakes);
         }
     }
@@ -804,23 +810,23 @@ impl Loop {
         slot.state = RequestState::Done;
         let kind = slot.kind;
         let created = slot.created_ns;
-        let (after, cancelled) = match &mut slot.data {
-            RequestData::Pool { after, cancel } => (
-                after.take(),
-                cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)),
-            ),
-            RequestData::Io => (None, false),
+        let after = match &mut slot.data {
+            RequestData::Pool { after } => after.take(),
+            RequestData::Io => None,
         };
         if self.instrument {
             self.stats.request_ns[kind.index()].record(self.last_clock.saturating_sub(created));
         }
+        let mut result = c.result;
+        if !self.cancel_flags.is_empty() {
+            let flag = self.cancel_flags.remove(&c.req.id);
+            if result.is_ok() && flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                // Cancelled after the work had finished: the caller gets what it asked for.
+                result = Err(WorkError::Cancelled);
+            }
+        }
         if let Some(after) = after {
             let target = Target::Request(kind, c.req.id());
-            // Cancelled after the work had finished: the caller still gets what it asked for.
-            let result = match c.result {
-                Ok(_) if cancelled => Err(WorkError::Cancelled),
-                r => r,
-            };
             self.dispatch(Phase::Poll, target, c.req.slot, move |lp| after(lp, result));
         }
         self.requests.remove(c.req);
@@ -941,14 +947,11 @@ impl WorkRequest {
     /// [`EngineError::Busy`] when it is done, or running and not slow work (libuv's
     /// `uv_cancel` cannot stop running work either).
     pub fn cancel(&self, lp: &mut Loop) -> Result<(), EngineError> {
-        let flag = match lp.requests.get(self.0) {
-            None => return Err(EngineError::Busy),
-            Some(slot) if slot.state == RequestState::Done => return Err(EngineError::Busy),
-            Some(slot) => match &slot.data {
-                RequestData::Pool { cancel, .. } => cancel.clone(),
-                RequestData::Io => None,
-            },
-        };
+        match lp.requests.get(self.0) {
+            Some(slot) if slot.state != RequestState::Done => {}
+            _ => return Err(EngineError::Busy),
+        }
+        let flag = lp.cancel_flags.get(&self.0.id).cloned();
         // Submitted in this phase and not handed to the pool yet.
         let local = lp.pool_jobs.iter().position(|j| j.req == self.0);
         let job = match local {

@@ -135,6 +135,7 @@ fn small_files_are_served_at_once_while_prime_computes(pool_size: usize) {
 
     for _ in 0..3 {
         let took = timed_get(d.addr("http"));
+        println!("pool of {pool_size}, {clients} huge primes: GET took {took:?}");
         assert!(
             took < FAST,
             "pool of {pool_size}: a small file took {took:?} behind {clients} huge primes"

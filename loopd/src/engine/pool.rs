@@ -15,7 +15,7 @@ mod queue;
 mod worker;
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use super::clock::now_ns;
@@ -87,9 +87,15 @@ impl TaskOutcome {
 pub(crate) struct JobOutput {
     pub value: Box<dyn Any + Send>,
     pub failed: bool,
+    /// The request was cancelled meanwhile (slow work): nobody wants `value`.
+    pub cancelled: bool,
 }
 
-pub(crate) type JobFn = Box<dyn FnOnce(&WorkContext<'_>) -> JobOutput + Send>;
+/// A job's work: fast work runs as it is; slow work gets a [`WorkContext`].
+pub(crate) enum JobFn {
+    Fast(Box<dyn FnOnce() -> JobOutput + Send>),
+    Slow(Box<dyn FnOnce(&WorkContext<'_>) -> JobOutput + Send>),
+}
 
 /// Which workers may run a task (libuv's work kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,14 +113,21 @@ pub enum WorkClass {
 pub(crate) struct Job {
     pub req: RequestRef,
     pub kind: RequestType,
-    pub class: WorkClass,
-    /// Submission order, set when queued.
-    pub seq: u64,
+    /// Submission time: the order between the classes.
     pub enqueued_ns: u64,
     pub run: JobFn,
     pub reply: Arc<LoopWake>,
-    /// Set when the request is cancelled while running (slow work watches it).
-    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Job {
+    /// Which workers may run it.
+    #[inline]
+    pub fn class(&self) -> WorkClass {
+        match self.run {
+            JobFn::Fast(_) => WorkClass::Fast,
+            JobFn::Slow(_) => WorkClass::Slow,
+        }
+    }
 }
 
 /// A finished task on its way back to its loop.
@@ -147,8 +160,8 @@ struct PoolState {
 pub(crate) struct PoolInner {
     state: Mutex<PoolState>,
     work_ready: Condvar,
-    /// Fast jobs queued (a copy kept under the lock), read without it at slow work's
-    /// checkpoints.
+    /// Fast jobs queued (a copy kept under the lock while slow work runs), read without it
+    /// at slow work's checkpoints.
     fast_waiting: AtomicUsize,
     busy: AtomicUsize,
     panics: AtomicU64,
@@ -279,22 +292,18 @@ impl ThreadPool {
     /// Queues the jobs (in order, draining `jobs`) under one lock. Returns how many idle
     /// workers the caller must wake with [`ThreadPool::wake_workers`]: the loop hands its
     /// submissions over at the end of each phase, so a burst of submissions costs one lock
-    /// and a few signals instead of a lock and a signal per job.
+    /// and a few signals instead of a lock and a signal per job. `any_slow`: whether `jobs`
+    /// may hold slow work (when not, they are queued in one move).
     #[must_use]
-    pub(crate) fn submit(&self, jobs: &mut Vec<Job>) -> usize {
+    pub(crate) fn submit(&self, jobs: &mut Vec<Job>, any_slow: bool) -> usize {
         let mut st = lock(&self.inner.state);
         if !st.started {
             st.started = true;
             self.spawn_missing(&mut st);
         }
         let n = jobs.len();
-        let mut slow = 0;
-        for job in jobs.drain(..) {
-            slow += usize::from(job.class == WorkClass::Slow);
-            st.queue.push(job);
-        }
-        let fast = st.queue.fast_len();
-        self.inner.fast_waiting.store(fast, Ordering::Relaxed);
+        let slow = st.queue.push_all(jobs, any_slow);
+        st.queue.publish_fast_waiting(&self.inner.fast_waiting);
         // Slow jobs past the slow limit wait for a slow slot: no worker to wake for them.
         let startable = n - slow + st.queue.slow_startable(st.target, slow);
         let wakes = st.idle.saturating_sub(st.signalled).min(startable);
@@ -313,9 +322,7 @@ impl ThreadPool {
     pub(crate) fn cancel(&self, req: RequestRef) -> Option<Job> {
         let mut st = lock(&self.inner.state);
         let job = st.queue.remove(req)?;
-        self.inner
-            .fast_waiting
-            .store(st.queue.fast_len(), Ordering::Relaxed);
+        st.queue.publish_fast_waiting(&self.inner.fast_waiting);
         drop(st);
         self.count_cancelled(job.kind);
         Some(job)

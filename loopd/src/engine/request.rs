@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::panic::Location;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::pool::WorkError;
@@ -50,12 +49,8 @@ impl RequestState {
 pub(crate) type AfterWork = Box<dyn FnOnce(&mut Loop, Result<Box<dyn Any + Send>, WorkError>)>;
 
 pub(crate) enum RequestData {
-    /// Thread-pool work whose after-callback runs on the loop; `cancel` tells running slow
-    /// work to stop.
-    Pool {
-        after: Option<AfterWork>,
-        cancel: Option<Arc<AtomicBool>>,
-    },
+    /// Thread-pool work whose after-callback runs on the loop.
+    Pool { after: Option<AfterWork> },
     /// Socket I/O (write, connect, shutdown, send); the callback lives with the handle.
     Io,
 }

@@ -37,25 +37,36 @@ use crate::engine::clock::now_ns;
 /// ```
 pub struct WorkContext<'a> {
     pool: &'a PoolInner,
-    /// The worker running the work, when it may run waiting fast work at checkpoints (not
-    /// for fast work itself, so running it never nests deeper).
-    host: Option<(usize, &'a WorkerStats)>,
+    /// The worker running the work (index and counters), lent to fast work at checkpoints.
+    /// Fast work gets no context, so lending never nests.
+    index: usize,
+    stats: &'a WorkerStats,
     cancel: Option<&'a AtomicBool>,
     /// Time spent running other work at checkpoints (not this work's run time).
-    lent_ns: Cell<u64>,
+    lent_ns: &'a Cell<u64>,
 }
 
 impl<'a> WorkContext<'a> {
     pub(super) fn new(
         pool: &'a PoolInner,
-        host: Option<(usize, &'a WorkerStats)>,
-        cancel: Option<&'a AtomicBool>,
+        index: usize,
+        stats: &'a WorkerStats,
+        lent_ns: &'a Cell<u64>,
     ) -> Self {
         WorkContext {
             pool,
-            host,
-            cancel,
-            lent_ns: Cell::new(0),
+            index,
+            stats,
+            cancel: None,
+            lent_ns,
+        }
+    }
+
+    /// The same context, watching `flag` for a cancel.
+    pub(crate) fn with_cancel<'b>(&'b self, flag: &'b AtomicBool) -> WorkContext<'b> {
+        WorkContext {
+            cancel: Some(flag),
+            ..*self
         }
     }
 
@@ -78,10 +89,8 @@ impl<'a> WorkContext<'a> {
         if self.is_cancelled() {
             return Err(WorkError::Cancelled);
         }
-        if let Some((index, stats)) = self.host {
-            if self.pool.fast_waiting.load(Ordering::Relaxed) > 0 {
-                self.run_waiting_fast_work(index, stats);
-            }
+        if self.pool.fast_waiting.load(Ordering::Relaxed) > 0 {
+            self.run_waiting_fast_work();
         }
         if self.is_cancelled() {
             return Err(WorkError::Cancelled);
@@ -90,28 +99,24 @@ impl<'a> WorkContext<'a> {
     }
 
     #[cold]
-    fn run_waiting_fast_work(&self, index: usize, stats: &WorkerStats) {
+    fn run_waiting_fast_work(&self) {
+        let (index, stats) = (self.index, self.stats);
         let start = now_ns();
+        let mut now = start;
         loop {
             let job = {
                 let mut st = lock(&self.pool.state);
                 let job = st.queue.pop_fast();
-                self.pool
-                    .fast_waiting
-                    .store(st.queue.fast_len(), Ordering::Relaxed);
+                st.queue.publish_fast_waiting(&self.pool.fast_waiting);
                 job
             };
             let Some(job) = job else { break };
             let ours = stats.save_current();
-            worker::execute(self.pool, index, stats, job, false);
-            stats.restore_current(ours);
+            worker::execute(self.pool, index, stats, job, now, |end| {
+                stats.restore_current(ours);
+                now = end;
+            });
         }
-        self.lent_ns
-            .set(self.lent_ns.get() + now_ns().saturating_sub(start));
-    }
-
-    /// Time this work lent to fast work at its checkpoints.
-    pub(super) fn lent_ns(&self) -> u64 {
-        self.lent_ns.get()
+        self.lent_ns.set(self.lent_ns.get() + (now - start));
     }
 }

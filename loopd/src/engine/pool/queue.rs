@@ -5,6 +5,7 @@
 //! goes ahead and slow work waits for a slow slot.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Job, WorkClass};
 use crate::engine::request::RequestRef;
@@ -24,52 +25,55 @@ pub(crate) struct WorkQueue {
     slow: VecDeque<Job>,
     /// Workers running slow work (libuv's `slow_io_work_running`).
     slow_running: usize,
-    /// Submission order across both queues.
-    next_seq: u64,
-    /// Queued jobs by request type.
-    by_kind: [usize; RequestType::COUNT],
 }
 
 impl WorkQueue {
-    /// Queues a job at the end of its class.
+    /// Queues jobs, in order, at the end of their classes (draining `jobs`); returns how
+    /// many of them are slow. `any_slow: false` promises there is none.
     #[inline]
-    pub fn push(&mut self, mut job: Job) {
-        job.seq = self.next_seq;
-        self.next_seq += 1;
-        self.by_kind[job.kind.index()] += 1;
-        match job.class {
-            WorkClass::Fast => self.fast.push_back(job),
-            WorkClass::Slow => self.slow.push_back(job),
+    pub fn push_all(&mut self, jobs: &mut Vec<Job>, any_slow: bool) -> usize {
+        if !any_slow {
+            self.fast.extend(jobs.drain(..));
+            return 0;
         }
+        let mut slow = 0;
+        for job in jobs.drain(..) {
+            match job.class() {
+                WorkClass::Fast => self.fast.push_back(job),
+                WorkClass::Slow => {
+                    slow += 1;
+                    self.slow.push_back(job);
+                }
+            }
+        }
+        slow
     }
 
-    /// The next job a worker of a pool of `size` may run: the oldest of both classes while
-    /// a slow slot is free, else the oldest fast job. A slow job taken counts as running
-    /// until [`WorkQueue::finish_slow`].
+    /// The next job a worker of a pool of `size` may run: the oldest of both classes
+    /// (by submission time) while a slow slot is free, else the oldest fast job. A slow job
+    /// taken counts as running until [`WorkQueue::finish_slow`].
     #[inline]
     pub fn pop(&mut self, size: usize) -> Option<Job> {
-        let slow_free = self.slow_running < slow_limit(size);
-        let take_slow = match (self.fast.front(), self.slow.front()) {
-            (Some(f), Some(s)) => slow_free && s.seq < f.seq,
-            (Some(_), None) => false,
-            (None, Some(_)) => slow_free,
-            (None, None) => return None,
+        let Some(slow) = self.slow.front() else {
+            return self.fast.pop_front();
         };
-        let job = if take_slow {
+        let slow_free = self.slow_running < slow_limit(size);
+        let take_slow = slow_free
+            && self
+                .fast
+                .front()
+                .is_none_or(|fast| slow.enqueued_ns <= fast.enqueued_ns);
+        if take_slow {
             self.slow_running += 1;
             self.slow.pop_front()
         } else {
             self.fast.pop_front()
-        }?;
-        self.by_kind[job.kind.index()] -= 1;
-        Some(job)
+        }
     }
 
     /// The oldest fast job, for slow work that lets it go first (at its checkpoint).
     pub fn pop_fast(&mut self) -> Option<Job> {
-        let job = self.fast.pop_front()?;
-        self.by_kind[job.kind.index()] -= 1;
-        Some(job)
+        self.fast.pop_front()
     }
 
     /// A slow job finished: its slot is free again.
@@ -84,13 +88,11 @@ impl WorkQueue {
             let pos = q.iter().position(|j| j.req == req)?;
             q.remove(pos)
         };
-        let job = take(&mut self.fast).or_else(|| take(&mut self.slow))?;
-        self.by_kind[job.kind.index()] -= 1;
-        Some(job)
+        take(&mut self.fast).or_else(|| take(&mut self.slow))
     }
 
-    /// How many of `slow_jobs` just queued can start at once in a pool of `size` (the rest
-    /// wait for a slow slot, so waking a worker for them would be wasted).
+    /// How many of the last `slow_jobs` queued can start at once in a pool of `size` (the
+    /// rest wait for a slow slot, so waking a worker for them would be wasted).
     pub fn slow_startable(&self, size: usize, slow_jobs: usize) -> usize {
         let claimed = self.slow_running + self.slow.len().saturating_sub(slow_jobs);
         slow_jobs.min(slow_limit(size).saturating_sub(claimed))
@@ -101,15 +103,24 @@ impl WorkQueue {
         !self.slow.is_empty() && self.slow_running < slow_limit(size)
     }
 
+    /// Tells slow work's checkpoints how many fast jobs wait: only while slow work runs
+    /// (nobody reads it otherwise), so fast-only load pays nothing for it.
+    #[inline]
+    pub fn publish_fast_waiting(&self, to: &AtomicUsize) {
+        if self.slow_running > 0 {
+            to.store(self.fast.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether slow work runs now.
+    #[inline]
+    pub fn slow_running_now(&self) -> bool {
+        self.slow_running > 0
+    }
+
     /// Queued jobs, both classes.
     pub fn len(&self) -> usize {
         self.fast.len() + self.slow.len()
-    }
-
-    /// Queued fast jobs.
-    #[inline]
-    pub fn fast_len(&self) -> usize {
-        self.fast.len()
     }
 
     /// Workers running slow work.
@@ -117,9 +128,14 @@ impl WorkQueue {
         self.slow_running
     }
 
-    /// Queued jobs of request type `kind`.
+    /// Queued jobs of request type `kind` (counted when asked: snapshots are rare, queueing
+    /// is not).
     pub fn queued(&self, kind: RequestType) -> usize {
-        self.by_kind[kind.index()]
+        self.fast
+            .iter()
+            .chain(&self.slow)
+            .filter(|j| j.kind == kind)
+            .count()
     }
 }
 

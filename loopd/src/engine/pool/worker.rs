@@ -1,11 +1,14 @@
 //! One pool worker thread (`loopd-worker-N`) and the counters it publishes about itself.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::context::WorkContext;
-use super::{lock, Completion, Job, PoolInner, PoolMetrics, TaskOutcome, WorkClass, WorkError};
+use super::{
+    lock, Completion, Job, JobFn, PoolInner, PoolMetrics, TaskOutcome, WorkClass, WorkError,
+};
 use crate::engine::clock::now_ns;
 use crate::engine::target::{RequestId, RequestType};
 
@@ -156,62 +159,62 @@ fn run(pool: &PoolInner, index: usize, stats: &WorkerStats) {
             st.signalled = st.signalled.saturating_sub(1).min(st.idle);
             continue;
         };
-        pool.fast_waiting
-            .store(st.queue.fast_len(), Ordering::Relaxed);
-        if std::mem::take(&mut freed_slow)
-            && st.queue.slow_startable_now(size)
-            && st.idle > st.signalled
-        {
-            st.signalled += 1;
-            pool.work_ready.notify_one();
+        if freed_slow || st.queue.slow_running_now() {
+            // Only with slow work about: fast-only load skips this.
+            st.queue.publish_fast_waiting(&pool.fast_waiting);
+            if freed_slow && st.queue.slow_startable_now(size) && st.idle > st.signalled {
+                st.signalled += 1;
+                pool.work_ready.notify_one();
+            }
         }
         drop(st);
 
-        let slow = job.class == WorkClass::Slow;
+        let slow = job.class() == WorkClass::Slow;
         let start = now_ns();
         let idle_since = stats.idle_since_ns.load(Ordering::Relaxed);
         stats
             .idle_ns
             .fetch_add(start.saturating_sub(idle_since), Ordering::Relaxed);
         pool.busy.fetch_add(1, Ordering::Relaxed);
-        let end = execute(pool, index, stats, job, slow);
-        pool.busy.fetch_sub(1, Ordering::Relaxed);
-        stats.current.store(0, Ordering::Release);
-        stats.idle_since_ns.store(end, Ordering::Relaxed);
-
+        execute(pool, index, stats, job, start, |end| {
+            pool.busy.fetch_sub(1, Ordering::Relaxed);
+            stats.current.store(0, Ordering::Release);
+            stats.idle_since_ns.store(end, Ordering::Relaxed);
+            if slow {
+                // Before the loop hears of it, so what it then reads of the pool adds up.
+                lock(&pool.state).queue.finish_slow();
+            }
+        });
+        freed_slow = slow;
         st = lock(&pool.state);
-        if slow {
-            st.queue.finish_slow();
-            freed_slow = true;
-        }
     }
 }
 
-/// Runs one job on this worker and sends its result to its loop; returns the end time.
-/// Slow work may lend the worker to waiting fast work at its checkpoints (`lend`).
+/// Runs one job on this worker from `start` (a clock reading the caller has anyway),
+/// records it, calls `before_post` with the end time, then hands the result to the job's
+/// loop. Slow work gets a [`WorkContext`] through which it may lend the worker to waiting
+/// fast work at its checkpoints.
+#[inline]
 pub(super) fn execute(
     pool: &PoolInner,
     index: usize,
     stats: &WorkerStats,
     job: Job,
-    lend: bool,
-) -> u64 {
-    let Job {
-        req,
-        kind,
-        enqueued_ns,
-        run,
-        reply,
-        cancel,
-        ..
-    } = job;
-    let start = now_ns();
-    stats.kind.store(kind.index() as u8, Ordering::Relaxed);
+    start: u64,
+    before_post: impl FnOnce(u64),
+) {
+    stats.kind.store(job.kind.index() as u8, Ordering::Relaxed);
     stats.busy_since_ns.store(start, Ordering::Relaxed);
-    stats.current.store(req.id, Ordering::Release);
+    stats.current.store(job.req.id, Ordering::Release);
 
-    let ctx = WorkContext::new(pool, lend.then_some((index, stats)), cancel.as_deref());
-    let outcome = catch_unwind(AssertUnwindSafe(|| run(&ctx)));
+    let lent_ns = Cell::new(0);
+    let outcome = match job.run {
+        JobFn::Fast(run) => catch_unwind(AssertUnwindSafe(run)),
+        JobFn::Slow(run) => {
+            let ctx = WorkContext::new(pool, index, stats, &lent_ns);
+            catch_unwind(AssertUnwindSafe(|| run(&ctx)))
+        }
+    };
 
     let end = now_ns();
     stats.tasks.fetch_add(1, Ordering::Relaxed);
@@ -223,17 +226,19 @@ pub(super) fn execute(
             (Err(WorkError::Panicked(msg)), TaskOutcome::Panic)
         }
         // Nobody wants the value of cancelled work, whether it stopped early or not.
-        Ok(_) if ctx.is_cancelled() => (Err(WorkError::Cancelled), TaskOutcome::Cancelled),
+        Ok(out) if out.cancelled => (Err(WorkError::Cancelled), TaskOutcome::Cancelled),
         Ok(out) if out.failed => (Ok(out.value), TaskOutcome::Error),
         Ok(out) => (Ok(out.value), TaskOutcome::Ok),
     };
-    let run_ns = end.saturating_sub(start).saturating_sub(ctx.lent_ns());
     lock(&stats.metrics).record(
-        kind,
-        start.saturating_sub(enqueued_ns),
-        run_ns,
+        job.kind,
+        start.saturating_sub(job.enqueued_ns),
+        end.saturating_sub(start) - lent_ns.get(),
         task_outcome,
     );
-    reply.post_completion(Completion { req, result });
-    end
+    before_post(end);
+    job.reply.post_completion(Completion {
+        req: job.req,
+        result,
+    });
 }
