@@ -804,6 +804,13 @@ impl Loop {
     }
 
     fn complete_pool_request(&mut self, c: Completion) {
+        // Slow work's cancel flag: set after the work had finished, the caller still gets
+        // what it asked for.
+        let cancelled_late = !self.cancel_flags.is_empty()
+            && self
+                .cancel_flags
+                .remove(&c.req.id)
+                .is_some_and(|f| f.load(Ordering::Relaxed));
         let Some(slot) = self.requests.get_mut(c.req) else {
             return;
         };
@@ -817,16 +824,12 @@ impl Loop {
         if self.instrument {
             self.stats.request_ns[kind.index()].record(self.last_clock.saturating_sub(created));
         }
-        let mut result = c.result;
-        if !self.cancel_flags.is_empty() {
-            let flag = self.cancel_flags.remove(&c.req.id);
-            if result.is_ok() && flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                // Cancelled after the work had finished: the caller gets what it asked for.
-                result = Err(WorkError::Cancelled);
-            }
-        }
         if let Some(after) = after {
             let target = Target::Request(kind, c.req.id());
+            let result = match c.result {
+                Ok(_) if cancelled_late => Err(WorkError::Cancelled),
+                result => result,
+            };
             self.dispatch(Phase::Poll, target, c.req.slot, move |lp| after(lp, result));
         }
         self.requests.remove(c.req);
