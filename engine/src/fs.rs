@@ -9,7 +9,7 @@ use std::panic::Location;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::pool::{JobOutput, WorkError};
+use super::pool::{JobFn, JobOutput, WorkContext, WorkError};
 use super::request::AfterWork;
 use super::target::{RequestId, RequestType};
 use super::Loop;
@@ -35,6 +35,7 @@ fn work_error(e: WorkError) -> io::Error {
 
 impl Loop {
     /// Runs `op` on the pool as a request of `kind` labelled `label`, then `cb` on the loop.
+    /// getaddrinfo is slow work (a resolver can take seconds, as in libuv); fs is fast.
     fn pool_io<T: Send + 'static>(
         &mut self,
         kind: RequestType,
@@ -43,14 +44,20 @@ impl Loop {
         op: impl FnOnce() -> io::Result<T> + Send + 'static,
         cb: impl FnOnce(&mut Loop, io::Result<T>) + 'static,
     ) -> RequestId {
-        let run = Box::new(move || {
+        let run = move || {
             let result = op();
             let failed = result.is_err();
             JobOutput {
                 value: Box::new(result),
                 failed,
+                cancelled: false,
             }
-        });
+        };
+        let run = if kind == RequestType::Getaddrinfo {
+            JobFn::Slow(Box::new(move |_: &WorkContext<'_>| run()))
+        } else {
+            JobFn::Fast(Box::new(run))
+        };
         let after: AfterWork = Box::new(move |lp, result| {
             let typed = match result {
                 Ok(v) => match v.downcast::<io::Result<T>>() {
@@ -61,7 +68,7 @@ impl Loop {
             };
             cb(lp, typed)
         });
-        let r = self.submit_to_pool(kind, site, run, after);
+        let r = self.submit_to_pool(kind, site, run, after, None);
         if let Some(slot) = self.requests.get_mut(r) {
             slot.label = Some(label.into());
         }

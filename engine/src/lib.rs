@@ -31,9 +31,10 @@ mod wake;
 mod watcher;
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
 pub use phase::Phase;
 pub use poll_fd::{PollEvents, PollFd};
 pub use pool::{
-    PoolSnapshot, TaskOutcome, ThreadPool, WorkError, WorkerSnapshot,
+    PoolSnapshot, TaskOutcome, ThreadPool, WorkClass, WorkContext, WorkError, WorkerSnapshot,
     DEFAULT_SIZE as THREADPOOL_DEFAULT_SIZE, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
 };
 pub use recorder::{
@@ -81,7 +82,9 @@ pub enum EngineError {
     #[error("invalid state: {0}")]
     InvalidState(&'static str),
     /// The request is already running (or done) and cannot be cancelled.
-    #[error("request is running or done; only queued requests can be cancelled")]
+    #[error(
+        "request is running or done; only queued requests and running slow work can be cancelled"
+    )]
     Busy,
     /// An operating-system error.
     #[error(transparent)]
@@ -200,6 +203,11 @@ pub struct Loop {
     signals: signal::SignalSource,
     /// Work submitted in the current phase, handed to the pool at its end (one lock for all).
     pool_jobs: Vec<pool::Job>,
+    /// Whether `pool_jobs` may hold slow work.
+    pool_jobs_slow: bool,
+    /// Cancel flags of slow work in flight, by request id (apart from the request table, so
+    /// other requests pay nothing for them).
+    cancel_flags: HashMap<u64, Arc<AtomicBool>>,
     /// Guards against running the loop from inside one of its callbacks.
     running: bool,
 }
@@ -263,6 +271,8 @@ impl Loop {
             read_buf: vec![0; READ_BUF],
             signals: signal::SignalSource::default(),
             pool_jobs: Vec::new(),
+            pool_jobs_slow: false,
+            cancel_flags: HashMap::new(),
             running: false,
         };
         if lp.instrument {
@@ -471,6 +481,7 @@ impl Loop {
 
     /// Runs `work` on the thread pool, then `after` on this loop with its result
     /// (libuv's `uv_queue_work`). A panic in `work` arrives as [`WorkError::Panicked`].
+    /// For work that may run long, use [`Loop::queue_work_slow`].
     #[track_caller]
     pub fn queue_work<T: Send + 'static>(
         &mut self,
@@ -478,19 +489,45 @@ impl Loop {
         after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
     ) -> WorkRequest {
         let site = Location::caller();
-        let run: JobFn = Box::new(move || JobOutput {
+        let run = JobFn::Fast(Box::new(move || JobOutput {
             value: Box::new(work()),
             failed: false,
-        });
-        let after: AfterWork = Box::new(move |lp, result| {
-            let typed = result.and_then(|v| {
-                v.downcast::<T>()
-                    .map(|b| *b)
-                    .map_err(|_| WorkError::WrongType)
-            });
-            after(lp, typed);
-        });
-        WorkRequest(self.submit_to_pool(RequestType::Work, site, run, after))
+            cancelled: false,
+        }));
+        let r = self.submit_to_pool(RequestType::Work, site, run, typed_after(after), None);
+        WorkRequest(r)
+    }
+
+    /// Runs CPU-bound or otherwise long `work` on the thread pool as [`WorkClass::Slow`]:
+    /// it shares at most half the workers (rounded up) with other slow work, so fs requests
+    /// always find a worker. `work` gets a [`WorkContext`]: calling its
+    /// [`checkpoint`](WorkContext::checkpoint) every millisecond or so lets waiting fast work
+    /// run first and tells when [`WorkRequest::cancel`] asked it to stop, even while running.
+    #[track_caller]
+    pub fn queue_work_slow<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&WorkContext<'_>) -> T + Send + 'static,
+        after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
+    ) -> WorkRequest {
+        let site = Location::caller();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let run = JobFn::Slow(Box::new(move |ctx: &WorkContext<'_>| {
+            let value = Box::new(work(&ctx.with_cancel(&flag)));
+            JobOutput {
+                value,
+                failed: false,
+                cancelled: flag.load(Ordering::Relaxed),
+            }
+        }));
+        let r = self.submit_to_pool(
+            RequestType::Work,
+            site,
+            run,
+            typed_after(after),
+            Some(cancel),
+        );
+        WorkRequest(r)
     }
 
     pub(crate) fn submit_to_pool(
@@ -499,6 +536,7 @@ impl Loop {
         site: &'static Location<'static>,
         run: JobFn,
         after: AfterWork,
+        cancel: Option<Arc<AtomicBool>>,
     ) -> RequestRef {
         let r = self.requests.insert(
             kind,
@@ -506,6 +544,10 @@ impl Loop {
             site,
             self.now_ns,
         );
+        if let Some(flag) = cancel {
+            self.cancel_flags.insert(r.id, flag);
+        }
+        self.pool_jobs_slow |= matches!(run, JobFn::Slow(_));
         self.pool_jobs.push(Job {
             req: r,
             kind,
@@ -525,7 +567,8 @@ impl Loop {
     #[inline]
     fn flush_pool_jobs(&mut self) {
         if !self.pool_jobs.is_empty() {
-            let wakes = self.pool.submit(&mut self.pool_jobs);
+            let any_slow = std::mem::take(&mut self.pool_jobs_slow);
+            let wakes = self.pool.submit(&mut self.pool_jobs, any_slow);
             self.pool.wake_workers(wakes);
         }
     }
@@ -765,6 +808,13 @@ impl Loop {
     }
 
     fn complete_pool_request(&mut self, c: Completion) {
+        // Slow work's cancel flag: set after the work had finished, the caller still gets
+        // what it asked for.
+        let cancelled_late = !self.cancel_flags.is_empty()
+            && self
+                .cancel_flags
+                .remove(&c.req.id)
+                .is_some_and(|f| f.load(Ordering::Relaxed));
         let Some(slot) = self.requests.get_mut(c.req) else {
             return;
         };
@@ -780,7 +830,10 @@ impl Loop {
         }
         if let Some(after) = after {
             let target = Target::Request(kind, c.req.id());
-            let result = c.result;
+            let result = match c.result {
+                Ok(_) if cancelled_late => Err(WorkError::Cancelled),
+                result => result,
+            };
             self.dispatch(Phase::Poll, target, c.req.slot, move |lp| after(lp, result));
         }
         self.requests.remove(c.req);
@@ -868,6 +921,20 @@ impl Loop {
     }
 }
 
+/// The after-work callback of a `T`-returning job, as the request table keeps it.
+fn typed_after<T: Send + 'static>(
+    after: impl FnOnce(&mut Loop, Result<T, WorkError>) + 'static,
+) -> AfterWork {
+    Box::new(move |lp, result| {
+        let typed = result.and_then(|v| {
+            v.downcast::<T>()
+                .map(|b| *b)
+                .map_err(|_| WorkError::WrongType)
+        });
+        after(lp, typed);
+    })
+}
+
 /// A thread-pool work request (libuv's `uv_work_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WorkRequest(RequestRef);
@@ -878,15 +945,20 @@ impl WorkRequest {
         self.0.id()
     }
 
-    /// Cancels the work if no worker has taken it yet: its after-callback then runs with
-    /// [`WorkError::Cancelled`] in the next poll phase.
+    /// Cancels the work: if no worker has taken it yet, it never runs; slow work that is
+    /// running ([`Loop::queue_work_slow`]) sees it at its next
+    /// [`checkpoint`](WorkContext::checkpoint). Either way its after-callback then runs with
+    /// [`WorkError::Cancelled`] in a later poll phase.
     ///
     /// # Errors
-    /// [`EngineError::Busy`] when it is already running or done.
+    /// [`EngineError::Busy`] when it is done, or running and not slow work (libuv's
+    /// `uv_cancel` cannot stop running work either).
     pub fn cancel(&self, lp: &mut Loop) -> Result<(), EngineError> {
-        if lp.requests.get(self.0).is_none() {
-            return Err(EngineError::Busy);
+        match lp.requests.get(self.0) {
+            Some(slot) if slot.state != RequestState::Done => {}
+            _ => return Err(EngineError::Busy),
         }
+        let flag = lp.cancel_flags.get(&self.0.id).cloned();
         // Submitted in this phase and not handed to the pool yet.
         let local = lp.pool_jobs.iter().position(|j| j.req == self.0);
         let job = match local {
@@ -897,15 +969,21 @@ impl WorkRequest {
             }
             None => lp.pool.cancel(self.0),
         };
-        match job {
-            Some(job) => {
+        match (job, flag) {
+            (Some(job), _) => {
                 job.reply.post_completion(Completion {
                     req: self.0,
                     result: Err(WorkError::Cancelled),
                 });
                 Ok(())
             }
-            None => Err(EngineError::Busy),
+            // Running (or finished, its completion on the way): the flag tells the work and,
+            // when the completion arrives, turns its result into `Cancelled`.
+            (None, Some(flag)) => {
+                flag.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            (None, None) => Err(EngineError::Busy),
         }
     }
 

@@ -1,15 +1,20 @@
-//! The thread pool (libuv's `threadpool.c`): a FIFO queue served by named worker threads,
+//! The thread pool (libuv's `threadpool.c`): FIFO queues served by named worker threads,
 //! shared by every loop of the process.
 //!
 //! Workers run work with no lock held, record its queue wait and run time, and hand the result
 //! to the submitting loop's completion queue, waking it; the after-work callback then runs on
 //! the loop thread in the poll phase. A panic in work is caught: the request completes with
-//! [`WorkError::Panicked`] and the worker lives on. Cancel succeeds only while queued.
+//! [`WorkError::Panicked`] and the worker lives on. Cancel succeeds while queued; slow work
+//! that is running learns of it at its next checkpoint ([`WorkContext`]).
+//!
+//! Work comes in two classes ([`WorkClass`], libuv's `UV__WORK_SLOW_IO`): slow work may
+//! occupy at most half the workers (rounded up), so fs requests always find one.
 
+mod context;
+mod queue;
 mod worker;
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -18,6 +23,9 @@ use super::request::RequestRef;
 use super::stats::Histogram;
 use super::target::{RequestId, RequestType};
 use super::wake::LoopWake;
+pub use context::WorkContext;
+pub use queue::slow_limit;
+use queue::WorkQueue;
 pub use worker::WorkerSnapshot;
 use worker::WorkerStats;
 
@@ -29,8 +37,8 @@ pub const MAX_SIZE: usize = 1024;
 /// Why a work request did not produce a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WorkError {
-    /// Cancelled while still queued.
-    #[error("cancelled before it ran")]
+    /// Cancelled while queued, or while running (slow work, at its next checkpoint).
+    #[error("cancelled")]
     Cancelled,
     /// The work function panicked (the message is kept).
     #[error("work panicked: {0}")]
@@ -49,7 +57,7 @@ pub enum TaskOutcome {
     Error,
     /// Panicked.
     Panic,
-    /// Cancelled while queued.
+    /// Cancelled while queued, or stopped early because it was cancelled.
     Cancelled,
 }
 
@@ -77,16 +85,47 @@ impl TaskOutcome {
 pub(crate) struct JobOutput {
     pub value: Box<dyn Any + Send>,
     pub failed: bool,
+    /// The request was cancelled meanwhile (slow work): nobody wants `value`.
+    pub cancelled: bool,
 }
 
-pub(crate) type JobFn = Box<dyn FnOnce() -> JobOutput + Send>;
+/// A job's work: fast work runs as it is; slow work gets a [`WorkContext`].
+pub(crate) enum JobFn {
+    Fast(Box<dyn FnOnce() -> JobOutput + Send>),
+    Slow(Box<dyn FnOnce(&WorkContext<'_>) -> JobOutput + Send>),
+}
+
+/// Which workers may run a task (libuv's work kinds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkClass {
+    /// Short work (fs requests, [`Loop::queue_work`](super::Loop::queue_work)): may take
+    /// every worker.
+    Fast,
+    /// Work that may hold a worker for long (CPU-bound
+    /// [`Loop::queue_work_slow`](super::Loop::queue_work_slow), getaddrinfo): at most
+    /// [`slow_limit`] workers at once, so fast work always finds one (libuv's
+    /// `UV__WORK_SLOW_IO`).
+    Slow,
+}
 
 pub(crate) struct Job {
     pub req: RequestRef,
     pub kind: RequestType,
+    /// Submission time: the order between the classes.
     pub enqueued_ns: u64,
     pub run: JobFn,
     pub reply: Arc<LoopWake>,
+}
+
+impl Job {
+    /// Which workers may run it.
+    #[inline]
+    pub fn class(&self) -> WorkClass {
+        match self.run {
+            JobFn::Fast(_) => WorkClass::Fast,
+            JobFn::Slow(_) => WorkClass::Slow,
+        }
+    }
 }
 
 /// A finished task on its way back to its loop.
@@ -103,7 +142,7 @@ pub(crate) struct PoolMetrics {
 }
 
 struct PoolState {
-    queue: VecDeque<Job>,
+    queue: WorkQueue,
     target: usize,
     started: bool,
     shutdown: bool,
@@ -119,6 +158,9 @@ struct PoolState {
 pub(crate) struct PoolInner {
     state: Mutex<PoolState>,
     work_ready: Condvar,
+    /// Fast jobs queued (a copy kept under the lock while slow work runs), read without it
+    /// at slow work's checkpoints.
+    fast_waiting: AtomicUsize,
     busy: AtomicUsize,
     panics: AtomicU64,
     metrics: Mutex<PoolMetrics>,
@@ -142,6 +184,12 @@ pub struct PoolSnapshot {
     pub busy_workers: usize,
     /// Tasks waiting for a worker.
     pub queue_depth: usize,
+    /// Tasks waiting, by kind (they sum to `queue_depth`).
+    pub queued: Vec<(RequestType, usize)>,
+    /// Workers running slow work ([`WorkClass::Slow`]).
+    pub slow_busy_workers: usize,
+    /// How many workers slow work may occupy at once ([`slow_limit`] of the size).
+    pub slow_limit: usize,
     /// Queue wait by task kind (index by [`RequestType::index`]).
     pub queue_wait: Vec<(RequestType, Histogram)>,
     /// Run time by task kind.
@@ -172,7 +220,7 @@ impl ThreadPool {
         ThreadPool {
             inner: Arc::new(PoolInner {
                 state: Mutex::new(PoolState {
-                    queue: VecDeque::new(),
+                    queue: WorkQueue::default(),
                     target: size.clamp(1, MAX_SIZE),
                     started: false,
                     shutdown: false,
@@ -181,6 +229,7 @@ impl ThreadPool {
                     signalled: 0,
                 }),
                 work_ready: Condvar::new(),
+                fast_waiting: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
                 panics: AtomicU64::new(0),
                 metrics: Mutex::new(PoolMetrics::default()),
@@ -227,17 +276,21 @@ impl ThreadPool {
     /// Queues the jobs (in order, draining `jobs`) under one lock. Returns how many idle
     /// workers the caller must wake with [`ThreadPool::wake_workers`]: the loop hands its
     /// submissions over at the end of each phase, so a burst of submissions costs one lock
-    /// and a few signals instead of a lock and a signal per job.
+    /// and a few signals instead of a lock and a signal per job. `any_slow`: whether `jobs`
+    /// may hold slow work (when not, they are queued in one move).
     #[must_use]
-    pub(crate) fn submit(&self, jobs: &mut Vec<Job>) -> usize {
+    pub(crate) fn submit(&self, jobs: &mut Vec<Job>, any_slow: bool) -> usize {
         let mut st = lock(&self.inner.state);
         if !st.started {
             st.started = true;
             self.spawn_missing(&mut st);
         }
         let n = jobs.len();
-        st.queue.extend(jobs.drain(..));
-        let wakes = st.idle.saturating_sub(st.signalled).min(n);
+        let slow = st.queue.push_all(jobs, any_slow);
+        st.queue.publish_fast_waiting(&self.inner.fast_waiting);
+        // Slow jobs past the slow limit wait for a slow slot: no worker to wake for them.
+        let startable = n - slow + st.queue.slow_startable(st.target, slow);
+        let wakes = st.idle.saturating_sub(st.signalled).min(startable);
         st.signalled += wakes;
         wakes
     }
@@ -252,8 +305,8 @@ impl ThreadPool {
     /// Removes a still-queued task; `None` if a worker already took it.
     pub(crate) fn cancel(&self, req: RequestRef) -> Option<Job> {
         let mut st = lock(&self.inner.state);
-        let pos = st.queue.iter().position(|j| j.req == req)?;
-        let job = st.queue.remove(pos)?;
+        let job = st.queue.remove(req)?;
+        st.queue.publish_fast_waiting(&self.inner.fast_waiting);
         drop(st);
         self.count_cancelled(job.kind);
         Some(job)
@@ -276,7 +329,7 @@ impl ThreadPool {
 
     /// Size, load, histograms and per-worker state, read without involving any loop.
     pub fn snapshot(&self) -> PoolSnapshot {
-        let (size, queue_depth, workers, live) = {
+        let (size, queue_depth, queued, slow_busy_workers, workers, live) = {
             let st = lock(&self.inner.state);
             let now = now_ns();
             let workers = st
@@ -286,7 +339,12 @@ impl ThreadPool {
                 .filter_map(|(i, w)| w.as_ref().map(|w| w.snapshot(i, now)))
                 .collect();
             let live: Vec<_> = st.workers.iter().flatten().cloned().collect();
-            (st.target, st.queue.len(), workers, live)
+            let queued = POOL_KINDS
+                .iter()
+                .map(|k| (*k, st.queue.queued(*k)))
+                .collect();
+            let slow = st.queue.slow_running();
+            (st.target, st.queue.len(), queued, slow, workers, live)
         };
         let mut m = lock(&self.inner.metrics).clone();
         for w in &live {
@@ -314,6 +372,9 @@ impl ThreadPool {
             size,
             busy_workers: self.inner.busy.load(Ordering::Relaxed),
             queue_depth,
+            queued,
+            slow_busy_workers,
+            slow_limit: slow_limit(size),
             queue_wait,
             run,
             tasks,

@@ -574,6 +574,19 @@ impl Tcp {
             _ => Err(EngineError::InvalidState("not a connected stream")),
         }
     }
+
+    /// Takes the stream's pending error (`SO_ERROR`), if any. Once the peer's EOF has been
+    /// read, reads only ever return EOF again: a reset that follows (the peer closed
+    /// entirely, and our data reached its closed socket) shows only here.
+    ///
+    /// # Errors
+    /// Not a connected stream, or the OS error of asking.
+    pub fn take_error(&self, lp: &Loop) -> Result<Option<io::Error>, EngineError> {
+        match tcp_ref(lp, self.0).map(|t| &t.sock) {
+            Some(Sock::Stream(s)) => Ok(s.take_error()?),
+            _ => Err(EngineError::InvalidState("not a connected stream")),
+        }
+    }
 }
 
 impl Loop {

@@ -373,6 +373,13 @@ pub(crate) fn threadpool(shared: &Shared) -> ThreadPoolStatus {
         size: p.size as u32,
         busy_workers: p.busy_workers as u32,
         queue_depth: p.queue_depth as u64,
+        queued_by_kind: p
+            .queued
+            .iter()
+            .map(|(k, n)| (request_type(*k), *n as u64))
+            .collect(),
+        slow_busy_workers: p.slow_busy_workers as u32,
+        slow_limit: p.slow_limit as u32,
         queue_wait: latency(&wait),
         run: latency(&run),
         tasks: p

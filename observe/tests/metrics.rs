@@ -63,6 +63,9 @@ fn every_metric_is_there_from_the_start() {
         ("loopd_threadpool_size", "gauge"),
         ("loopd_threadpool_busy_workers", "gauge"),
         ("loopd_threadpool_queue_depth", "gauge"),
+        ("loopd_threadpool_queue_depth_by_kind", "gauge"),
+        ("loopd_threadpool_slow_workers", "gauge"),
+        ("loopd_threadpool_slow_limit", "gauge"),
         ("loopd_threadpool_queue_wait_seconds", "histogram"),
         ("loopd_threadpool_run_seconds", "histogram"),
         ("loopd_threadpool_tasks_total", "counter"),
@@ -123,6 +126,18 @@ fn every_metric_is_there_from_the_start() {
         }
     }
     assert_eq!(sample(&page, "loopd_threadpool_size"), Some(2.0));
+    for k in ["work", "fs", "getaddrinfo"] {
+        assert_eq!(
+            sample(
+                &page,
+                &format!("loopd_threadpool_queue_depth_by_kind{{kind=\"{k}\"}}")
+            ),
+            Some(0.0),
+            "{k}"
+        );
+    }
+    assert_eq!(sample(&page, "loopd_threadpool_slow_workers"), Some(0.0));
+    assert_eq!(sample(&page, "loopd_threadpool_slow_limit"), Some(1.0));
     assert_eq!(
         sample(
             &page,

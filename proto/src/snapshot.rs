@@ -467,6 +467,13 @@ pub struct ThreadPoolStatus {
     pub busy_workers: u32,
     /// Tasks waiting in the queue.
     pub queue_depth: u64,
+    /// Tasks waiting in the queue, by kind (they sum to `queue_depth`).
+    pub queued_by_kind: BTreeMap<RequestType, u64>,
+    /// Workers running slow work (CPU-bound work such as `prime` in pool mode, getaddrinfo).
+    pub slow_busy_workers: u32,
+    /// Most workers slow work may occupy at once, `(size + 1) / 2`: the others stay free
+    /// for fs requests. 0 from a daemon that has no such limit.
+    pub slow_limit: u32,
     /// Time tasks waited in the queue.
     pub queue_wait: Latency,
     /// Time tasks ran.
@@ -797,7 +804,10 @@ pub(crate) mod tests {
             as_of_ms: 1,
             size: 2,
             busy_workers: 1,
-            queue_depth: 0,
+            queue_depth: 3,
+            queued_by_kind: BTreeMap::from([(RequestType::Work, 2), (RequestType::Fs, 1)]),
+            slow_busy_workers: 1,
+            slow_limit: 1,
             queue_wait: Latency::default(),
             run: Latency {
                 count: 1,

@@ -321,6 +321,11 @@ pub fn threadpool() -> ThreadPoolStatus {
         size: 4,
         busy_workers: 2,
         queue_depth: 5,
+        queued_by_kind: [(RequestType::Work, 4), (RequestType::Fs, 1)]
+            .into_iter()
+            .collect(),
+        slow_busy_workers: 2,
+        slow_limit: 2,
         queue_wait: lat(0.0002, 0.031, 0.05),
         run: lat(0.002, 1.5, 4.2),
         tasks: vec![

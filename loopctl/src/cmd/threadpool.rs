@@ -30,6 +30,25 @@ pub fn render(tp: &ThreadPoolStatus, style: &Style, now_ms: u64) -> String {
         style.paint(alarm_paint(tp.panics_total), &tp.panics_total.to_string()),
         output::ago(tp.as_of_ms, now_ms)
     );
+    if tp.slow_limit > 0 {
+        // Slow work (prime, getaddrinfo) is held to part of the pool; fs always finds a worker.
+        let queued: Vec<String> = tp
+            .queued_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "slow work  busy {} · at most {} · queued by kind: {}",
+            tp.slow_busy_workers,
+            tp.slow_limit,
+            if queued.is_empty() {
+                "-".to_owned()
+            } else {
+                queued.join(", ")
+            }
+        );
+    }
 
     out.push('\n');
     let mut lat = Table::new(&[

@@ -290,6 +290,11 @@ pub fn threadpool() -> ThreadPoolStatus {
         size: 2,
         busy_workers: 1,
         queue_depth: 3,
+        queued_by_kind: [(RequestType::Work, 2), (RequestType::Fs, 1)]
+            .into_iter()
+            .collect(),
+        slow_busy_workers: 1,
+        slow_limit: 1,
         queue_wait: lat(0.000_2, 0.03, 1.2),
         run: lat(0.004, 2.5, 61.0),
         tasks: vec![

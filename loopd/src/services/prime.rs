@@ -4,11 +4,14 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::PrimeMode;
-use crate::engine::{DoneCb, EngineError, Handle, Loop, ReadEvent, Tcp};
+use crate::engine::{
+    DoneCb, EngineError, Handle, Loop, ReadEvent, Tcp, WorkContext, WorkError, WorkRequest,
+};
 use crate::observe::ServiceCounters;
 use crate::services::flow::HIGH_WATER;
 
@@ -19,36 +22,101 @@ pub const MAX_LINE: usize = 64;
 /// takes seconds. Not inlined, so stack samples name it.
 #[inline(never)]
 pub fn is_prime_trial_division(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n.is_multiple_of(2) {
-        return n == 2;
-    }
-    let mut d = 3u64;
-    while d <= n / d {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 2;
-    }
-    true
+    is_prime_trial_division_until(n, || true) == Some(true)
 }
 
+/// Odd divisors tried between two calls of `keep_going` (about a millisecond of work).
+pub const DIVISORS_PER_CHECK: u64 = 1 << 16;
+
+/// [`is_prime_trial_division`] that asks `keep_going` every [`DIVISORS_PER_CHECK`] divisors
+/// and gives up (`None`) when it says no: pool work stops soon after its client is gone.
+#[inline(never)]
+pub fn is_prime_trial_division_until(n: u64, mut keep_going: impl FnMut() -> bool) -> Option<bool> {
+    if n < 2 {
+        return Some(false);
+    }
+    if n.is_multiple_of(2) {
+        return Some(n == 2);
+    }
+    let mut d = 3u64;
+    loop {
+        let pause_at = d.saturating_add(2 * DIVISORS_PER_CHECK);
+        while d <= n / d {
+            if n.is_multiple_of(d) {
+                return Some(false);
+            }
+            d += 2;
+            if d >= pause_at {
+                break;
+            }
+        }
+        if d > n / d {
+            return Some(true);
+        }
+        if !keep_going() {
+            return None;
+        }
+    }
+}
+
+/// Numbers from here on take more than [`DIVISORS_PER_CHECK`] divisors (√n / 2): pool mode
+/// runs them as slow work, which holds at most half the workers; smaller ones (under a
+/// millisecond) are fast work, answered beside them.
+pub const SLOW_FROM: u64 = (2 * DIVISORS_PER_CHECK) * (2 * DIVISORS_PER_CHECK);
+
 /// The answer to one line (without the newline), or the question to compute.
+///
+/// A question is ASCII digits, optionally surrounded by spaces and tabs, optionally ended by
+/// the CR of a CRLF line end; nothing else (no sign, no other white space). The error
+/// quotes the line with [`escape`], so no control byte of it is echoed raw.
 pub fn parse_line(line: &[u8]) -> Result<u64, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())?;
-    let text = text.trim();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = line.iter().position(|b| !blank(b)).unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |last| last + 1);
+    let text = &line[start..end];
     if text.is_empty() {
         return Err("empty line; send a decimal number".into());
     }
-    let n: u64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a decimal number from 0 to 18446744073709551615"))?;
+    let n = text
+        .iter()
+        .try_fold(0u64, |n, &b| {
+            let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+            n.checked_mul(10)?.checked_add(digit)
+        })
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a decimal number from 0 to 18446744073709551615",
+                escape(text)
+            )
+        })?;
     if n < 2 {
         return Err(format!("{n} is neither prime nor composite"));
     }
     Ok(n)
+}
+
+/// `bytes` as printable ASCII: `\\`, `\t`, `\r`, `\0` and `\xNN` for every other control or
+/// non-ASCII byte, so an error line never carries a raw escape sequence back to a terminal.
+/// At most 4 characters per byte.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\r' => out.push_str("\\r"),
+            0 => out.push_str("\\0"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
 }
 
 /// The reply line for a parsed number.
@@ -124,12 +192,16 @@ pub const MAX_QUEUED: usize = 1024;
 
 struct Conn {
     splitter: LineSplitter,
-    /// Numbers waiting for their turn (one computation in flight per connection keeps the
-    /// answers in order).
+    /// Numbers waiting for their turn.
     queue: VecDeque<Result<u64, String>>,
-    busy: bool,
+    /// The question being computed on the pool: one per connection, which keeps the answers
+    /// in order and one client to one worker; cancelled when the peer goes away.
+    in_flight: Option<WorkRequest>,
     closed: bool,
-    /// The peer half-closed: answer what is queued, then shut down and close.
+    /// The peer sent EOF: answer what is queued, then shut down and close. Reads stay on
+    /// meanwhile, to learn of a reset: a peer that closed entirely (rather than half-closed)
+    /// answers our next bytes with one, and the work queued for it is dropped then
+    /// ([`abandon`]).
     eof: bool,
     /// Reads paused: too many lines queued or too many answers unsent.
     paused: bool,
@@ -184,7 +256,7 @@ pub fn start(
         let conn = Rc::new(RefCell::new(Conn {
             splitter: LineSplitter::default(),
             queue: VecDeque::new(),
-            busy: false,
+            in_flight: None,
             closed: false,
             eof: false,
             paused: false,
@@ -198,20 +270,48 @@ pub fn start(
                 pump(lp, c, &conn, mode, &counters);
             }
             ReadEvent::Eof => {
+                // The socket changed again after the peer's EOF: a reset (the peer is gone)
+                // shows as a socket error, not as a read.
+                let again = std::mem::replace(&mut conn.borrow_mut().eof, true);
+                if again && !matches!(c.take_error(lp), Ok(None)) {
+                    abandon(lp, c, &conn, &counters);
+                    return;
+                }
                 // A half-closed peer still gets the answers to what it sent.
-                conn.borrow_mut().eof = true;
                 settle(lp, c, &conn, &counters);
+                if !conn.borrow().closed {
+                    // Fails only if the connection is closing.
+                    let _ = c.read_resume(lp);
+                }
             }
-            ReadEvent::Error(_) => {
-                conn.borrow_mut().closed = true;
-                counters.connection_closed();
-                c.close(lp);
-            }
+            ReadEvent::Error(_) => abandon(lp, c, &conn, &counters),
         });
         if started.is_err() {
             client.close(lp);
         }
     })
+}
+
+/// The peer is gone (a reset or another read error): nobody waits for the answers, so its
+/// queued lines are dropped, the question on the pool is cancelled (running trial division
+/// stops at its next checkpoint) and the connection is closed.
+fn abandon(lp: &mut Loop, c: Tcp, conn: &Rc<RefCell<Conn>>, counters: &Arc<ServiceCounters>) {
+    let in_flight = {
+        let mut st = conn.borrow_mut();
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        st.queue = VecDeque::new();
+        st.backlog = Vec::new();
+        st.in_flight.take()
+    };
+    if let Some(work) = in_flight {
+        // Fails only when its answer is already being delivered: nothing left to stop.
+        let _ = work.cancel(lp);
+    }
+    counters.connection_closed();
+    c.close(lp);
 }
 
 /// Writes an answer. Past [`HIGH_WATER`] of unsent answers, reading pauses (in `settle`)
@@ -243,7 +343,7 @@ fn settle(lp: &mut Loop, c: Tcp, conn: &Rc<RefCell<Conn>>, counters: &Arc<Servic
         return;
     }
     if st.eof {
-        if st.queue.is_empty() && st.backlog.is_empty() && !st.busy {
+        if st.queue.is_empty() && st.backlog.is_empty() && st.in_flight.is_none() {
             st.closed = true;
             drop(st);
             counters.connection_closed();
@@ -278,7 +378,7 @@ fn pump(
         take_lines(conn);
         let next = {
             let mut st = conn.borrow_mut();
-            if st.busy || st.closed || c.is_closing(lp) {
+            if st.in_flight.is_some() || st.closed || c.is_closing(lp) {
                 break;
             }
             match st.queue.pop_front() {
@@ -300,24 +400,35 @@ fn pump(
                     reply(lp, c, conn, counters, verdict(prime).to_vec());
                 }
                 PrimeMode::Pool => {
-                    conn.borrow_mut().busy = true;
                     let (conn2, counters2) = (conn.clone(), counters.clone());
-                    let req = lp.queue_work(
-                        move || is_prime_trial_division(n),
-                        move |lp, result| {
-                            conn2.borrow_mut().busy = false;
-                            if conn2.borrow().closed {
-                                return;
-                            }
-                            let bytes = match result {
-                                Ok(p) => verdict(p).to_vec(),
-                                Err(e) => format!("error: {e}\n").into_bytes(),
-                            };
-                            reply(lp, c, &conn2, &counters2, bytes);
-                            pump(lp, c, &conn2, mode, &counters2);
-                        },
-                    );
+                    let after = move |lp: &mut Loop, result: Result<Option<bool>, WorkError>| {
+                        conn2.borrow_mut().in_flight = None;
+                        if conn2.borrow().closed {
+                            return;
+                        }
+                        let bytes = match result {
+                            Ok(Some(p)) => verdict(p).to_vec(),
+                            // Stopped early only when cancelled (the peer is gone).
+                            Ok(None) => format!("error: {}\n", WorkError::Cancelled).into_bytes(),
+                            Err(e) => format!("error: {e}\n").into_bytes(),
+                        };
+                        reply(lp, c, &conn2, &counters2, bytes);
+                        pump(lp, c, &conn2, mode, &counters2);
+                    };
+                    // Large numbers are slow work: they share at most half the workers, so
+                    // fs requests (http) always find one, and stop when cancelled.
+                    let req = if n < SLOW_FROM {
+                        lp.queue_work(move || Some(is_prime_trial_division(n)), after)
+                    } else {
+                        lp.queue_work_slow(
+                            move |ctx: &WorkContext<'_>| {
+                                is_prime_trial_division_until(n, || ctx.checkpoint().is_ok())
+                            },
+                            after,
+                        )
+                    };
                     req.set_label(lp, format!("prime {n}"));
+                    conn.borrow_mut().in_flight = Some(req);
                     break;
                 }
             },
@@ -346,7 +457,100 @@ mod tests {
         assert!(parse_line(b"18446744073709551616").is_err());
         assert!(parse_line(b"1").unwrap_err().contains("neither"));
         assert!(parse_line(b"").is_err());
-        assert!(parse_line(&[0xff, 0xfe]).is_err());
+        assert!(parse_line(&[0xff, 0xfe])
+            .unwrap_err()
+            .contains("\\xff\\xfe"));
+    }
+
+    #[test]
+    fn accepts_only_ascii_digits_with_blanks_and_a_crlf_end() {
+        for ok in [
+            &b"97"[..],
+            b" 97",
+            b"97 ",
+            b"\t97\t",
+            b"97\r",
+            b" \t 97 \t\r",
+            b"0097",
+        ] {
+            assert_eq!(parse_line(ok), Ok(97), "{ok:?}");
+        }
+        for bad in [
+            &b"+97"[..],
+            b"-97",
+            b"9 7",
+            b"\x0b97",
+            b"97\x0c",
+            b"\x0c97",
+            b"97\r\r",
+            b"\r97",
+            "\u{a0}97".as_bytes(),
+            "97\u{2003}".as_bytes(),
+            "\u{3000}97".as_bytes(),
+            "\u{0667}".as_bytes(),
+            b"0x61",
+            b"97\0",
+        ] {
+            let err = parse_line(bad).unwrap_err();
+            assert!(err.contains("is not a decimal number"), "{bad:?} → {err}");
+        }
+        assert_eq!(parse_line(b"18446744073709551615"), Ok(u64::MAX));
+        assert!(parse_line(b"18446744073709551616").is_err());
+        assert!(parse_line(b" \t\r").unwrap_err().starts_with("empty line"));
+    }
+
+    #[test]
+    fn error_lines_never_echo_control_bytes_or_non_ascii() {
+        let err = parse_line(b"\x1b[31mred\x1b[0m\0\x07").unwrap_err();
+        assert_eq!(
+            err,
+            "`\\x1b[31mred\\x1b[0m\\0\\x07` is not a decimal number from 0 to 18446744073709551615"
+        );
+        let err = parse_line("9\u{a0}7\x0b\\".as_bytes()).unwrap_err();
+        assert!(err.starts_with("`9\\xc2\\xa07\\x0b\\\\`"), "{err}");
+        let err = parse_line(&[0xff, b'\t', 0x7f, b'1', b'\r', b'2']).unwrap_err();
+        assert!(err.starts_with("`\\xff\\t\\x7f1\\r2`"), "{err}");
+        // Every byte of a longest line escaped: bounded.
+        let worst = parse_line(&[0x1b; MAX_LINE]).unwrap_err();
+        assert!(worst.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        assert!(worst.len() <= 4 * MAX_LINE + 64, "{}", worst.len());
+    }
+
+    #[test]
+    fn trial_division_stops_when_told_and_agrees_otherwise() {
+        let big = 2_305_843_009_213_693_951u64;
+        let mut checks = 0;
+        assert_eq!(
+            is_prime_trial_division_until(big, || {
+                checks += 1;
+                checks < 3
+            }),
+            None
+        );
+        assert_eq!(checks, 3, "asked every {DIVISORS_PER_CHECK} divisors");
+        for n in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            9,
+            25,
+            97,
+            7919,
+            4_294_967_297,
+            1_000_000_007,
+        ] {
+            assert_eq!(
+                is_prime_trial_division_until(n, || true),
+                Some(is_prime_trial_division(n)),
+                "{n}"
+            );
+        }
+        // A composite whose smallest factor lies past the first check.
+        let p = 1_000_003u64;
+        assert_eq!(is_prime_trial_division_until(p * p, || true), Some(false));
+        assert_eq!(is_prime_trial_division_until(p * p, || false), None);
     }
 
     #[test]

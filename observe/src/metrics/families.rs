@@ -199,6 +199,23 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         "Tasks waiting in the thread-pool queue.",
     );
     depth.value(&[], pool.queue_depth as f64);
+    let mut depth_by_kind = gauge(
+        "loopd_threadpool_queue_depth_by_kind",
+        "Tasks waiting in the thread-pool queue, by kind (they sum to loopd_threadpool_queue_depth).",
+    );
+    for (k, n) in &pool.queued {
+        depth_by_kind.value(&[("kind", k.as_str())], *n as f64);
+    }
+    let mut slow_workers = gauge(
+        "loopd_threadpool_slow_workers",
+        "Thread-pool workers running slow work (prime in pool mode, getaddrinfo).",
+    );
+    slow_workers.value(&[], pool.slow_busy_workers as f64);
+    let mut slow_limit = gauge(
+        "loopd_threadpool_slow_limit",
+        "Most workers slow work may occupy at once, (size + 1) / 2: the others stay free for fs requests.",
+    );
+    slow_limit.value(&[], pool.slow_limit as f64);
     let mut queue_wait = histogram(
         "loopd_threadpool_queue_wait_seconds",
         "Time tasks waited in the thread-pool queue, by kind.",
@@ -276,6 +293,9 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         pool_size,
         busy,
         depth,
+        depth_by_kind,
+        slow_workers,
+        slow_limit,
         queue_wait,
         run,
         tasks,

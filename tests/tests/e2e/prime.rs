@@ -96,3 +96,44 @@ fn pool_mode_keeps_other_clients_served() {
         "pool: the loop answered the small question while a worker computed"
     );
 }
+
+#[test]
+fn only_ascii_digits_are_numbers_and_error_lines_escape_what_they_quote() {
+    let d = Daemon::start_services("pool");
+    let mut s = connect(d.addr("prime"));
+    // Accepted: digits with spaces or tabs around them, and a CRLF line end.
+    s.write_all(b" 97\t\r\n\t91 \n").unwrap();
+    assert_eq!(read_line(&mut s), "prime");
+    assert_eq!(read_line(&mut s), "composite");
+    // Refused: a sign, vertical tab, form feed, Unicode spaces, non-ASCII digits.
+    for bad in [
+        &b"+97"[..],
+        b"\x0b97",
+        b"97\x0c",
+        "\u{a0}97".as_bytes(),
+        "97\u{2003}".as_bytes(),
+        "\u{3000}97".as_bytes(),
+        "\u{0669}\u{0667}".as_bytes(),
+    ] {
+        s.write_all(bad).unwrap();
+        s.write_all(b"\n").unwrap();
+        let line = read_line(&mut s);
+        assert!(
+            line.starts_with("error: ") && line.contains("is not a decimal number"),
+            "{bad:?} → {line:?}"
+        );
+        assert!(
+            line.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{bad:?} echoed raw: {line:?}"
+        );
+    }
+    // Control bytes in the quoted line come back escaped, never raw.
+    s.write_all(b"\x1b[2J\x1b]0;pwned\x07\0\n").unwrap();
+    assert_eq!(
+        read_line(&mut s),
+        "error: `\\x1b[2J\\x1b]0;pwned\\x07\\0` is not a decimal number from 0 to \
+         18446744073709551615"
+    );
+    writeln!(s, "13").unwrap();
+    assert_eq!(read_line(&mut s), "prime", "the connection stays usable");
+}
