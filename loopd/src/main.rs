@@ -148,7 +148,7 @@ fn run() -> anyhow::Result<()> {
         tracing::info!(filter = spec, "log filter changed");
         Ok(())
     });
-    loopd::daemon::run(config, set_filter)
+    Ok(loopd::daemon::run(config, set_filter)?)
 }
 
 fn main() -> ExitCode {

@@ -580,12 +580,9 @@ impl Server {
                         ),
                     ));
                 }
-                match serde_json::to_vec(&id) {
-                    Ok(id_json) => {
-                        let mut head = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
-                        head.extend_from_slice(&id_json);
-                        head.extend_from_slice(b",\"result\":");
-                        let answer = trace::TraceStream::new(shared, p.last_ms, head, b"}\n");
+                match proto::codec::response_frame(&id) {
+                    Ok((head, tail)) => {
+                        let answer = trace::TraceStream::new(shared, p.last_ms, head, tail);
                         conn.stream(Box::new(answer));
                         return None;
                     }
@@ -659,6 +656,13 @@ fn config_set(
         log_filter = ?p.log_filter,
         "config.set"
     );
+    if p.threadpool_size.is_some() && !shared.pool.resizable() {
+        return error_response(
+            Some(id),
+            ErrorCode::INVALID_CONFIG,
+            "threadpool_size cannot be changed: this loop's thread pool is not run by loopd",
+        );
+    }
     if let Err(e) = shared.config.set(p) {
         return error_response(
             Some(id),
@@ -667,7 +671,9 @@ fn config_set(
         );
     }
     if let Some(n) = p.threadpool_size {
-        shared.pool.set_size(n as usize);
+        if let Err(e) = shared.pool.set_size(n as usize) {
+            tracing::warn!(error = %e, "config.set threadpool_size failed after the check");
+        }
     }
     if let Some(ms) = p.stall_threshold_ms {
         shared

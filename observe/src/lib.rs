@@ -21,7 +21,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use loopd_engine::{Loop, RunMode, ThreadPool};
-//! use loopd_observe::{ConfigControl, Observe, ObserveOptions, ServiceRegistry};
+//! use loopd_observe::{ConfigControl, Observe, ObserveInput, ObserveOptions, ServiceRegistry};
 //!
 //! struct Config;
 //! impl ConfigControl for Config {
@@ -38,9 +38,11 @@
 //! let mut observe = Observe::start(ObserveOptions {
 //!     metrics_addr: Some("127.0.0.1:9464".parse()?),
 //!     control_path: None, // the default path rule: $LOOPD_SOCKET, $XDG_RUNTIME_DIR/loopd/…
-//!     loops: vec![lp.observer()],
-//!     pool: ThreadPool::global().clone(),
-//!     services: ServiceRegistry::default(),
+//!     input: ObserveInput::from_engine(
+//!         vec![lp.observer()],
+//!         ThreadPool::global().clone(),
+//!         ServiceRegistry::default(),
+//!     ),
 //!     config: Arc::new(Config),
 //!     ..ObserveOptions::default()
 //! })?;
@@ -54,6 +56,7 @@
 pub mod control;
 pub mod convert;
 pub mod http1;
+mod input;
 pub mod metrics;
 mod rates;
 mod services;
@@ -68,11 +71,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use input::{ObserveInput, PoolFeed};
 pub use services::{ServiceCounters, ServiceEntry, ServiceRegistry};
 pub use stalls::RECENT_KEPT as STALLS_KEPT;
 
 use loopd_engine::clock::now_ns;
-use loopd_engine::{LoopObserver, ThreadPool};
+use loopd_engine::LoopObserver;
 use rates::Rates;
 use stalls::StallBook;
 
@@ -128,12 +132,8 @@ pub struct ObserveOptions {
     pub stall_threshold: Duration,
     /// `/healthz` answers 503 while a stall longer than this is in progress.
     pub health_threshold: Duration,
-    /// The loops to watch.
-    pub loops: Vec<Arc<LoopObserver>>,
-    /// The thread pool (for its snapshot and `config.set threadpool_size`).
-    pub pool: Arc<ThreadPool>,
-    /// The services, for their metrics and `status`.
-    pub services: ServiceRegistry,
+    /// What to serve: the loops, the thread pool and the services ([`ObserveInput`]).
+    pub input: ObserveInput,
     /// The daemon's configuration hook.
     pub config: Arc<dyn ConfigControl>,
 }
@@ -146,9 +146,7 @@ impl Default for ObserveOptions {
             control: true,
             stall_threshold: DEFAULT_STALL_THRESHOLD,
             health_threshold: DEFAULT_HEALTH_THRESHOLD,
-            loops: Vec::new(),
-            pool: ThreadPool::global().clone(),
-            services: ServiceRegistry::default(),
+            input: ObserveInput::default(),
             config: Arc::new(StaticConfig::default()),
         }
     }
@@ -162,7 +160,7 @@ impl std::fmt::Debug for ObserveOptions {
             .field("control", &self.control)
             .field("stall_threshold", &self.stall_threshold)
             .field("health_threshold", &self.health_threshold)
-            .field("loops", &self.loops.len())
+            .field("input", &self.input)
             .finish_non_exhaustive()
     }
 }
@@ -205,7 +203,7 @@ pub enum ObserveError {
 /// State every observe thread shares.
 pub(crate) struct Shared {
     pub loops: Vec<Arc<LoopObserver>>,
-    pub pool: Arc<ThreadPool>,
+    pub pool: Arc<dyn PoolFeed>,
     pub services: ServiceRegistry,
     pub config: Arc<dyn ConfigControl>,
     pub stalls: StallBook,
@@ -244,9 +242,9 @@ impl Observe {
     /// after an error.
     pub fn start(options: ObserveOptions) -> Result<ObserveHandle, ObserveError> {
         let shared = Arc::new(Shared {
-            loops: options.loops,
-            pool: options.pool,
-            services: options.services,
+            loops: options.input.loops,
+            pool: options.input.pool,
+            services: options.input.services,
             config: options.config,
             stalls: StallBook::default(),
             rates: Rates::default(),

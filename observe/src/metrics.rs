@@ -49,7 +49,6 @@ impl MetricsServer {
             Limits::default(),
             Box::new(move |request| endpoint.answer(request)),
             shared.metrics_shed.clone(),
-            shared.pool.clone(),
         )?;
         let _ = shared.metrics_addr.set(server.local_addr());
         Ok(MetricsServer { server })

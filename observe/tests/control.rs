@@ -348,7 +348,6 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     let options = || ObserveOptions {
         metrics_addr: None,
         control_path: Some(path.clone()),
-        loops: Vec::new(),
         config: std::sync::Arc::new(StaticConfig::default()),
         ..ObserveOptions::default()
     };
@@ -383,7 +382,6 @@ fn a_missing_socket_directory_is_created_private() {
     let mut o = Observe::start(ObserveOptions {
         metrics_addr: None,
         control_path: Some(path.clone()),
-        loops: Vec::new(),
         ..ObserveOptions::default()
     })
     .unwrap();

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::envelope::{Id, Response};
 use crate::error::LineError;
 
 /// The longest line a server accepts from a client: 1 MiB, excluding the line terminator.
@@ -209,10 +210,54 @@ pub fn encode_into<T: Serialize + ?Sized>(
     Ok(())
 }
 
+/// The line of a response whose `result` is written separately, in pieces (an answer of
+/// megabytes streamed as the client reads): the bytes before the result and after it. Built
+/// from this codec's own encoding of [`Response`], so the envelope is the same as every other
+/// line's.
+///
+/// # Examples
+///
+/// ```
+/// use proto::{codec::response_frame, Id};
+/// let (head, tail) = response_frame(&Id::Number(7)).unwrap();
+/// let line = [head.as_slice(), b"[1,2]", tail].concat();
+/// assert_eq!(line, b"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":[1,2]}\n");
+/// ```
+///
+/// # Errors
+///
+/// Whatever `serde_json` reports for the id (never, for valid ids).
+pub fn response_frame(id: &Id) -> Result<(Vec<u8>, &'static [u8]), serde_json::Error> {
+    const PLACEHOLDER_TAIL: &[u8] = b"null}\n";
+    let mut line = encode(&Response::ok(id.clone(), serde_json::Value::Null))?;
+    // `result` is the last member: `…"result":null}\n` → head `…"result":`, tail `}\n`.
+    if !line.ends_with(PLACEHOLDER_TAIL) {
+        return Err(serde::ser::Error::custom(
+            "a response's result is not its last member",
+        ));
+    }
+    line.truncate(line.len() - PLACEHOLDER_TAIL.len());
+    Ok((line, b"}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::envelope::{Message, Notification, Request};
+
+    #[test]
+    fn a_streamed_result_frames_like_an_encoded_response() {
+        for id in [
+            Id::Number(-3),
+            Id::from_u64(u64::MAX),
+            Id::String("a\"b".into()),
+        ] {
+            let (head, tail) = response_frame(&id).unwrap();
+            let streamed = [head.as_slice(), b"{\"x\":[1,2]}", tail].concat();
+            let whole = encode(&Response::ok(id, serde_json::json!({"x": [1, 2]}))).unwrap();
+            assert_eq!(streamed, whole);
+        }
+    }
 
     fn ok(s: &str) -> Result<String, LineError> {
         Ok(s.to_string())

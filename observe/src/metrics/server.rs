@@ -199,13 +199,12 @@ impl HttpServer {
         limits: Limits,
         handler: Handler,
         shed: Arc<ShedCounters>,
-        pool: Arc<ThreadPool>,
     ) -> Result<HttpServer, ObserveError> {
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
-                serve(addr, limits, handler, shed, pool, &ready_tx);
+                serve(addr, limits, handler, shed, &ready_tx);
             })
             .map_err(|source| ObserveError::Thread { name, source })?;
         match ready_rx.recv() {
@@ -262,14 +261,15 @@ fn serve(
     limits: Limits,
     handler: Handler,
     shed: Arc<ShedCounters>,
-    pool: Arc<ThreadPool>,
     ready: &Ready,
 ) {
     let mut lp = match Loop::with_options(LoopOptions {
         // Not one of the observed loops: no stats, no snapshots, no index taken.
         instrument: false,
         index: Some(usize::MAX),
-        pool: Some(pool),
+        // The endpoint submits no work: a pool of its own, whose worker never starts (workers
+        // start with the first job), keeps it off the global pool.
+        pool: Some(Arc::new(ThreadPool::new(1))),
         ..LoopOptions::default()
     }) {
         Ok(lp) => lp,
@@ -741,7 +741,6 @@ mod tests {
             limits,
             handler,
             shed.clone(),
-            Arc::new(ThreadPool::new(1)),
         )
         .expect("server starts");
         (server, shed)

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use loopd_engine::{
     Async, AsyncSender, Handle, Loop, LoopObserver, LoopOptions, RunMode, ThreadPool,
 };
-use loopd_observe::{Observe, ObserveHandle, ObserveOptions, ServiceRegistry, StaticConfig};
+use loopd_observe::{
+    Observe, ObserveHandle, ObserveInput, ObserveOptions, ServiceRegistry, StaticConfig,
+};
 use serde_json::{json, Value};
 
 type Command = Box<dyn FnOnce(&mut Loop) + Send>;
@@ -163,9 +165,11 @@ impl Harness {
             control: true,
             stall_threshold: setup.stall_threshold,
             health_threshold: setup.health_threshold,
-            loops: vec![lp.observer.clone()],
-            pool: lp.pool.clone(),
-            services: services.clone(),
+            input: ObserveInput::from_engine(
+                vec![lp.observer.clone()],
+                lp.pool.clone(),
+                services.clone(),
+            ),
             config: Arc::new(StaticConfig(config)),
         })
         .unwrap();
