@@ -107,14 +107,20 @@ type ConnRef = Rc<RefCell<Conn>>;
 /// ```
 pub fn start(lp: &mut Loop, bind: SocketAddr, options: HttpOptions) -> Result<Tcp, EngineError> {
     let listener = Tcp::new(lp);
-    if let Err(e) = listener
+    match listener
         .bind(lp, bind)
         .and_then(|()| serve(lp, listener, options))
+        .and_then(|()| listener.local_addr(lp))
     {
-        listener.close(lp);
-        return Err(e);
+        Ok(addr) => {
+            listener.set_label(lp, format!("http listen {addr}"));
+            Ok(listener)
+        }
+        Err(e) => {
+            listener.close(lp);
+            Err(e)
+        }
     }
-    Ok(listener)
 }
 
 /// Serves static files on an already bound listener (several loops can share a port with
@@ -132,8 +138,6 @@ pub fn serve(lp: &mut Loop, listener: Tcp, options: HttpOptions) -> Result<(), E
     listener.listen(lp, 1024, move |lp, listener, status| {
         on_connection(lp, listener, status, &s)
     })?;
-    let addr = listener.local_addr(lp)?;
-    listener.set_label(lp, format!("http listen {addr}"));
     // Resolve the root now, so the first request usually finds it ready.
     with_canonical_root(lp, &server, |_, _| {});
     Ok(())

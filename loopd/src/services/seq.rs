@@ -1,7 +1,6 @@
 //! The sequence service: on connect send `*`; outside a message ignore bytes until `^`;
 //! inside, answer each byte `b` with `b + 1` until `$`. Each client's state is its own.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::engine::{EngineError, Handle, Loop, ReadEvent, Tcp};
@@ -89,11 +88,6 @@ pub fn start(
             client.close(lp);
         }
     })
-}
-
-/// The label of a listener.
-pub fn listener_label(addr: SocketAddr) -> String {
-    format!("seq listen {addr}")
 }
 
 #[cfg(test)]
