@@ -42,29 +42,6 @@ pub enum ConfigError {
     Environment(String),
 }
 
-/// What kind of workload a service is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceKind {
-    /// The sequence protocol.
-    Seq,
-    /// The primality line protocol.
-    Prime,
-    /// Static files.
-    Http,
-}
-
-impl ServiceKind {
-    /// The kind's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceKind::Seq => "seq",
-            ServiceKind::Prime => "prime",
-            ServiceKind::Http => "http",
-        }
-    }
-}
-
 /// Where `prime` computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,20 +53,34 @@ pub enum PrimeMode {
     Inline,
 }
 
-/// One `[[service]]` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[service]]` entry: a kind, an address, and the kind's own keys (checked by the kind's
+/// factory, [`crate::service::ServiceKinds::prepare`]).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct ServiceConfig {
-    /// Its kind.
-    pub kind: ServiceKind,
+    /// Its kind: `seq`, `prime`, `http`, or one registered with [`crate::service`].
+    pub kind: String,
     /// Address to listen on; port 0 picks a free one.
     pub bind: SocketAddr,
-    /// `prime` only.
-    #[serde(default)]
-    pub mode: Option<PrimeMode>,
-    /// `http` only: the directory served (default: the current directory).
-    #[serde(default)]
-    pub root: Option<PathBuf>,
+    /// Every other key of the entry, for the kind's factory.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+impl ServiceConfig {
+    /// An entry of `kind` on `bind` with no options of its own.
+    pub fn new(kind: impl Into<String>, bind: SocketAddr) -> ServiceConfig {
+        ServiceConfig {
+            kind: kind.into(),
+            bind,
+            options: toml::Table::new(),
+        }
+    }
+
+    /// The same entry with `key = value` among its options.
+    pub fn with(mut self, key: &str, value: impl Into<toml::Value>) -> ServiceConfig {
+        self.options.insert(key.to_string(), value.into());
+        self
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,24 +181,9 @@ impl Default for Config {
             stall_threshold_ms: 100,
             log: "info".to_string(),
             services: vec![
-                ServiceConfig {
-                    kind: ServiceKind::Seq,
-                    bind: local(7070),
-                    mode: None,
-                    root: None,
-                },
-                ServiceConfig {
-                    kind: ServiceKind::Prime,
-                    bind: local(7071),
-                    mode: Some(PrimeMode::Pool),
-                    root: None,
-                },
-                ServiceConfig {
-                    kind: ServiceKind::Http,
-                    bind: local(7080),
-                    mode: None,
-                    root: Some(PathBuf::from(".")),
-                },
+                ServiceConfig::new("seq", local(7070)),
+                ServiceConfig::new("prime", local(7071)).with("mode", "pool"),
+                ServiceConfig::new("http", local(7080)).with("root", "."),
             ],
             source: None,
             in_file: Keys::default(),
@@ -304,20 +280,6 @@ impl Config {
             ));
         }
         for (i, s) in self.services.iter().enumerate() {
-            if s.mode.is_some() && s.kind != ServiceKind::Prime {
-                return Err(ConfigError::Invalid(format!(
-                    "service {} ({}): `mode` applies to prime services only",
-                    i + 1,
-                    s.kind.as_str()
-                )));
-            }
-            if s.root.is_some() && s.kind != ServiceKind::Http {
-                return Err(ConfigError::Invalid(format!(
-                    "service {} ({}): `root` applies to http services only",
-                    i + 1,
-                    s.kind.as_str()
-                )));
-            }
             let clash = self.services[..i]
                 .iter()
                 .any(|o| o.bind == s.bind && s.bind.port() != 0);
@@ -380,11 +342,8 @@ mod tests {
     #[test]
     fn defaults_are_the_three_services_on_loopback() {
         let c = Config::parse("", None).unwrap();
-        let kinds: Vec<_> = c.services.iter().map(|s| s.kind).collect();
-        assert_eq!(
-            kinds,
-            vec![ServiceKind::Seq, ServiceKind::Prime, ServiceKind::Http]
-        );
+        let kinds: Vec<_> = c.services.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["seq", "prime", "http"]);
         assert!(c.services.iter().all(|s| s.bind.ip().is_loopback()));
         assert_eq!(c.metrics_addr, "127.0.0.1:9464".parse().ok());
         assert_eq!(c.stall_threshold_ms, 100);
@@ -398,7 +357,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.services.len(), 1);
-        assert_eq!(c.services[0].mode, Some(PrimeMode::Inline));
+        assert_eq!(c.services[0].options.get("mode"), Some(&"inline".into()));
         assert_eq!(c.stall_threshold_ms, 50);
     }
 
@@ -445,20 +404,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("stall_treshold_ms"), "{e}");
-        let e = Config::parse("[[service]]\nkind = \"ftp\"\nbind = \"127.0.0.1:1\"", None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ftp"), "{e}");
         let e = Config::parse("threadpool_size = 0", None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("threadpool_size"), "{e}");
-        let e = Config::parse(
-            "[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:1\"\nmode = \"pool\"",
+        // A service entry's kind and own keys are its kind's to check: `crate::service`.
+        let c = Config::parse(
+            "[[service]]\nkind = \"ftp\"\nbind = \"127.0.0.1:1\"\nanything = 1",
             None,
         )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("mode"), "{e}");
+        .unwrap();
+        assert_eq!(c.services[0].kind, "ftp");
+        assert!(c.services[0].options.contains_key("anything"));
     }
 }

@@ -22,6 +22,7 @@ use loopd_observe::ServiceRegistry;
 use loopd_observe::{Observe, ObserveError, ObserveHandle, ObserveInput, ObserveOptions};
 
 use crate::config::Config;
+use crate::service::{Service, ServiceKinds};
 use crate::services;
 use config_control::DaemonConfig;
 use loops::{begin_shutdown, spawn_loop, Command, LoopState, LoopThread, Peer, ServicePlan};
@@ -41,6 +42,16 @@ pub enum DaemonError {
     /// The event loop (its poller) could not be created.
     #[error("cannot create the event loop: {0}")]
     Loop(std::io::Error),
+    /// A `[[service]]` entry its kind refuses (unknown kind, bad key, a factory that failed).
+    #[error("bad config: service {index} ({kind}): {message}")]
+    ServiceConfig {
+        /// 1-based position in the config.
+        index: usize,
+        /// The entry's kind.
+        kind: String,
+        /// What the kind's factory said.
+        message: String,
+    },
     /// A service did not start (port in use, …).
     #[error(transparent)]
     Service(#[from] services::StartError),
@@ -58,12 +69,49 @@ pub enum DaemonError {
     Signals(EngineError),
 }
 
-/// Runs the daemon until a shutdown signal; returns when every loop has closed.
+/// Runs the daemon with the built-in service kinds until a shutdown signal; returns when
+/// every loop has closed.
 ///
 /// # Errors
 /// Startup failures (ports in use, socket path taken, …), each naming its cause; nothing
 /// keeps running after an error.
 pub fn run(config: Config, set_log_filter: LogFilterSetter) -> Result<(), DaemonError> {
+    run_with_kinds(config, ServiceKinds::builtin(), set_log_filter)
+}
+
+/// Builds every entry's service with its kind's factory, before anything is bound.
+///
+/// # Errors
+/// The first entry its kind refuses.
+pub fn prepare_services(
+    kinds: &ServiceKinds,
+    entries: &[crate::config::ServiceConfig],
+) -> Result<Vec<Arc<dyn Service>>, DaemonError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            kinds
+                .prepare(&entry.kind, &entry.options)
+                .map_err(|message| DaemonError::ServiceConfig {
+                    index: i + 1,
+                    kind: entry.kind.clone(),
+                    message,
+                })
+        })
+        .collect()
+}
+
+/// [`run`] with the service kinds in `kinds` (the built-ins and a user's own).
+///
+/// # Errors
+/// As [`run`], and entries their kind refuses.
+pub fn run_with_kinds(
+    config: Config,
+    kinds: ServiceKinds,
+    set_log_filter: LogFilterSetter,
+) -> Result<(), DaemonError> {
+    let prepared = prepare_services(&kinds, &config.services)?;
     let pool = ThreadPool::global().clone();
     pool.set_size(config.threadpool_size);
     let loops = config.loops.max(1);
@@ -81,12 +129,9 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> Result<(), Daemon
         shared_by_loops: loops > 1,
     };
     let mut plans = Vec::new();
-    for (svc, name) in config
-        .services
-        .iter()
-        .zip(services::names(&config.services))
-    {
-        plans.push(state0.lead(&mut lp, svc, name, &registry)?);
+    let names = services::names(&config.services);
+    for ((svc, service), name) in config.services.iter().zip(prepared).zip(names) {
+        plans.push(state0.lead(&mut lp, svc, service, name, &registry)?);
     }
     let (observers, peers, threads) = spawn_other_loops(&mut lp, loops, &plans)?;
 
@@ -115,6 +160,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> Result<(), Daemon
     let state = Rc::new(RefCell::new(state0));
     let leader = Rc::new(RefCell::new(Leader {
         config,
+        kinds,
         registry,
         peers,
         control,

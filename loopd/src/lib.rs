@@ -5,12 +5,19 @@
 //! - [`observe`]: off-loop threads that serve what the loop records (metrics, control
 //!   socket, stall watchdog).
 //! - [`services`]: the workloads loopd hosts (`seq`, `prime`, `http`).
-//! - [`config`] and [`daemon`]: configuration and the daemon's lifecycle.
+//! - [`service`]: the extension point — your own service kinds beside the built-ins.
+//! - [`Daemon::builder`]: the daemon as a library; [`config`], [`daemon`] and [`cli`]: its
+//!   configuration, lifecycle and command line.
 #![deny(missing_docs)]
 
+pub use builder::{Daemon, DaemonBuilder};
 pub use loopd_engine as engine;
 pub use loopd_observe as observe;
 
+mod builder;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod service;
 pub mod services;

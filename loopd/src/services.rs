@@ -1,5 +1,6 @@
 //! The workloads loopd hosts (DESIGN §6): `seq`, `prime`, `http`, each a listener on the
-//! loop with per-connection state, counted in the [`ServiceRegistry`].
+//! loop with per-connection state, counted in the [`ServiceRegistry`]; registered as service
+//! kinds through the public [`crate::service`] API, and started on each loop from here.
 
 pub mod flow;
 pub mod http;
@@ -7,17 +8,44 @@ pub mod prime;
 pub mod seq;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{ServiceConfig, ServiceKind};
-use crate::engine::{EngineError, Handle, Loop, Tcp};
+use crate::config::{PrimeMode, ServiceConfig};
+use crate::engine::{Handle, Loop, Tcp};
 use crate::observe::{ServiceCounters, ServiceRegistry};
+use crate::service::{
+    only_keys, string_option, Service, ServiceContext, ServiceError, ServiceKinds,
+};
 
-/// A service that is serving.
-#[derive(Debug)]
+/// Registers `seq`, `prime` and `http` — through the same public API as any other kind.
+pub fn register_builtin(kinds: &mut ServiceKinds) {
+    kinds.register("seq", |options| {
+        only_keys(options, &[])?;
+        Ok(Arc::new(seq::Seq))
+    });
+    kinds.register("prime", |options| {
+        only_keys(options, &["mode"])?;
+        let mode = match string_option(options, "mode")? {
+            None | Some("pool") => PrimeMode::Pool,
+            Some("inline") => PrimeMode::Inline,
+            Some(other) => return Err(format!("`mode = \"{other}\"`: expected pool or inline")),
+        };
+        Ok(Arc::new(prime::Prime { mode }))
+    });
+    kinds.register("http", |options| {
+        only_keys(options, &["root"])?;
+        let root = PathBuf::from(string_option(options, "root")?.unwrap_or("."));
+        Ok(Arc::new(http::Http { root }))
+    });
+}
+
+/// A service that is serving on one loop.
 pub struct RunningService {
     /// Its configuration entry (identity for reloads).
     pub config: ServiceConfig,
+    /// What its factory built from the entry (shared by every loop's instance).
+    pub service: Arc<dyn Service>,
     /// Its name in metrics and `status` (`seq`, `prime`, `http`, then `seq-2`, …).
     pub name: String,
     /// The address it actually listens on.
@@ -28,15 +56,25 @@ pub struct RunningService {
     pub counters: Arc<ServiceCounters>,
 }
 
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("name", &self.name)
+            .field("kind", &self.config.kind)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a service did not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start {kind} service on {bind}: {cause}")]
 pub struct StartError {
-    kind: &'static str,
+    kind: String,
     bind: SocketAddr,
     /// In the message (logs show it with `%e`), so not also a `source` that `{:#}` would
     /// print a second time.
-    cause: EngineError,
+    cause: ServiceError,
 }
 
 /// How a service's listener takes its port.
@@ -52,13 +90,9 @@ pub enum PortUse {
     Join,
 }
 
-/// The wire name of a service kind.
-pub fn proto_kind(kind: ServiceKind) -> proto::ServiceKind {
-    match kind {
-        ServiceKind::Seq => proto::ServiceKind::Seq,
-        ServiceKind::Prime => proto::ServiceKind::Prime,
-        ServiceKind::Http => proto::ServiceKind::Http,
-    }
+/// The wire name of a service kind (unknown to older clients: kept as a string).
+pub fn proto_kind(kind: &str) -> proto::ServiceKind {
+    proto::ServiceKind::from(kind)
 }
 
 /// Starts one service under `name`, registering its counters; with `shared_by_loops`, as
@@ -69,17 +103,18 @@ pub fn proto_kind(kind: ServiceKind) -> proto::ServiceKind {
 pub fn start(
     lp: &mut Loop,
     config: &ServiceConfig,
+    service: Arc<dyn Service>,
     name: String,
     registry: &ServiceRegistry,
     shared_by_loops: bool,
 ) -> Result<RunningService, StartError> {
-    let counters = registry.register(name.clone(), proto_kind(config.kind), config.bind);
+    let counters = registry.register(name.clone(), proto_kind(&config.kind), config.bind);
     let port = if shared_by_loops {
         PortUse::Lead
     } else {
         PortUse::Exclusive
     };
-    match start_with(lp, config, name.clone(), counters, port) {
+    match start_with(lp, config, service, name.clone(), counters, port) {
         Ok(running) => {
             registry.set_bind(&name, running.addr);
             Ok(running)
@@ -99,43 +134,40 @@ pub fn start(
 pub fn start_with(
     lp: &mut Loop,
     config: &ServiceConfig,
+    service: Arc<dyn Service>,
     name: String,
     counters: Arc<ServiceCounters>,
     port: PortUse,
 ) -> Result<RunningService, StartError> {
     let fail = |cause| StartError {
-        kind: config.kind.as_str(),
+        kind: config.kind.clone(),
         bind: config.bind,
         cause,
     };
     let listener = Tcp::new(lp);
     let started = listener
         .bind_with(lp, config.bind, port == PortUse::Join)
-        .and_then(|()| match config.kind {
-            ServiceKind::Seq => seq::start(lp, listener, counters.clone()),
-            ServiceKind::Prime => prime::start(
-                lp,
+        .map_err(ServiceError::from)
+        .and_then(|()| {
+            let ctx = ServiceContext {
+                lp: &mut *lp,
                 listener,
-                config.mode.unwrap_or_default(),
-                counters.clone(),
-            ),
-            ServiceKind::Http => http::serve(
-                lp,
-                listener,
-                http::HttpOptions {
-                    root: config
-                        .root
-                        .clone()
-                        .unwrap_or_else(|| std::path::PathBuf::from(".")),
-                    counters: counters.clone(),
-                },
-            ),
+                counters: &counters,
+                name: &name,
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.start(ctx))) {
+                Ok(result) => result,
+                Err(_) => Err(ServiceError::Other(format!(
+                    "the `{}` service panicked while starting",
+                    config.kind
+                ))),
+            }
         })
         .and_then(|()| match port {
-            PortUse::Lead => listener.share_port(lp),
+            PortUse::Lead => listener.share_port(lp).map_err(ServiceError::from),
             PortUse::Exclusive | PortUse::Join => Ok(()),
         })
-        .and_then(|()| listener.local_addr(lp));
+        .and_then(|()| listener.local_addr(lp).map_err(ServiceError::from));
     let addr = match started {
         Ok(addr) => addr,
         Err(e) => {
@@ -143,10 +175,11 @@ pub fn start_with(
             return Err(fail(e));
         }
     };
-    listener.set_label(lp, format!("{} listen {addr}", config.kind.as_str()));
-    tracing::info!(service = %name, kind = config.kind.as_str(), %addr, loop_index = lp.index(), "service listening");
+    listener.set_label(lp, format!("{} listen {addr}", config.kind));
+    tracing::info!(service = %name, kind = %config.kind, %addr, loop_index = lp.index(), "service listening");
     Ok(RunningService {
         config: config.clone(),
+        service,
         name,
         addr,
         listener,

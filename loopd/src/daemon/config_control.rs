@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use loopd_observe::ConfigControl;
 
 use super::LogFilterSetter;
-use crate::config::{Config, PrimeMode};
+use crate::config::Config;
 use crate::services;
 
 /// The daemon's side of `config.get` / `config.set`.
@@ -43,16 +43,10 @@ impl ConfigControl for DaemonConfig {
             .zip(services::names(&c.services))
             .map(|(s, name)| proto::ServiceConfig {
                 name,
-                kind: services::proto_kind(s.kind),
+                kind: services::proto_kind(&s.kind),
                 bind: s.bind.to_string(),
-                mode: s.mode.map(|m| {
-                    match m {
-                        PrimeMode::Pool => "pool",
-                        PrimeMode::Inline => "inline",
-                    }
-                    .to_string()
-                }),
-                root: s.root.as_ref().map(|r| r.display().to_string()),
+                mode: option_text(&s.options, "mode"),
+                root: option_text(&s.options, "root"),
             })
             .collect();
         proto::ConfigResult {
@@ -70,4 +64,12 @@ impl ConfigControl for DaemonConfig {
         }
         Ok(())
     }
+}
+
+/// A service option as `config.get` shows it: strings as they are, other values in TOML.
+fn option_text(options: &toml::Table, key: &str) -> Option<String> {
+    options.get(key).map(|v| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
 }

@@ -13,6 +13,7 @@ use loopd_observe::{ServiceCounters, ServiceRegistry};
 
 use super::{DaemonError, SHUTDOWN_GRACE};
 use crate::config::ServiceConfig;
+use crate::service::Service;
 use crate::services::{self, RunningService};
 
 /// A service as every loop starts it: the bound address (port 0 resolved by loop 0) and the
@@ -20,6 +21,7 @@ use crate::services::{self, RunningService};
 #[derive(Clone)]
 pub(super) struct ServicePlan {
     config: ServiceConfig,
+    service: Arc<dyn Service>,
     bind: std::net::SocketAddr,
     name: String,
     counters: Arc<ServiceCounters>,
@@ -63,12 +65,21 @@ impl LoopState {
         &mut self,
         lp: &mut Loop,
         config: &ServiceConfig,
+        service: Arc<dyn Service>,
         name: String,
         registry: &ServiceRegistry,
     ) -> Result<ServicePlan, services::StartError> {
-        let running = services::start(lp, config, name, registry, self.shared_by_loops)?;
+        let running = services::start(
+            lp,
+            config,
+            service.clone(),
+            name,
+            registry,
+            self.shared_by_loops,
+        )?;
         let plan = ServicePlan {
             config: config.clone(),
+            service,
             bind: running.addr,
             name: running.name.clone(),
             counters: running.counters.clone(),
@@ -88,6 +99,7 @@ impl LoopState {
         let mut running = services::start_with(
             lp,
             &config,
+            plan.service.clone(),
             plan.name.clone(),
             plan.counters.clone(),
             services::PortUse::Join,

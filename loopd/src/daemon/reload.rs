@@ -15,6 +15,7 @@ use loopd_observe::{ObserveHandle, ServiceRegistry};
 use super::config_control::DaemonConfig;
 use super::loops::{Command, LoopState, Peer};
 use crate::config::{Config, Key};
+use crate::service::ServiceKinds;
 use crate::services;
 
 /// Loop 0's extra state: the config, the registry and the other loops.
@@ -22,6 +23,8 @@ pub(super) struct Leader {
     /// The configuration in force (services, and the top-level keys; the live ones may also
     /// have been changed by `config.set`, so their value in force is read where it lives).
     pub(super) config: Config,
+    /// The service kinds known (built-ins and the user's own), for the reloaded entries.
+    pub(super) kinds: ServiceKinds,
     pub(super) registry: ServiceRegistry,
     pub(super) peers: Vec<Peer>,
     /// What `config.get` reports; updated on reload.
@@ -167,6 +170,14 @@ pub(super) fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<
             return;
         }
     };
+    // Every entry's kind must accept it before anything changes.
+    let prepared = match super::prepare_services(&ld.kinds, &new.services) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: config not reloaded; keeping the running one");
+            return;
+        }
+    };
     ld.reload_settings(&new);
     let registry = ld.registry.clone();
     let gone: Vec<String> = st
@@ -182,7 +193,7 @@ pub(super) fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<
     st.stop(lp, &gone);
     let mut added = Vec::new();
     let names = services::names(&new.services);
-    for (svc, name) in new.services.iter().zip(names) {
+    for ((svc, service), name) in new.services.iter().zip(prepared).zip(names) {
         if st.services.iter().any(|s| &s.config == svc) {
             continue;
         }
@@ -191,7 +202,7 @@ pub(super) fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<
         } else {
             name
         };
-        match st.lead(lp, svc, name, &registry) {
+        match st.lead(lp, svc, service, name, &registry) {
             Ok(plan) => added.push(plan),
             Err(e) => tracing::error!(error = %e, "SIGHUP: service not started"),
         }

@@ -123,6 +123,26 @@ pub fn start(lp: &mut Loop, bind: SocketAddr, options: HttpOptions) -> Result<Tc
     }
 }
 
+/// The `http` kind: `root = "DIR"` (default: the current directory).
+#[derive(Debug)]
+pub struct Http {
+    /// The directory served.
+    pub root: PathBuf,
+}
+
+impl crate::service::Service for Http {
+    fn start(
+        &self,
+        ctx: crate::service::ServiceContext<'_>,
+    ) -> Result<(), crate::service::ServiceError> {
+        let options = HttpOptions {
+            root: self.root.clone(),
+            counters: ctx.counters.clone(),
+        };
+        Ok(serve(ctx.lp, ctx.listener, options)?)
+    }
+}
+
 /// Serves static files on an already bound listener (several loops can share a port with
 /// `SO_REUSEPORT`, each serving its own listener).
 ///

@@ -231,6 +231,27 @@ fn take_lines(conn: &Rc<RefCell<Conn>>) {
     }
 }
 
+/// The `prime` kind: `mode = "pool"` (default) or `"inline"`.
+#[derive(Debug)]
+pub struct Prime {
+    /// Where numbers are tested.
+    pub mode: PrimeMode,
+}
+
+impl crate::service::Service for Prime {
+    fn start(
+        &self,
+        ctx: crate::service::ServiceContext<'_>,
+    ) -> Result<(), crate::service::ServiceError> {
+        Ok(start(
+            ctx.lp,
+            ctx.listener,
+            self.mode,
+            ctx.counters.clone(),
+        )?)
+    }
+}
+
 /// Serves the primality protocol on a bound listener.
 ///
 /// # Errors

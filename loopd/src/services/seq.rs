@@ -29,6 +29,19 @@ pub fn answer(state: &mut SeqState, input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The `seq` kind: no options.
+#[derive(Debug)]
+pub struct Seq;
+
+impl crate::service::Service for Seq {
+    fn start(
+        &self,
+        ctx: crate::service::ServiceContext<'_>,
+    ) -> Result<(), crate::service::ServiceError> {
+        Ok(start(ctx.lp, ctx.listener, ctx.counters.clone())?)
+    }
+}
+
 /// Serves the sequence protocol on a bound listener.
 ///
 /// # Errors

@@ -30,6 +30,18 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Path of an example of the `loopd` crate (`loopd/examples/NAME.rs`), built by
+/// `cargo build --workspace --all-targets`.
+pub fn example(name: &str) -> PathBuf {
+    let path = binary("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples first (cargo build --workspace --all-targets)",
+        path.display()
+    );
+    path
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -69,6 +81,9 @@ pub struct Launch<'a> {
     /// No `--log info` (and no `LOOPD_LOG`/`RUST_LOG`): the config's `log` decides; it must
     /// keep INFO lines on, which startup is read from.
     pub log_from_file: bool,
+    /// Another program built on the loopd library (e.g. [`example`]`("custom-service")`)
+    /// instead of `loopd`; it takes loopd's flags.
+    pub program: Option<PathBuf>,
 }
 
 /// A running daemon.
@@ -146,7 +161,9 @@ impl Daemon {
             nofile,
             default_control,
             log_from_file,
+            program,
         } = how;
+        let program = program.unwrap_or_else(|| binary("loopd"));
         let dir = TempDir::new("daemon");
         std::fs::create_dir_all(dir.0.join("www")).unwrap();
         let (control, control_line) = if default_control {
@@ -164,12 +181,12 @@ impl Daemon {
         std::fs::write(&config_path, config).unwrap();
         let expected = services_toml.matches("[[service]]").count();
         let mut command = match nofile {
-            None => Command::new(binary("loopd")),
+            None => Command::new(&program),
             Some(n) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(binary("loopd"));
+                    .arg(&program);
                 c
             }
         };
