@@ -82,3 +82,93 @@ impl DaemonBuilder {
         crate::cli::main_with_kinds(self.kinds)
     }
 }
+
+/// The metrics endpoint of a program observed with [`observe_loops`] (none when unset).
+pub const METRICS_ADDR_ENV: &str = "LOOPD_METRICS_ADDR";
+/// The stall threshold of a program observed with [`observe_loops`] (`100ms`, `1s`, `250`).
+pub const STALL_THRESHOLD_ENV: &str = "LOOPD_STALL_THRESHOLD";
+
+/// Starts the observability side for loops a program runs itself: the control socket
+/// (`$LOOPD_SOCKET`, else `<program>-<pid>.sock` beside the daemon's `control.sock`), the
+/// stall watchdog (`$LOOPD_STALL_THRESHOLD`, default 100 ms) and, when `$LOOPD_METRICS_ADDR`
+/// is set, the metrics endpoint — so `loopctl`, `loop-top` and Prometheus see them as they see
+/// the daemon. Keep the returned handle: dropping it (or `shutdown()`) stops observing and
+/// removes the socket.
+///
+/// # Examples
+///
+/// ```no_run
+/// use loopd::engine::{Loop, RunMode};
+///
+/// let mut lp = Loop::new()?;
+/// let _observed = loopd::observe_loops(&[&lp])?;
+/// // … start timers, listeners …
+/// lp.run(RunMode::Default);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// A bad environment value, a metrics address or socket path that cannot be used, a thread
+/// that cannot be started.
+pub fn observe_loops(
+    loops: &[&crate::engine::Loop],
+) -> Result<crate::observe::ObserveHandle, DaemonError> {
+    use crate::config::{parse_metrics_addr, parse_millis, ConfigError};
+    use crate::observe::{Observe, ObserveInput, ObserveOptions, ServiceRegistry};
+
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    let metrics_addr = match env(METRICS_ADDR_ENV) {
+        Some(addr) => parse_metrics_addr(&addr)
+            .map_err(|e| ConfigError::Environment(format!("{METRICS_ADDR_ENV}: {e}")))?,
+        None => None,
+    };
+    let mut options = ObserveOptions {
+        metrics_addr,
+        control_name: Some(program_name()),
+        ..ObserveOptions::default()
+    };
+    if let Some(text) = env(STALL_THRESHOLD_ENV) {
+        let ms = parse_millis(&text)
+            .map_err(|e| ConfigError::Environment(format!("{STALL_THRESHOLD_ENV}: {e}")))?;
+        options.stall_threshold = std::time::Duration::from_millis(ms);
+    }
+    let pool = loops.first().map_or_else(
+        || crate::engine::ThreadPool::global().clone(),
+        |lp| lp.pool().clone(),
+    );
+    options.input = ObserveInput::from_engine(
+        loops.iter().map(|lp| lp.observer()).collect(),
+        pool,
+        ServiceRegistry::default(),
+    );
+    let handle = Observe::start(options)?;
+    if let Some(path) = handle.control_path() {
+        tracing::info!(path = %path.display(), "control socket listening");
+    }
+    if let Some(addr) = handle.metrics_addr() {
+        tracing::info!(%addr, "metrics endpoint listening");
+    }
+    Ok(handle)
+}
+
+/// `<program>-<pid>`, the program's file name kept to `[A-Za-z0-9._-]`.
+fn program_name() -> String {
+    let exe = std::env::current_exe().ok();
+    let name = exe
+        .as_deref()
+        .and_then(std::path::Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".into());
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{clean}-{}", std::process::id())
+}

@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{reload, EnvFilter};
 
-use crate::config::{parse_metrics_addr, threadpool_size_from_env, Config, Key};
+use crate::config::{parse_metrics_addr, parse_millis, threadpool_size_from_env, Config, Key};
 use crate::service::ServiceKinds;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -53,25 +53,6 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-}
-
-fn parse_millis(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1000)
-    } else {
-        (s, 1)
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 100ms or 1s"))?;
-    match n.checked_mul(scale) {
-        Some(0) | None => Err(format!("`{s}` must be between 1 ms and 584 million years")),
-        Some(ms) => Ok(ms),
-    }
 }
 
 /// The file over the defaults, then the environment and the flags over the file (they stay

@@ -61,6 +61,9 @@ pub enum DaemonError {
     /// Another loop did not start its services.
     #[error("{0}")]
     LoopStart(String),
+    /// A configuration value (file, flag or environment) is refused.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The metrics endpoint, the control socket or the watchdog did not start.
     #[error(transparent)]
     Observe(#[from] ObserveError),
@@ -142,6 +145,7 @@ pub fn run_with_kinds(
     let observe = Observe::start(ObserveOptions {
         metrics_addr: config.metrics_addr,
         control_path: config.control.clone(),
+        control_name: None,
         control: true,
         stall_threshold: Duration::from_millis(config.stall_threshold_ms),
         health_threshold: HEALTH_THRESHOLD,

@@ -10,7 +10,7 @@
 //!   configuration, lifecycle and command line.
 #![deny(missing_docs)]
 
-pub use builder::{Daemon, DaemonBuilder};
+pub use builder::{observe_loops, Daemon, DaemonBuilder, METRICS_ADDR_ENV, STALL_THRESHOLD_ENV};
 pub use loopd_engine as engine;
 pub use loopd_observe as observe;
 

@@ -125,10 +125,12 @@ impl ControlServer {
     pub fn start(
         shared: Arc<Shared>,
         path: Option<PathBuf>,
+        name: Option<&str>,
     ) -> Result<ControlServer, ObserveError> {
-        let (path, ours) = match path {
-            Some(p) => (p, false),
-            None => path::default_location(),
+        let (path, ours) = match (path, name) {
+            (Some(p), _) => (p, false),
+            (None, Some(name)) => path::program_location(name),
+            (None, None) => path::default_location(),
         };
         let bound = path::bind(&path, ours)?;
         let ino = bound.ino;

@@ -126,6 +126,10 @@ pub struct ObserveOptions {
     pub metrics_addr: Option<SocketAddr>,
     /// The control socket path; `None`: [`control::default_socket_path`].
     pub control_path: Option<PathBuf>,
+    /// With `control_path: None`, the socket's name in the default directory:
+    /// `<name>.sock` instead of the daemon's `control.sock` (a program that is not the daemon:
+    /// [`control::program_socket_path`]).
+    pub control_name: Option<String>,
     /// Whether to serve the control socket at all.
     pub control: bool,
     /// A callback running longer than this is a stall (settable live with `config.set`).
@@ -143,6 +147,7 @@ impl Default for ObserveOptions {
         ObserveOptions {
             metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
             control_path: None,
+            control_name: None,
             control: true,
             stall_threshold: DEFAULT_STALL_THRESHOLD,
             health_threshold: DEFAULT_HEALTH_THRESHOLD,
@@ -157,6 +162,7 @@ impl std::fmt::Debug for ObserveOptions {
         f.debug_struct("ObserveOptions")
             .field("metrics_addr", &self.metrics_addr)
             .field("control_path", &self.control_path)
+            .field("control_name", &self.control_name)
             .field("control", &self.control)
             .field("stall_threshold", &self.stall_threshold)
             .field("health_threshold", &self.health_threshold)
@@ -273,6 +279,7 @@ impl Observe {
             handle.control = Some(control::ControlServer::start(
                 shared.clone(),
                 options.control_path,
+                options.control_name.as_deref(),
             )?);
         }
         handle.watchdog = Some(watchdog::Watchdog::start(shared)?);

@@ -44,6 +44,24 @@ pub fn default_socket_path() -> PathBuf {
     PathBuf::from(format!("/tmp/loopd-{}", effective_uid())).join("control.sock")
 }
 
+/// The socket path of a program that is not the daemon (an example built on loopd, a
+/// program with the agent): `$LOOPD_SOCKET`, else `$XDG_RUNTIME_DIR/loopd/<name>.sock`, else
+/// `/tmp/loopd-<uid>/<name>.sock` — beside the daemon's `control.sock`, in the same private
+/// directory, so that several programs never take each other's socket.
+pub fn program_socket_path(name: &str) -> PathBuf {
+    let default = default_socket_path();
+    if std::env::var_os(SOCKET_ENV).is_some_and(|v| !v.is_empty()) {
+        return default;
+    }
+    default.with_file_name(format!("{name}.sock"))
+}
+
+/// [`program_socket_path`], and whether its directory is ours alone.
+pub(crate) fn program_location(name: &str) -> (PathBuf, bool) {
+    let chosen = std::env::var_os(SOCKET_ENV).is_some_and(|v| !v.is_empty());
+    (program_socket_path(name), !chosen)
+}
+
 /// The default socket path, and whether its directory is ours alone (not when it comes from
 /// `$LOOPD_SOCKET`, which names a path of the user's choosing).
 pub(crate) fn default_location() -> (PathBuf, bool) {

@@ -162,6 +162,7 @@ impl Harness {
         let observe = Observe::start(ObserveOptions {
             metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
             control_path: Some(dir.0.join("control.sock")),
+            control_name: None,
             control: true,
             stall_threshold: setup.stall_threshold,
             health_threshold: setup.health_threshold,

@@ -466,7 +466,13 @@ pub struct Control {
 impl Control {
     /// Connects and reads the `hello` (asserted to be one).
     pub fn connect(d: &Daemon) -> Control {
-        let s = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+        Control::connect_path(&d.control)
+    }
+
+    /// Connects to the control socket at `path` (a program observed with
+    /// `loopd::observe_loops`, an example, …) and reads its `hello`.
+    pub fn connect_path(path: &Path) -> Control {
+        let s = std::os::unix::net::UnixStream::connect(path).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let writer = s.try_clone().unwrap();
         let mut c = Control {
