@@ -21,3 +21,8 @@ pub mod config;
 pub mod daemon;
 pub mod service;
 pub mod services;
+
+/// The README's Rust snippets compile (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
