@@ -799,7 +799,6 @@ fn sigterm_under_full_load_exits_0_within_the_grace() {
         assert!(Instant::now() < deadline, "load never built up: {pool}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
     d.signal("TERM");
     let status = d.wait_exit(Duration::from_secs(30));
