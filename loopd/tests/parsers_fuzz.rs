@@ -22,48 +22,7 @@ use std::path::{Component, Path};
 use loopd::services::http::{parse_request, relative_path, Method, ParseError, MAX_HEAD};
 use loopd::services::prime::{is_prime_trial_division, parse_line, Line, LineSplitter, MAX_LINE};
 use loopd::services::seq::{answer, SeqState};
-
-/// xorshift64*: deterministic, seedable, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-    /// Up to `max_len` random bytes, mostly drawn from `alphabet`.
-    fn bytes(&mut self, max_len: usize, alphabet: &[u8]) -> Vec<u8> {
-        let len = self.below(max_len + 1);
-        (0..len)
-            .map(|_| {
-                if self.chance(4) {
-                    self.next() as u8
-                } else {
-                    self.pick(alphabet)
-                }
-            })
-            .collect()
-    }
-    /// Sorted random cut points in `0..=len`.
-    fn cuts(&mut self, len: usize, max: usize) -> Vec<usize> {
-        let mut cuts: Vec<usize> = (0..self.below(max + 1))
-            .map(|_| self.below(len + 1))
-            .collect();
-        cuts.sort_unstable();
-        cuts
-    }
-}
+use testkit::Rng;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
@@ -148,7 +107,7 @@ fn seq_reference(start: SeqState, input: &[u8]) -> (Vec<u8>, SeqState) {
 fn seq_matches_the_reference_however_split() {
     run("seq", 0x5e9_0001, 20_000, |rng| {
         let len = rng.pick(&[0, 1, 2, 7, 64, 300, 4096]);
-        let input = rng.bytes(len, b"^$^$ab\x00\xff\xfe");
+        let input = rng.bytes_from(len, b"^$^$ab\x00\xff\xfe");
         let start = if rng.chance(2) {
             SeqState::Inside
         } else {
@@ -244,7 +203,7 @@ fn gen_prime_line(rng: &mut Rng) -> Vec<u8> {
     ];
     let mut line = rng.pick(&numbers).as_bytes().to_vec();
     match rng.below(4) {
-        0 => line = rng.bytes(80, b"0123456789 +-\r\t"),
+        0 => line = rng.bytes_from(80, b"0123456789 +-\r\t"),
         1 => {
             let donor = rng.pick(&numbers).as_bytes().to_vec();
             mutate(
@@ -388,7 +347,7 @@ const HTTP_ALPHABET: &[u8] = b"GETHEAD /%:\r\n\t?#.\\2eEfF05cC-,\x00\xff";
 fn gen_http(rng: &mut Rng) -> Vec<u8> {
     let mut input = rng.pick(&HTTP_SEEDS).to_vec();
     match rng.below(6) {
-        0 => input = rng.bytes(200, HTTP_ALPHABET),
+        0 => input = rng.bytes_from(200, HTTP_ALPHABET),
         1 => {}
         _ => {
             let donor = rng.pick(&HTTP_SEEDS);

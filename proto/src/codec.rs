@@ -244,6 +244,7 @@ pub fn response_frame(id: &Id) -> Result<(Vec<u8>, &'static [u8]), serde_json::E
 mod tests {
     use super::*;
     use crate::envelope::{Message, Notification, Request};
+    use testkit::Rng;
 
     #[test]
     fn a_streamed_result_frames_like_an_encoded_response() {
@@ -261,20 +262,6 @@ mod tests {
 
     fn ok(s: &str) -> Result<String, LineError> {
         Ok(s.to_string())
-    }
-
-    /// A tiny deterministic PRNG (xorshift64*) so the tests need no extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     fn sample_stream() -> (Vec<u8>, Vec<Result<String, LineError>>) {

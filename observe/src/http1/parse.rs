@@ -260,6 +260,7 @@ pub fn relative_path(path: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testkit::Rng;
 
     fn ok(input: &[u8]) -> (Request, usize) {
         match parse_request(input) {
@@ -397,20 +398,6 @@ mod tests {
         // Encoded dots and slashes are decoded by the parser first.
         let (req, _) = ok(b"GET /%2e%2E/%2E%2e%2fetc/passwd HTTP/1.1\r\n\r\n");
         assert_eq!(relative_path(&req.path), None);
-    }
-
-    /// xorshift64*: a tiny deterministic PRNG, enough to mutate inputs.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
     }
 
     #[test]

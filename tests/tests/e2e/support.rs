@@ -402,55 +402,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// xorshift64*: a tiny deterministic PRNG for the randomized tests (clients, mutations, load
-/// mixes). `Rng(seed)` uses the seed as the state (non-zero); [`Rng::new`] scrambles it first.
-#[derive(Clone)]
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// A generator whose state is `seed` scrambled (any seed, 0 included).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    /// True once in `one_in` times on average.
-    pub fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    /// Up to `max_len` random bytes.
-    pub fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = self.below(max_len + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// A random ASCII letter, lower or upper case.
-    pub fn letter(&mut self) -> u8 {
-        let base = if self.next() & 1 == 0 { b'a' } else { b'A' };
-        base + (self.next() % 26) as u8
-    }
-}
+/// The shared deterministic generator (`testkit`).
+#[allow(unused_imports)] // shared by several test binaries; each uses a part
+pub use testkit::Rng;
 
 /// A JSON-RPC client of the control socket.
 pub struct Control {
