@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{binary, connect, read_n, Control, Daemon, Launch, TempDir};
+use support::{binary, connect, metric, read_n, Control, Daemon, Launch, TempDir};
 
 /// Generous: debug builds on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -103,15 +103,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
-}
-
-/// A sample's value, e.g. `metric(body, "loopd_control_rejected_total{reason=\"trace_busy\"}")`.
-fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn service<'a>(status: &'a Value, name: &str) -> &'a Value {

@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{connect, read_line, read_n, rss_kib, Control, Daemon, Rng};
+use support::{connect, metric, read_line, read_n, rss_kib, Control, Daemon, Rng};
 
 /// Generous: debug builds on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -110,15 +110,6 @@ fn wait_for_baseline(ctl: &mut Control, baseline: Counts, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A sample's value, e.g. `metric(body, "loopd_service_connections{service=\"seq\"}")`.
-fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 fn seq_connections(d: &Daemon) -> f64 {

@@ -6,19 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{connect, read_line, Control, Daemon};
+use crate::support::{connect, metric, read_line, Control, Daemon};
 
 /// Prime, and slow enough (a few seconds of trial division in a debug build) to stall the
 /// loop well past the 1 s health threshold.
 const STALLING_PRIME: &str = "400000000000000013";
-
-fn metric(body: &str, name_and_labels: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn stall_in_progress(status: &Value) -> Option<Value> {
     status["loops"]

@@ -371,6 +371,16 @@ pub fn read_line(s: &mut TcpStream) -> String {
     }
 }
 
+/// A sample's value in a Prometheus text page, by the start of its line (name and labels),
+/// e.g. `metric(page, "loopd_service_connections{service=\"seq\"}")`.
+pub fn metric(page: &str, name_and_labels: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Resident set size of process `pid`, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
