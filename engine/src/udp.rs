@@ -6,11 +6,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::Location;
 
-use super::handle::{Handle, HandleData, HandleRef, IoCounters, CLOSING};
+use super::handle::{Handle, HandleData, HandleRef, IoCounters};
+use super::io_request::{DoneCb, IoRequest, When};
 use super::phase::Phase;
-use super::request::{RequestData, RequestRef};
-use super::target::{HandleType, RequestType, Target};
-use super::tcp::DoneCb;
+use super::target::{HandleType, RequestType};
+use super::token;
 use super::{EngineError, Loop};
 
 /// Datagrams per readiness event before yielding to other handles.
@@ -18,11 +18,11 @@ const RECVS_PER_EVENT: usize = 32;
 
 pub(crate) type RecvCb = Box<dyn FnMut(&mut Loop, Udp, io::Result<(&[u8], SocketAddr)>)>;
 
+/// A send waiting for the socket.
 struct QueuedSend {
-    req: RequestRef,
+    io: IoRequest,
     data: Vec<u8>,
     to: SocketAddr,
-    cb: Option<DoneCb>,
 }
 
 pub(crate) struct UdpData {
@@ -31,7 +31,8 @@ pub(crate) struct UdpData {
     receiving: bool,
     readable_hint: bool,
     sends: VecDeque<QueuedSend>,
-    pub(crate) cancelled: Vec<(RequestRef, DoneCb)>,
+    /// Sends to fail with `ECANCELED` in the close phase, before the close callback.
+    pub(crate) cancelled: Vec<IoRequest>,
     pub(crate) fd: Option<i32>,
     pub(crate) io: IoCounters,
 }
@@ -47,14 +48,7 @@ impl Handle for Udp {
 }
 
 fn udp_mut(lp: &mut Loop, r: HandleRef) -> Result<&mut UdpData, EngineError> {
-    match lp.handles.get_mut(r) {
-        Some(s) if s.flags & CLOSING != 0 => Err(EngineError::Closed),
-        Some(s) => match &mut s.data {
-            HandleData::Udp(u) => Ok(u),
-            _ => Err(EngineError::InvalidState("not a udp handle")),
-        },
-        None => Err(EngineError::Closed),
-    }
+    lp.handles.open_data_mut::<UdpData>(r)
 }
 
 impl Udp {
@@ -86,7 +80,7 @@ impl Udp {
         let mut sock = mio::net::UdpSocket::bind(addr)?;
         lp.poll.registry().register(
             &mut sock,
-            super::token_for(self.0),
+            token::for_handle(self.0)?,
             mio::Interest::READABLE | mio::Interest::WRITABLE,
         )?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
@@ -152,11 +146,12 @@ impl Udp {
     ) -> Result<(), EngineError> {
         let site = Location::caller();
         let now = lp.now_ns;
-        let u = udp_mut(lp, self.0)?;
+        let u = lp.handles.open_data_mut::<UdpData>(self.0)?;
         let Some(sock) = &u.sock else {
             return Err(EngineError::InvalidState("send needs a bound socket"));
         };
-        let immediate = if u.sends.is_empty() {
+        // Straight to the socket unless earlier sends wait: order holds.
+        let sent = if u.sends.is_empty() {
             match sock.send_to(&data, to) {
                 Ok(n) => Some(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
@@ -165,31 +160,24 @@ impl Udp {
         } else {
             None
         };
-        let req = lp
-            .requests
-            .insert(RequestType::UdpSend, RequestData::Io, site, now);
-        match immediate {
-            Some(result) => {
-                if let Ok(n) = &result {
-                    lp.udp_note(self.0, 0, *n as u64);
-                }
-                let result = result.map(|_| ());
-                lp.defer(
-                    Target::Request(RequestType::UdpSend, req.id()),
-                    req.slot,
-                    Box::new(move |lp| {
-                        lp.finish_request(req);
-                        if let Some(cb) = cb {
-                            cb(lp, result)
-                        }
-                    }),
-                );
-            }
+        match sent {
             None => {
-                udp_mut(lp, self.0)?
-                    .sends
-                    .push_back(QueuedSend { req, data, to, cb });
+                let io = IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
+                u.sends.push_back(QueuedSend { io, data, to });
                 lp.handles.set_active(self.0, true);
+            }
+            Some(result) => {
+                if let Ok(n) = result {
+                    lp.note_io(self.0, 0, n as u64);
+                }
+                if cb.is_some() {
+                    let io =
+                        IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
+                    lp.complete_io(io, result.map(|_| ()), When::Pending);
+                } else {
+                    // Done at once and nobody waits for it: counted, never listed.
+                    lp.count_instant_io(RequestType::UdpSend);
+                }
             }
         }
         Ok(())
@@ -198,20 +186,11 @@ impl Udp {
 
 impl Loop {
     fn udp_update_active(&mut self, r: HandleRef) {
-        let want = match self.handles.get(r).map(|s| &s.data) {
-            Some(HandleData::Udp(u)) => u.receiving || !u.sends.is_empty(),
-            _ => false,
-        };
+        let want = self
+            .handles
+            .data::<UdpData>(r)
+            .is_some_and(|u| u.receiving || !u.sends.is_empty());
         self.handles.set_active(r, want);
-    }
-
-    fn udp_note(&mut self, r: HandleRef, read: u64, written: u64) {
-        let now = self.last_clock.max(self.now_ns);
-        if let Some(HandleData::Udp(u)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-            u.io.bytes_read += read;
-            u.io.bytes_written += written;
-            u.io.last_activity_ns = now;
-        }
     }
 
     /// Poll phase: readiness on a UDP handle.
@@ -237,30 +216,22 @@ impl Loop {
                 return true;
             }
             let Some(sock) = &u.sock else { return true };
-            let result = match sock.recv_from(buf) {
-                Ok((n, from)) => Ok((n, from)),
+            let received = match sock.recv_from(buf) {
+                Ok((n, from)) => {
+                    self.note_io(r, n as u64, 0);
+                    Ok((&buf[..n], from))
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
-            let mut cb = u.recv_cb.take();
-            if let Ok((n, _)) = &result {
-                self.udp_note(r, *n as u64, 0);
-            }
-            if let Some(f) = cb.as_mut() {
-                let target = Target::Handle(HandleType::Udp, r.id());
-                let udp = Udp(r);
-                let data = &buf[..];
-                self.dispatch(Phase::Poll, target, r.slot, move |lp| match result {
-                    Ok((n, from)) => f(lp, udp, Ok((&data[..n], from))),
-                    Err(e) => f(lp, udp, Err(e)),
-                });
-            }
-            if let Ok(u) = udp_mut(self, r) {
-                if u.recv_cb.is_none() {
-                    u.recv_cb = cb;
-                }
-            }
+            let udp = Udp(r);
+            self.run_handle_callback(
+                Phase::Poll,
+                r,
+                |u: &mut UdpData| &mut u.recv_cb,
+                |lp, f| f(lp, udp, received),
+            );
         }
         false
     }
@@ -280,27 +251,16 @@ impl Loop {
                     Err(e) => Err(e),
                 };
                 if let Some(s) = u.sends.pop_front() {
-                    done.push((s.req, s.cb, result));
+                    done.push((s.io, result));
                 }
             }
         }
         if written > 0 {
-            self.udp_note(r, 0, written);
+            self.note_io(r, 0, written);
         }
         self.udp_update_active(r);
-        for (req, cb, result) in done {
-            match cb {
-                Some(cb) => self.dispatch(
-                    Phase::Poll,
-                    Target::Request(RequestType::UdpSend, req.id()),
-                    req.slot,
-                    move |lp| {
-                        lp.finish_request(req);
-                        cb(lp, result)
-                    },
-                ),
-                None => self.finish_request(req),
-            }
+        for (io, result) in done {
+            self.complete_io(io, result, When::Now(Phase::Poll));
         }
     }
 
@@ -308,7 +268,7 @@ impl Loop {
     /// `ECANCELED` in the close phase.
     pub(crate) fn udp_close(&mut self, r: HandleRef) {
         let registry = self.poll.registry();
-        let Some(HandleData::Udp(u)) = self.handles.get_mut(r).map(|s| &mut s.data) else {
+        let Some(u) = self.handles.data_mut::<UdpData>(r) else {
             return;
         };
         if let Some(mut sock) = u.sock.take() {
@@ -316,16 +276,8 @@ impl Loop {
         }
         u.receiving = false;
         u.recv_cb = None;
-        let mut silent = Vec::new();
-        for s in u.sends.drain(..) {
-            match s.cb {
-                Some(cb) => u.cancelled.push((s.req, cb)),
-                None => silent.push(s.req),
-            }
-        }
+        let sends = u.sends.drain(..).map(|s| s.io);
+        u.cancelled.extend(sends);
         self.handles.set_active(r, false);
-        for req in silent {
-            self.finish_request(req);
-        }
     }
 }

@@ -58,7 +58,7 @@ fn open_read_stat_readdir_close_on_the_pool() {
     assert_eq!(*names.borrow(), vec!["data.bin".to_string()]);
     assert_eq!(*missing.borrow(), Some(std::io::ErrorKind::NotFound));
     let snap = lp.observer().snapshot();
-    assert!(snap.requests_started[RequestType::Fs.index()] >= 7);
+    assert!(snap.requests_started[RequestType::Fs] >= 7);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

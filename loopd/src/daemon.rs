@@ -140,7 +140,7 @@ pub fn run(config: Config, set_log_filter: LogFilterSetter) -> Result<(), Daemon
 }
 
 type OtherLoops = (
-    Vec<Arc<loopd_engine::LoopObserver>>,
+    Vec<Arc<loopd_engine::instrument::LoopObserver>>,
     Vec<Peer>,
     Vec<LoopThread>,
 );

@@ -50,7 +50,7 @@ fn a_blocked_loop_is_seen_attributed_and_sampled_while_it_is_blocked() {
             block_the_loop_in_a_distinctively_named_function(Duration::from_millis(1500))
         })
         .unwrap();
-        tx.send(t.id().0).unwrap();
+        tx.send(t.id().get()).unwrap();
     });
     let timer_id = rx.recv().unwrap();
 
