@@ -2,9 +2,10 @@
 //! site, state and type-specific data, and the [`Handle`] trait of operations they all share.
 //!
 //! Every decision that depends on a handle's type is made here, each one exhaustive `match`
-//! over [`HandleData`] with no wildcard arm ([`HandleData::fd`], [`HandleData::io`],
-//! [`HandleData::take_cancelled`], [`Loop::io_event`], [`Loop::stop_for_close`]): adding a
-//! variant makes the compiler point at every one of them.
+//! with no wildcard arm — over [`HandleData`] ([`HandleData::fd`], [`HandleData::io`],
+//! [`HandleData::take_cancelled`], [`Loop::stop_for_close`]) or over its [`HandleType`]
+//! ([`Loop::io_event`], the poll phase's hot path) — so adding a variant to either makes the
+//! compiler point at every one of them.
 
 use std::os::fd::RawFd;
 use std::panic::Location;
@@ -54,6 +55,16 @@ pub(crate) struct IoCounters {
     pub last_activity_ns: u64,
 }
 
+impl IoCounters {
+    /// Counts bytes moved at `now_ns` ([`Loop::io_now`]).
+    #[inline]
+    pub fn note(&mut self, read: u64, written: u64, now_ns: u64) {
+        self.bytes_read += read;
+        self.bytes_written += written;
+        self.last_activity_ns = now_ns;
+    }
+}
+
 /// Type-specific state, one variant per kind of handle data.
 pub(crate) enum HandleData {
     Timer(TimerData),
@@ -95,19 +106,6 @@ impl HandleData {
         }
     }
 
-    /// [`HandleData::io`], to count bytes moved.
-    pub fn io_mut(&mut self) -> Option<&mut IoCounters> {
-        match self {
-            HandleData::Tcp(t) => Some(&mut t.io),
-            HandleData::Udp(u) => Some(&mut u.io),
-            HandleData::Poll(_) => None,
-            HandleData::Timer(_)
-            | HandleData::Watcher(_)
-            | HandleData::Async(_)
-            | HandleData::Signal(_) => None,
-        }
-    }
-
     /// The requests that closing the handle cancelled (writes, connect, shutdown, sends),
     /// taken out to fail with `ECANCELED` in the close phase, before the close callback.
     pub fn take_cancelled(&mut self) -> Vec<IoRequest> {
@@ -128,19 +126,23 @@ impl Loop {
     /// Poll phase: readiness of a handle's descriptor (registered with
     /// [`token::for_handle`](super::token::for_handle)).
     pub(crate) fn io_event(&mut self, r: HandleRef, readable: bool, writable: bool) {
-        match self.handles.get(r).map(|s| &s.data) {
-            Some(HandleData::Tcp(_)) => self.tcp_io(r, readable, writable),
-            Some(HandleData::Udp(_)) => self.udp_io(r, readable, writable),
-            Some(HandleData::Poll(_)) => self.poll_fd_io(r, readable, writable),
-            // No descriptor of their own: the loop's waker and signal pipe serve them.
-            Some(
-                HandleData::Timer(_)
-                | HandleData::Watcher(_)
-                | HandleData::Async(_)
-                | HandleData::Signal(_),
-            ) => debug_assert!(false, "readiness for a handle without a descriptor"),
+        let Some(slot) = self.handles.get(r) else {
             // Closed since the poll returned.
-            None => {}
+            return;
+        };
+        match slot.kind {
+            HandleType::Tcp => self.tcp_io(r, readable, writable),
+            HandleType::Udp => self.udp_io(r, readable, writable),
+            HandleType::Poll => self.poll_fd_io(r, readable, writable),
+            // No descriptor of their own: the loop's waker and signal pipe serve them.
+            HandleType::Timer
+            | HandleType::Idle
+            | HandleType::Prepare
+            | HandleType::Check
+            | HandleType::Async
+            | HandleType::Signal => {
+                debug_assert!(false, "readiness for a handle without a descriptor")
+            }
         }
     }
 
@@ -198,8 +200,8 @@ type_data!(
     Timer => TimerData,
     Watcher => WatcherData,
     Async => AsyncData,
-    Tcp => TcpData,
-    Udp => UdpData,
+    Tcp => Box<TcpData>,
+    Udp => Box<UdpData>,
     Signal => SignalData,
     Poll => PollData,
 );
@@ -307,9 +309,10 @@ impl HandleTable {
     #[inline]
     pub fn open_data_mut<D: TypeData>(&mut self, r: HandleRef) -> Result<&mut D, EngineError> {
         match self.get_mut(r) {
-            Some(s) if s.flags & CLOSING == 0 => {
-                D::of_mut(&mut s.data).ok_or(EngineError::InvalidState("not a handle of this type"))
-            }
+            Some(s) if s.flags & CLOSING == 0 => match D::of_mut(&mut s.data) {
+                Some(d) => Ok(d),
+                None => Err(EngineError::InvalidState("not a handle of this type")),
+            },
             _ => Err(EngineError::Closed),
         }
     }

@@ -1,5 +1,4 @@
-//! The I/O requests of TCP and UDP handles — writes, connect, shutdown, sends — and the byte
-//! counters they move: each request is an entry in the request table (listed, timed) with
+//! The I/O requests of TCP and UDP handles — writes, connect, shutdown, sends: each request is an entry in the request table (listed, timed) with
 //! the caller's completion callback, and completes exactly once: now, in the next pending
 //! phase, or with `ECANCELED` in the close phase when its handle closes first (libuv's
 //! `uv__stream_destroy` and `uv__udp_finish_close`).
@@ -98,13 +97,9 @@ impl Loop {
         }
     }
 
-    /// Counts bytes moved through a handle and notes the activity time.
-    pub(crate) fn note_io(&mut self, r: HandleRef, read: u64, written: u64) {
-        let now = self.last_clock.max(self.now_ns);
-        if let Some(io) = self.handles.get_mut(r).and_then(|s| s.data.io_mut()) {
-            io.bytes_read += read;
-            io.bytes_written += written;
-            io.last_activity_ns = now;
-        }
+    /// The time to note bytes moved at: the latest clock reading.
+    #[inline]
+    pub(crate) fn io_now(&self) -> u64 {
+        self.last_clock.max(self.now_ns)
     }
 }

@@ -35,6 +35,10 @@ pub(crate) fn next_id() -> u64 {
 
 /// A handle's stable id: only the engine makes one (so an id always names a handle that
 /// existed); [`HandleId::get`] and `Display` read it.
+///
+/// ```compile_fail,E0423
+/// let forged = loopd_engine::HandleId(7);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HandleId(u64);
 
@@ -80,6 +84,16 @@ impl fmt::Display for RequestId {
 named_enum!(
     /// The type of a handle (a long-lived object of the loop). More types may come: match
     /// with a wildcard arm outside the engine.
+    ///
+    /// ```compile_fail,E0004
+    /// use loopd_engine::HandleType as T;
+    /// fn fd_owning(t: T) -> bool {
+    ///     match t {
+    ///         T::Tcp | T::Udp | T::Poll => true,
+    ///         T::Timer | T::Idle | T::Prepare | T::Check | T::Async | T::Signal => false,
+    ///     }
+    /// }
+    /// ```
     #[non_exhaustive]
     pub enum HandleType {
         /// [`super::Timer`]

@@ -6,7 +6,6 @@
 //! are paused is remembered and served on `read_start`. A read burst is capped (as libuv's 32
 //! reads) and resumed in the next poll phase, so one busy peer cannot starve the others.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -143,16 +142,41 @@ impl Handle for Tcp {
     }
 }
 
+// The data is boxed (a TCP handle's state is large; the slot stays small): typed access
+// goes to the box, which is never null, so a lookup does not test it.
 fn tcp_mut(lp: &mut Loop, r: HandleRef) -> Result<&mut TcpData, EngineError> {
-    lp.handles.open_data_mut::<TcpData>(r)
+    lp.handles
+        .open_data_mut::<Box<TcpData>>(r)
+        .map(|t| &mut **t)
 }
 
 fn tcp_ref(lp: &Loop, r: HandleRef) -> Option<&TcpData> {
-    lp.handles.data::<TcpData>(r)
+    lp.handles.data::<Box<TcpData>>(r).map(|t| &**t)
+}
+
+/// The bytes of a write: owned ones are queued as they are if the socket does not take them
+/// all at once; borrowed ones are copied then (only the remainder).
+trait WriteBytes: AsRef<[u8]> {
+    /// What is left after the first `written` bytes, to queue: the bytes and the offset in
+    /// them where the rest starts.
+    fn into_rest(self, written: usize) -> (Vec<u8>, usize);
+}
+
+impl WriteBytes for Vec<u8> {
+    fn into_rest(self, written: usize) -> (Vec<u8>, usize) {
+        (self, written)
+    }
+}
+
+impl WriteBytes for &[u8] {
+    fn into_rest(self, written: usize) -> (Vec<u8>, usize) {
+        (self[written..].to_vec(), 0)
+    }
 }
 
 /// Writes as much of `data` as the socket takes now. Returns how much it took and the error
 /// that stopped it, if one did (a full socket is no error).
+#[inline(always)]
 fn write_now(stream: &mut mio::net::TcpStream, data: &[u8]) -> (usize, Option<io::Error>) {
     let mut offset = 0;
     while offset < data.len() {
@@ -310,7 +334,7 @@ impl Tcp {
         let stream = mio::net::TcpStream::connect(addr)?;
         let tcp = lp.adopt_stream(stream, None, site)?;
         let now = lp.now_ns;
-        let t = lp.handles.open_data_mut::<TcpData>(tcp.0)?;
+        let t = lp.handles.open_data_mut::<Box<TcpData>>(tcp.0)?;
         t.connect = Some(IoRequest::start(
             &mut lp.requests,
             RequestType::Connect,
@@ -398,7 +422,7 @@ impl Tcp {
         data: Vec<u8>,
         cb: Option<DoneCb>,
     ) -> Result<(), EngineError> {
-        self.write_from(lp, Cow::Owned(data), cb, Location::caller())
+        self.write_from(lp, data, cb, Location::caller())
     }
 
     /// Writes a borrowed slice: as [`Tcp::write`], but without an allocation when the socket
@@ -413,54 +437,58 @@ impl Tcp {
         data: &[u8],
         cb: Option<DoneCb>,
     ) -> Result<(), EngineError> {
-        self.write_from(lp, Cow::Borrowed(data), cb, Location::caller())
+        self.write_from(lp, data, cb, Location::caller())
     }
 
     /// The one write path of [`Tcp::write`] and [`Tcp::write_slice`]: straight to the socket
     /// unless earlier writes (or the connect) wait, so order holds; what the socket does not
-    /// take is queued (owned data as it is, a borrowed remainder copied).
+    /// take is queued ([`WriteBytes`]).
+    #[inline]
     fn write_from(
         &self,
         lp: &mut Loop,
-        data: Cow<'_, [u8]>,
+        data: impl WriteBytes,
         cb: Option<DoneCb>,
         site: &'static Location<'static>,
     ) -> Result<(), EngineError> {
-        let now = lp.now_ns;
-        let t = lp.handles.open_data_mut::<TcpData>(self.0)?;
+        let now = lp.io_now();
+        let t = lp.handles.open_data_mut::<Box<TcpData>>(self.0)?;
         if t.write_shut || t.shutdown.is_some() {
             return Err(EngineError::InvalidState("stream is shut down for writing"));
         }
         let Sock::Stream(stream) = &mut t.sock else {
             return Err(EngineError::InvalidState("write needs a connected stream"));
         };
+        let bytes = data.as_ref();
+        let len = bytes.len();
         let (written, failed) = if t.writes.is_empty() && t.connect.is_none() {
-            write_now(stream, &data)
+            write_now(stream, bytes)
         } else {
             (0, None)
         };
-        let done = written == data.len() || failed.is_some();
-        if !done {
-            let io = IoRequest::start(&mut lp.requests, RequestType::Write, site, now, cb);
-            let (data, offset) = match data {
-                Cow::Owned(v) => (v, written),
-                Cow::Borrowed(s) => (s[written..].to_vec(), 0),
-            };
-            t.write_queue_size += data.len() - offset;
-            t.writes.push_back(QueuedWrite { io, data, offset });
-            lp.tcp_update_active(self.0);
-        } else if let Some(cb) = cb {
-            let io = IoRequest::start(&mut lp.requests, RequestType::Write, site, now, Some(cb));
-            lp.complete_io(io, failed.map_or(Ok(()), Err), When::Pending);
-        } else {
-            // Done at once and nobody waits for it: counted, never listed.
-            if let Some(e) = failed {
-                tracing::debug!(handle_id = self.0.id, error = %e, "write failed");
-            }
-            lp.count_instant_io(RequestType::Write);
-        }
         if written > 0 {
-            lp.note_io(self.0, 0, written as u64);
+            t.io.note(0, written as u64, now);
+        }
+        if written == len && cb.is_none() {
+            // The common case: all taken at once and nobody waits. Counted, never listed.
+            lp.count_instant_io(RequestType::Write);
+        } else {
+            let io = IoRequest::start(&mut lp.requests, RequestType::Write, site, lp.now_ns, cb);
+            if written == len || failed.is_some() {
+                if let Some(e) = &failed {
+                    tracing::debug!(handle_id = self.0.id, error = %e, "write failed");
+                }
+                lp.complete_io(io, failed.map_or(Ok(()), Err), When::Pending);
+            } else {
+                let (rest, offset) = data.into_rest(written);
+                t.write_queue_size += rest.len() - offset;
+                t.writes.push_back(QueuedWrite {
+                    io,
+                    data: rest,
+                    offset,
+                });
+                lp.tcp_update_active(self.0);
+            }
         }
         Ok(())
     }
@@ -482,7 +510,7 @@ impl Tcp {
     ) -> Result<(), EngineError> {
         let site = Location::caller();
         let now = lp.now_ns;
-        let t = lp.handles.open_data_mut::<TcpData>(self.0)?;
+        let t = lp.handles.open_data_mut::<Box<TcpData>>(self.0)?;
         if t.write_shut || t.shutdown.is_some() {
             return Err(EngineError::InvalidState("already shut down"));
         }
@@ -596,7 +624,7 @@ impl Loop {
             return Err(e.into());
         }
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        if let Some(t) = self.handles.data_mut::<TcpData>(r) {
+        if let Some(t) = self.handles.data_mut::<Box<TcpData>>(r) {
             t.fd = Some(fd);
             t.sock = Sock::Stream(stream);
             t.peer = peer;
@@ -609,7 +637,7 @@ impl Loop {
         let want = tcp_ref(self, r).is_some_and(|t| t.wants_active());
         self.handles.set_active(r, want);
         let registry = self.poll.registry();
-        let Some(t) = self.handles.data_mut::<TcpData>(r) else {
+        let Some(t) = self.handles.data_mut::<Box<TcpData>>(r) else {
             return;
         };
         let want_writable = !t.writes.is_empty() || t.connect.is_some();
@@ -633,6 +661,7 @@ impl Loop {
     }
 
     /// Poll phase: readiness on a TCP handle.
+    #[inline]
     pub(crate) fn tcp_io(&mut self, r: HandleRef, readable: bool, writable: bool) {
         let Ok(t) = tcp_mut(self, r) else {
             return;
@@ -675,7 +704,7 @@ impl Loop {
             self.run_handle_callback(
                 Phase::Poll,
                 r,
-                |t: &mut TcpData| &mut t.connection_cb,
+                |t: &mut Box<TcpData>| &mut t.connection_cb,
                 |lp, f| f(lp, server, result),
             );
             if failed {
@@ -701,6 +730,7 @@ impl Loop {
     fn tcp_read_burst(&mut self, r: HandleRef, buf: &mut [u8]) -> bool {
         let mut reads = 0;
         while reads < READS_PER_EVENT {
+            let now = self.io_now();
             let Ok(t) = tcp_mut(self, r) else { return true };
             if !t.reading {
                 t.readable_hint = true;
@@ -720,7 +750,7 @@ impl Loop {
             let stop = read.is_err();
             let event = match read {
                 Ok(n) => {
-                    self.note_io(r, n as u64, 0);
+                    t.io.note(n as u64, 0, now);
                     ReadEvent::Data(&buf[..n])
                 }
                 Err(e) => {
@@ -733,7 +763,7 @@ impl Loop {
             self.run_handle_callback(
                 Phase::Poll,
                 r,
-                |t: &mut TcpData| &mut t.read_cb,
+                |t: &mut Box<TcpData>| &mut t.read_cb,
                 |lp, f| f(lp, tcp, event),
             );
             if stop {
@@ -748,11 +778,12 @@ impl Loop {
         let mut done = Vec::new();
         let mut failed = Vec::new();
         let mut failure = None;
-        let mut written = 0;
+        let now = self.io_now();
         if let Ok(t) = tcp_mut(self, r) {
             let Sock::Stream(stream) = &mut t.sock else {
                 return;
             };
+            let mut written = 0;
             while let Some(front) = t.writes.front_mut() {
                 let (n, error) = write_now(stream, &front.data[front.offset..]);
                 front.offset += n;
@@ -778,9 +809,9 @@ impl Loop {
                 }
                 tracing::debug!(handle_id = r.id, error = %e, "write failed");
             }
-        }
-        if written > 0 {
-            self.note_io(r, 0, written as u64);
+            if written > 0 {
+                t.io.note(0, written as u64, now);
+            }
         }
         self.tcp_update_active(r);
         for io in done {
@@ -841,7 +872,7 @@ impl Loop {
     /// Closing a TCP handle: closes the socket now; queued writes, a pending connect and a
     /// pending shutdown fail with `ECANCELED` in the close phase.
     pub(crate) fn tcp_close(&mut self, r: HandleRef) {
-        let Some(t) = self.handles.data_mut::<TcpData>(r) else {
+        let Some(t) = self.handles.data_mut::<Box<TcpData>>(r) else {
             return;
         };
         // Dropping the socket closes its descriptor, which takes it out of the epoll set:

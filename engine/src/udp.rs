@@ -48,7 +48,9 @@ impl Handle for Udp {
 }
 
 fn udp_mut(lp: &mut Loop, r: HandleRef) -> Result<&mut UdpData, EngineError> {
-    lp.handles.open_data_mut::<UdpData>(r)
+    lp.handles
+        .open_data_mut::<Box<UdpData>>(r)
+        .map(|u| &mut **u)
 }
 
 impl Udp {
@@ -145,8 +147,8 @@ impl Udp {
         cb: Option<DoneCb>,
     ) -> Result<(), EngineError> {
         let site = Location::caller();
-        let now = lp.now_ns;
-        let u = lp.handles.open_data_mut::<UdpData>(self.0)?;
+        let (now, io_now) = (lp.now_ns, lp.io_now());
+        let u = lp.handles.open_data_mut::<Box<UdpData>>(self.0)?;
         let Some(sock) = &u.sock else {
             return Err(EngineError::InvalidState("send needs a bound socket"));
         };
@@ -160,6 +162,9 @@ impl Udp {
         } else {
             None
         };
+        if let Some(Ok(n)) = sent {
+            u.io.note(0, n as u64, io_now);
+        }
         match sent {
             None => {
                 let io = IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
@@ -167,9 +172,6 @@ impl Udp {
                 lp.handles.set_active(self.0, true);
             }
             Some(result) => {
-                if let Ok(n) = result {
-                    lp.note_io(self.0, 0, n as u64);
-                }
                 if cb.is_some() {
                     let io =
                         IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
@@ -188,7 +190,7 @@ impl Loop {
     fn udp_update_active(&mut self, r: HandleRef) {
         let want = self
             .handles
-            .data::<UdpData>(r)
+            .data::<Box<UdpData>>(r)
             .is_some_and(|u| u.receiving || !u.sends.is_empty());
         self.handles.set_active(r, want);
     }
@@ -210,6 +212,7 @@ impl Loop {
 
     fn udp_recv_burst(&mut self, r: HandleRef, buf: &mut [u8]) -> bool {
         for _ in 0..RECVS_PER_EVENT {
+            let now = self.io_now();
             let Ok(u) = udp_mut(self, r) else { return true };
             if !u.receiving {
                 u.readable_hint = true;
@@ -218,7 +221,7 @@ impl Loop {
             let Some(sock) = &u.sock else { return true };
             let received = match sock.recv_from(buf) {
                 Ok((n, from)) => {
-                    self.note_io(r, n as u64, 0);
+                    u.io.note(n as u64, 0, now);
                     Ok((&buf[..n], from))
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -229,7 +232,7 @@ impl Loop {
             self.run_handle_callback(
                 Phase::Poll,
                 r,
-                |u: &mut UdpData| &mut u.recv_cb,
+                |u: &mut Box<UdpData>| &mut u.recv_cb,
                 |lp, f| f(lp, udp, received),
             );
         }
@@ -238,8 +241,9 @@ impl Loop {
 
     fn udp_flush(&mut self, r: HandleRef) {
         let mut done = Vec::new();
-        let mut written = 0u64;
+        let now = self.io_now();
         if let Ok(u) = udp_mut(self, r) {
+            let mut written = 0u64;
             let Some(sock) = &u.sock else { return };
             while let Some(front) = u.sends.front() {
                 let result = match sock.send_to(&front.data, front.to) {
@@ -254,9 +258,9 @@ impl Loop {
                     done.push((s.io, result));
                 }
             }
-        }
-        if written > 0 {
-            self.note_io(r, 0, written);
+            if written > 0 {
+                u.io.note(0, written, now);
+            }
         }
         self.udp_update_active(r);
         for (io, result) in done {
@@ -268,7 +272,7 @@ impl Loop {
     /// `ECANCELED` in the close phase.
     pub(crate) fn udp_close(&mut self, r: HandleRef) {
         let registry = self.poll.registry();
-        let Some(u) = self.handles.data_mut::<UdpData>(r) else {
+        let Some(u) = self.handles.data_mut::<Box<UdpData>>(r) else {
             return;
         };
         if let Some(mut sock) = u.sock.take() {
