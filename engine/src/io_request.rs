@@ -37,6 +37,17 @@ impl IoRequest {
         let req = requests.insert(kind, RequestData::Io, site, now_ns);
         IoRequest { req, kind, cb }
     }
+
+    /// [`IoRequest::start`] with a callback that waits for it.
+    pub(crate) fn waited_for(
+        requests: &mut RequestTable,
+        kind: RequestType,
+        site: &'static Location<'static>,
+        now_ns: u64,
+        cb: impl FnOnce(&mut Loop, io::Result<()>) + 'static,
+    ) -> IoRequest {
+        IoRequest::start(requests, kind, site, now_ns, Some(Box::new(cb)))
+    }
 }
 
 /// When a completion callback runs.

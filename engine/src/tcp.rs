@@ -174,6 +174,16 @@ impl WriteBytes for &[u8] {
     }
 }
 
+/// Where the connection callback lives between calls ([`Loop::run_handle_callback`]).
+fn connection_cb(t: &mut Box<TcpData>) -> &mut Option<ConnectionCb> {
+    &mut t.connection_cb
+}
+
+/// Where the read callback lives between calls.
+fn read_cb(t: &mut Box<TcpData>) -> &mut Option<ReadCb> {
+    &mut t.read_cb
+}
+
 /// Writes as much of `data` as the socket takes now. Returns how much it took and the error
 /// that stopped it, if one did (a full socket is no error).
 #[inline(always)]
@@ -335,13 +345,8 @@ impl Tcp {
         let tcp = lp.adopt_stream(stream, None, site)?;
         let now = lp.now_ns;
         let t = lp.handles.open_data_mut::<Box<TcpData>>(tcp.0)?;
-        t.connect = Some(IoRequest::start(
-            &mut lp.requests,
-            RequestType::Connect,
-            site,
-            now,
-            Some(Box::new(cb)),
-        ));
+        let connect = IoRequest::waited_for(&mut lp.requests, RequestType::Connect, site, now, cb);
+        t.connect = Some(connect);
         lp.tcp_update_active(tcp.0);
         Ok(tcp)
     }
@@ -363,13 +368,7 @@ impl Tcp {
         }
         t.read_cb = Some(Box::new(cb));
         t.read_started = true;
-        t.reading = true;
-        if t.readable_hint {
-            t.readable_hint = false;
-            lp.io_again.push(self.0);
-        }
-        lp.tcp_update_active(self.0);
-        Ok(())
+        self.read_resume(lp)
     }
 
     /// Resumes reads with the callback given to the last [`Tcp::read_start`] (Node's
@@ -519,13 +518,9 @@ impl Tcp {
                 "shutdown needs a connected stream",
             ));
         }
-        t.shutdown = Some(IoRequest::start(
-            &mut lp.requests,
-            RequestType::Shutdown,
-            site,
-            now,
-            Some(Box::new(cb)),
-        ));
+        let shutdown =
+            IoRequest::waited_for(&mut lp.requests, RequestType::Shutdown, site, now, cb);
+        t.shutdown = Some(shutdown);
         lp.tcp_update_active(self.0);
         lp.tcp_try_shutdown(self.0);
         Ok(())
@@ -700,13 +695,7 @@ impl Loop {
                 Err(e) => Err(e),
             };
             let failed = result.is_err();
-            let server = Tcp(r);
-            self.run_handle_callback(
-                Phase::Poll,
-                r,
-                |t: &mut Box<TcpData>| &mut t.connection_cb,
-                |lp, f| f(lp, server, result),
-            );
+            self.run_handle_callback(Phase::Poll, r, connection_cb, |lp, f| f(lp, Tcp(r), result));
             if failed {
                 // EMFILE and friends: try again next iteration rather than spin here.
                 self.io_again_later.push(r);
@@ -759,13 +748,7 @@ impl Loop {
                     e.map_or(ReadEvent::Eof, ReadEvent::Error)
                 }
             };
-            let tcp = Tcp(r);
-            self.run_handle_callback(
-                Phase::Poll,
-                r,
-                |t: &mut Box<TcpData>| &mut t.read_cb,
-                |lp, f| f(lp, tcp, event),
-            );
+            self.run_handle_callback(Phase::Poll, r, read_cb, |lp, f| f(lp, Tcp(r), event));
             if stop {
                 return true;
             }
