@@ -2,10 +2,10 @@
 //! site, state and type-specific data, and the [`Handle`] trait of operations they all share.
 //!
 //! Every decision that depends on a handle's type is made here, each one exhaustive `match`
-//! with no wildcard arm — over [`HandleData`] ([`HandleData::fd`], [`HandleData::io`],
-//! [`HandleData::take_cancelled`], [`Loop::stop_for_close`]) or over its [`HandleType`]
-//! ([`Loop::io_event`], the poll phase's hot path) — so adding a variant to either makes the
-//! compiler point at every one of them.
+//! with no wildcard arm — over its [`HandleData`] ([`HandleData::fd`], [`HandleData::io`],
+//! [`HandleData::take_cancelled`]) or over its [`HandleType`] ([`Loop::io_event`],
+//! [`Loop::stop_for_close`], which the slot's type decides without another lookup) — so
+//! adding a variant to either makes the compiler point at every one of them.
 
 use std::os::fd::RawFd;
 use std::panic::Location;
@@ -20,7 +20,7 @@ use super::target::{next_id, HandleId, HandleType};
 use super::tcp::TcpData;
 use super::timer::TimerData;
 use super::udp::UdpData;
-use super::watcher::WatcherData;
+use super::watcher::{WatcherData, WatcherKind};
 use super::{EngineError, Loop};
 
 /// Flag: the handle is active (started).
@@ -107,18 +107,20 @@ impl HandleData {
     }
 
     /// The requests that closing the handle cancelled (writes, connect, shutdown, sends),
-    /// taken out to fail with `ECANCELED` in the close phase, before the close callback.
-    pub fn take_cancelled(&mut self) -> Vec<IoRequest> {
-        match self {
-            HandleData::Tcp(t) => std::mem::take(&mut t.cancelled),
-            HandleData::Udp(u) => std::mem::take(&mut u.cancelled),
+    /// taken out to fail with `ECANCELED` in the close phase, before the close callback;
+    /// `None` when there are none (most handles: nothing to allocate or drop).
+    pub fn take_cancelled(&mut self) -> Option<Vec<IoRequest>> {
+        let cancelled = match self {
+            HandleData::Tcp(t) => &mut t.cancelled,
+            HandleData::Udp(u) => &mut u.cancelled,
             // Their callbacks belong to the handle, not to requests.
             HandleData::Timer(_)
             | HandleData::Watcher(_)
             | HandleData::Async(_)
             | HandleData::Signal(_)
-            | HandleData::Poll(_) => Vec::new(),
-        }
+            | HandleData::Poll(_) => return None,
+        };
+        (!cancelled.is_empty()).then(|| std::mem::take(cancelled))
     }
 }
 
@@ -146,21 +148,20 @@ impl Loop {
         }
     }
 
-    /// Stops a handle as [`Loop::close_handle`] begins: it leaves the timer heap, its
-    /// watcher list or the signal set, its socket closes, its requests are cancelled.
-    pub(crate) fn stop_for_close(&mut self, r: HandleRef) {
-        match self.handles.get(r).map(|s| &s.data) {
-            Some(HandleData::Timer(_)) => self.timer_stop(r),
-            Some(HandleData::Watcher(w)) => {
-                let kind = w.kind;
-                self.watcher_stop(r, kind);
-            }
-            Some(HandleData::Async(_)) => self.async_close(r),
-            Some(HandleData::Tcp(_)) => self.tcp_close(r),
-            Some(HandleData::Udp(_)) => self.udp_close(r),
-            Some(HandleData::Signal(_)) => self.signal_stop(r),
-            Some(HandleData::Poll(_)) => self.poll_fd_close(r),
-            None => {}
+    /// Stops a handle of type `kind` as [`Loop::close_handle`] begins: it leaves the timer
+    /// heap, its watcher list or the signal set, its socket closes, its requests are
+    /// cancelled.
+    pub(crate) fn stop_for_close(&mut self, r: HandleRef, kind: HandleType) {
+        match kind {
+            HandleType::Timer => self.timer_stop(r),
+            HandleType::Idle => self.watcher_stop(r, WatcherKind::Idle),
+            HandleType::Prepare => self.watcher_stop(r, WatcherKind::Prepare),
+            HandleType::Check => self.watcher_stop(r, WatcherKind::Check),
+            HandleType::Async => self.async_close(r),
+            HandleType::Tcp => self.tcp_close(r),
+            HandleType::Udp => self.udp_close(r),
+            HandleType::Signal => self.signal_stop(r),
+            HandleType::Poll => self.poll_fd_close(r),
         }
     }
 }

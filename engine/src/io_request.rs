@@ -89,10 +89,14 @@ impl Loop {
     /// Close phase, before the close callback: fails the requests the handle's close
     /// cancelled with `ECANCELED`.
     pub(crate) fn run_cancelled(&mut self, r: HandleRef) {
-        let Some(slot) = self.handles.get_mut(r) else {
+        let Some(cancelled) = self
+            .handles
+            .get_mut(r)
+            .and_then(|s| s.data.take_cancelled())
+        else {
             return;
         };
-        for io in slot.data.take_cancelled() {
+        for io in cancelled {
             let cancelled = io::Error::from_raw_os_error(libc::ECANCELED);
             self.complete_io(io, Err(cancelled), When::Now(Phase::Close));
         }

@@ -881,7 +881,8 @@ impl Loop {
         }
         slot.flags |= CLOSING;
         slot.close_cb = cb;
-        self.stop_for_close(r);
+        let kind = slot.kind;
+        self.stop_for_close(r, kind);
         self.handles.closing.push(r);
     }
 

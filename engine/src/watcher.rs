@@ -17,8 +17,6 @@ pub(crate) type WatcherCb = Box<dyn FnMut(&mut Loop, HandleRef)>;
 
 pub(crate) struct WatcherData {
     pub cb: Option<WatcherCb>,
-    /// The phase it runs in.
-    pub kind: WatcherKind,
 }
 
 /// Which phase a watcher runs in. (Public in this private module only so that the sealed
@@ -118,10 +116,7 @@ impl<P: WatcherPhase> Watcher<P> {
     #[track_caller]
     pub fn new(lp: &mut Loop) -> Self {
         let site = Location::caller();
-        let data = HandleData::Watcher(WatcherData {
-            cb: None,
-            kind: P::KIND,
-        });
+        let data = HandleData::Watcher(WatcherData { cb: None });
         Watcher(
             lp.handles.insert(P::HANDLE_TYPE, data, site, lp.now_ns),
             PhantomData,
