@@ -9,6 +9,7 @@
 
 pub use crate::current::{CurrentCallback, LABEL_MAX};
 pub use crate::handle::TypeCount;
+pub use crate::names::PerType;
 pub use crate::pool::{PoolSnapshot, TaskOutcome, WorkerSnapshot, POOL_KINDS};
 pub use crate::recorder::{
     IterationRecord, Recorder, RetainedIterations, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS,

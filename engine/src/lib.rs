@@ -2,11 +2,11 @@
 //!
 //! One [`Loop`] per thread. [`Loop::run`] reads like libuv's `uv_run`: each iteration is
 //! update time → timers → pending → idle → prepare → poll → check → close, every phase one
-//! named call wrapped by [`Loop::phase`], which times it. Every callback goes through
-//! [`Loop::dispatch`], the one choke point that knows the phase and the handle or request,
+//! named call wrapped by `Loop::phase`, which times it. Every callback goes through
+//! `Loop::dispatch`, the one choke point that knows the phase and the handle or request,
 //! publishes it in the current-callback slot (read by the stall watchdog), catches panics and
 //! counts. Stats stay loop-local and are published as immutable snapshots, read through
-//! the loop's [`LoopObserver`](instrument::LoopObserver): what an observer needs is in
+//! the loop's [`instrument::LoopObserver`]: what an observer needs is in
 //! [`instrument`].
 #![deny(missing_docs)]
 
@@ -47,7 +47,7 @@ pub use async_handle::{Async, AsyncSender};
 pub use fs::{DirEntry, FsFile};
 pub use handle::{Handle, HandleInfo, HandleRef};
 pub use io_request::DoneCb;
-pub use names::{Named, PerType};
+pub use names::Named;
 pub use phase::Phase;
 pub use poll_fd::{PollEvents, PollFd};
 pub use pool::{

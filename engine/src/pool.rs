@@ -85,7 +85,7 @@ named_enum!(
         Fast => "fast",
         /// Work that may hold a worker for long (CPU-bound
         /// [`Loop::queue_work_slow`](super::Loop::queue_work_slow), getaddrinfo): at most
-        /// [`slow_limit`] workers at once, so fast work always finds one (libuv's
+        /// half the workers (rounded up) at once, so fast work always finds one (libuv's
         /// `UV__WORK_SLOW_IO`).
         Slow => "slow",
     }
@@ -171,7 +171,7 @@ pub struct PoolSnapshot {
     pub queued: Vec<(RequestType, usize)>,
     /// Workers running slow work ([`WorkClass::Slow`]).
     pub slow_busy_workers: usize,
-    /// How many workers slow work may occupy at once ([`slow_limit`] of the size).
+    /// How many workers slow work may occupy at once (half the size, rounded up).
     pub slow_limit: usize,
     /// Queue wait by task kind (index by [`RequestType::index`]).
     pub queue_wait: Vec<(RequestType, Histogram)>,
