@@ -295,8 +295,8 @@ fn measure(
 ///   loopd-on's count swing between ~400 and ~900 Ir per round trip from run to run.
 ///   At full speed it is 10 publications a second whatever the load.
 const NOT_COUNTED: &[&str] = &[
-    "loopd::engine::clock::calibrate",
-    "loopd::engine::stats::<impl loopd::engine::Loop>::publish",
+    "loopd_engine::clock::calibrate",
+    "loopd_engine::stats::<impl loopd_engine::Loop>::publish",
 ];
 
 /// The inclusive Ir of every function named `name` (self cost plus the inclusive cost

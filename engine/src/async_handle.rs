@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::handle::{Handle, HandleData, HandleRef};
 use super::phase::Phase;
-use super::target::{HandleType, Target};
+use super::target::HandleType;
 use super::wake::LoopWake;
 use super::Loop;
 
@@ -23,12 +23,6 @@ pub(crate) struct AsyncShared {
 pub(crate) struct AsyncData {
     pub cb: Option<AsyncCb>,
     pub shared: Arc<AsyncShared>,
-}
-
-impl AsyncData {
-    pub fn mark_closed(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-    }
 }
 
 /// An async handle. It is active from creation and keeps the loop alive until closed or
@@ -87,37 +81,31 @@ impl Async {
     #[track_caller]
     pub fn new(lp: &mut Loop, cb: impl FnMut(&mut Loop, Async) + 'static) -> Async {
         let site = Location::caller();
-        // The shared part needs the handle's reference, which exists once the slot does.
-        let r = lp.handles.insert(
-            HandleType::Async,
-            HandleData::Watcher(super::watcher::WatcherData { cb: None }),
-            site,
-            lp.now_ns,
-        );
-        let shared = Arc::new(AsyncShared {
-            pending: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            handle: r,
-            wake: lp.wake.clone(),
-        });
-        if let Some(slot) = lp.handles.get_mut(r) {
-            slot.data = HandleData::Async(AsyncData {
-                cb: Some(Box::new(cb)),
-                shared,
+        let wake = lp.wake.clone();
+        // The shared part names the handle, so it is built with the slot.
+        let r = lp
+            .handles
+            .insert_with(HandleType::Async, site, lp.now_ns, |r| {
+                HandleData::Async(AsyncData {
+                    cb: Some(Box::new(cb)),
+                    shared: Arc::new(AsyncShared {
+                        pending: AtomicBool::new(false),
+                        closed: AtomicBool::new(false),
+                        handle: r,
+                        wake,
+                    }),
+                })
             });
-        }
         lp.handles.set_active(r, true);
         Async(r)
     }
 
     /// A sender for other threads; `None` if the handle is closed.
     pub fn sender(&self, lp: &Loop) -> Option<AsyncSender> {
-        match lp.handles.get(self.0).map(|s| &s.data) {
-            Some(HandleData::Async(a)) => Some(AsyncSender {
-                shared: a.shared.clone(),
-            }),
-            _ => None,
-        }
+        let a = lp.handles.data::<AsyncData>(self.0)?;
+        Some(AsyncSender {
+            shared: a.shared.clone(),
+        })
     }
 
     /// Same as a send from another thread.
@@ -130,25 +118,25 @@ impl Loop {
     /// Poll phase: runs the callbacks of async handles that were sent to.
     pub(crate) fn run_asyncs(&mut self, ready: &[HandleRef]) {
         for &r in ready {
-            let Some(HandleData::Async(a)) = self.handles.get_mut(r).map(|s| &mut s.data) else {
+            let Some(a) = self.handles.data_mut::<AsyncData>(r) else {
                 continue;
             };
             // Cleared before the callback, so a send during the callback calls it again.
             a.shared.pending.store(false, Ordering::Release);
-            let mut cb = a.cb.take();
-            if let Some(f) = cb.as_mut() {
-                self.dispatch(
-                    Phase::Poll,
-                    Target::Handle(HandleType::Async, r.id()),
-                    r.slot,
-                    |lp| f(lp, Async(r)),
-                );
-            }
-            if let Some(HandleData::Async(a)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-                if a.cb.is_none() {
-                    a.cb = cb;
-                }
-            }
+            self.run_handle_callback(
+                Phase::Poll,
+                r,
+                |a: &mut AsyncData| &mut a.cb,
+                |lp, f| f(lp, Async(r)),
+            );
         }
+    }
+
+    /// Closing an async handle: later sends do nothing.
+    pub(crate) fn async_close(&mut self, r: HandleRef) {
+        if let Some(a) = self.handles.data::<AsyncData>(r) {
+            a.shared.closed.store(true, Ordering::Release);
+        }
+        self.handles.set_active(r, false);
     }
 }

@@ -158,7 +158,7 @@ impl CallbackSlot {
                 present.then(|| String::from_utf8_lossy(&raw[..len.min(LABEL_MAX)]).into_owned());
             return Some(CurrentCallback {
                 dispatch,
-                phase: Phase::from_index(phase)?,
+                phase: Phase::from_index(phase as usize)?,
                 target: Target::decode(kind, id)?,
                 label,
                 started_ns,
@@ -176,7 +176,7 @@ mod tests {
     fn reads_what_was_entered() {
         let slot = CallbackSlot::default();
         assert_eq!(slot.read(), None);
-        let target = Target::Handle(HandleType::Timer, HandleId(7));
+        let target = Target::Handle(HandleType::Timer, HandleId::new(7));
         slot.enter(Phase::Timers, target, || Some("a timer"), 42);
         let cur = slot.read().expect("running");
         assert_eq!(cur.phase, Phase::Timers);
@@ -193,7 +193,7 @@ mod tests {
         let label = "é".repeat(40);
         slot.enter(
             Phase::Poll,
-            Target::Handle(HandleType::Tcp, HandleId(1)),
+            Target::Handle(HandleType::Tcp, HandleId::new(1)),
             || Some(label.as_str()),
             0,
         );

@@ -1,10 +1,18 @@
 //! The handle table: every long-lived object of a loop, with its id, type, label, creation
 //! site, state and type-specific data, and the [`Handle`] trait of operations they all share.
+//!
+//! Every decision that depends on a handle's type is made here, each one exhaustive `match`
+//! with no wildcard arm — over its [`HandleData`] ([`HandleData::fd`], [`HandleData::io`],
+//! [`HandleData::take_cancelled`]) or over its [`HandleType`] ([`Loop::io_event`],
+//! [`Loop::stop_for_close`], which the slot's type decides without another lookup) — so
+//! adding a variant to either makes the compiler point at every one of them.
 
+use std::os::fd::RawFd;
 use std::panic::Location;
 use std::sync::Arc;
 
 use super::async_handle::AsyncData;
+use super::io_request::IoRequest;
 use super::poll_fd::PollData;
 use super::signal::SignalData;
 use super::slots::{HasId, Slots};
@@ -12,8 +20,8 @@ use super::target::{next_id, HandleId, HandleType};
 use super::tcp::TcpData;
 use super::timer::TimerData;
 use super::udp::UdpData;
-use super::watcher::WatcherData;
-use super::Loop;
+use super::watcher::{WatcherData, WatcherKind};
+use super::{EngineError, Loop};
 
 /// Flag: the handle is active (started).
 pub(crate) const ACTIVE: u8 = 1;
@@ -33,7 +41,7 @@ pub struct HandleRef {
 impl HandleRef {
     /// The handle's stable id.
     pub fn id(&self) -> HandleId {
-        HandleId(self.id)
+        HandleId::new(self.id)
     }
 }
 
@@ -47,9 +55,20 @@ pub(crate) struct IoCounters {
     pub last_activity_ns: u64,
 }
 
-/// Type-specific state.
+impl IoCounters {
+    /// Counts bytes moved at `now_ns` ([`Loop::io_now`]).
+    #[inline]
+    pub fn note(&mut self, read: u64, written: u64, now_ns: u64) {
+        self.bytes_read += read;
+        self.bytes_written += written;
+        self.last_activity_ns = now_ns;
+    }
+}
+
+/// Type-specific state, one variant per kind of handle data.
 pub(crate) enum HandleData {
     Timer(TimerData),
+    /// Idle, prepare and check handles.
     Watcher(WatcherData),
     Async(AsyncData),
     Tcp(Box<TcpData>),
@@ -57,6 +76,136 @@ pub(crate) enum HandleData {
     Signal(SignalData),
     Poll(PollData),
 }
+
+impl HandleData {
+    /// The file descriptor the handle watches, if it has one.
+    pub fn fd(&self) -> Option<RawFd> {
+        match self {
+            HandleData::Tcp(t) => t.fd,
+            HandleData::Udp(u) => u.fd,
+            HandleData::Poll(p) => Some(p.fd()),
+            HandleData::Timer(_)
+            | HandleData::Watcher(_)
+            | HandleData::Async(_)
+            | HandleData::Signal(_) => None,
+        }
+    }
+
+    /// The bytes-moved counters of handles that move bytes (kept in their type-specific data,
+    /// so timers and watchers stay small).
+    pub fn io(&self) -> Option<&IoCounters> {
+        match self {
+            HandleData::Tcp(t) => Some(&t.io),
+            HandleData::Udp(u) => Some(&u.io),
+            // The caller reads and writes the descriptor itself: the loop sees no bytes.
+            HandleData::Poll(_) => None,
+            HandleData::Timer(_)
+            | HandleData::Watcher(_)
+            | HandleData::Async(_)
+            | HandleData::Signal(_) => None,
+        }
+    }
+
+    /// The requests that closing the handle cancelled (writes, connect, shutdown, sends),
+    /// taken out to fail with `ECANCELED` in the close phase, before the close callback;
+    /// `None` when there are none (most handles: nothing to allocate or drop).
+    pub fn take_cancelled(&mut self) -> Option<Vec<IoRequest>> {
+        let cancelled = match self {
+            HandleData::Tcp(t) => &mut t.cancelled,
+            HandleData::Udp(u) => &mut u.cancelled,
+            // Their callbacks belong to the handle, not to requests.
+            HandleData::Timer(_)
+            | HandleData::Watcher(_)
+            | HandleData::Async(_)
+            | HandleData::Signal(_)
+            | HandleData::Poll(_) => return None,
+        };
+        (!cancelled.is_empty()).then(|| std::mem::take(cancelled))
+    }
+}
+
+impl Loop {
+    /// Poll phase: readiness of a handle's descriptor (registered with
+    /// [`token::for_handle`](super::token::for_handle)).
+    pub(crate) fn io_event(&mut self, r: HandleRef, readable: bool, writable: bool) {
+        let Some(slot) = self.handles.get(r) else {
+            // Closed since the poll returned.
+            return;
+        };
+        match slot.kind {
+            HandleType::Tcp => self.tcp_io(r, readable, writable),
+            HandleType::Udp => self.udp_io(r, readable, writable),
+            HandleType::Poll => self.poll_fd_io(r, readable, writable),
+            // No descriptor of their own: the loop's waker and signal pipe serve them.
+            HandleType::Timer
+            | HandleType::Idle
+            | HandleType::Prepare
+            | HandleType::Check
+            | HandleType::Async
+            | HandleType::Signal => {
+                debug_assert!(false, "readiness for a handle without a descriptor")
+            }
+        }
+    }
+
+    /// Stops a handle of type `kind` as [`Loop::close_handle`] begins: it leaves the timer
+    /// heap, its watcher list or the signal set, its socket closes, its requests are
+    /// cancelled.
+    pub(crate) fn stop_for_close(&mut self, r: HandleRef, kind: HandleType) {
+        match kind {
+            HandleType::Timer => self.timer_stop(r),
+            HandleType::Idle => self.watcher_stop(r, WatcherKind::Idle),
+            HandleType::Prepare => self.watcher_stop(r, WatcherKind::Prepare),
+            HandleType::Check => self.watcher_stop(r, WatcherKind::Check),
+            HandleType::Async => self.async_close(r),
+            HandleType::Tcp => self.tcp_close(r),
+            HandleType::Udp => self.udp_close(r),
+            HandleType::Signal => self.signal_stop(r),
+            HandleType::Poll => self.poll_fd_close(r),
+        }
+    }
+}
+
+/// The data of one handle type: where it sits in [`HandleData`]. Typed access for the
+/// type's own file (each typed handle only ever refers to data of its own type).
+pub(crate) trait TypeData: Sized {
+    fn of(data: &HandleData) -> Option<&Self>;
+    fn of_mut(data: &mut HandleData) -> Option<&mut Self>;
+}
+
+macro_rules! type_data {
+    ($($variant:ident => $ty:ty),+ $(,)?) => {$(
+        impl TypeData for $ty {
+            #[inline]
+            fn of(data: &HandleData) -> Option<&Self> {
+                if let HandleData::$variant(d) = data {
+                    Some(d)
+                } else {
+                    None
+                }
+            }
+
+            #[inline]
+            fn of_mut(data: &mut HandleData) -> Option<&mut Self> {
+                if let HandleData::$variant(d) = data {
+                    Some(d)
+                } else {
+                    None
+                }
+            }
+        }
+    )+};
+}
+
+type_data!(
+    Timer => TimerData,
+    Watcher => WatcherData,
+    Async => AsyncData,
+    Tcp => Box<TcpData>,
+    Udp => Box<UdpData>,
+    Signal => SignalData,
+    Poll => PollData,
+);
 
 pub(crate) struct HandleSlot {
     pub id: u64,
@@ -72,19 +221,6 @@ pub(crate) struct HandleSlot {
 impl HasId for HandleSlot {
     fn id(&self) -> u64 {
         self.id
-    }
-}
-
-impl HandleSlot {
-    /// The file descriptor and I/O counters of handles that do I/O (kept in their
-    /// type-specific data, so timers and watchers stay small).
-    pub fn io(&self) -> (Option<i32>, IoCounters) {
-        match &self.data {
-            HandleData::Tcp(t) => (t.fd, t.io),
-            HandleData::Udp(u) => (u.fd, u.io),
-            HandleData::Poll(p) => (Some(p.fd()), IoCounters::default()),
-            _ => (None, IoCounters::default()),
-        }
     }
 }
 
@@ -118,8 +254,19 @@ impl HandleTable {
         site: &'static Location<'static>,
         now_ns: u64,
     ) -> HandleRef {
+        self.insert_with(kind, site, now_ns, |_| data)
+    }
+
+    /// Inserts a handle whose data needs its own reference (an async handle's shared part).
+    pub fn insert_with(
+        &mut self,
+        kind: HandleType,
+        site: &'static Location<'static>,
+        now_ns: u64,
+        data: impl FnOnce(HandleRef) -> HandleData,
+    ) -> HandleRef {
         let id = next_id();
-        let slot = HandleSlot {
+        let index = self.slots.insert_with(|slot| HandleSlot {
             id,
             kind,
             flags: REF,
@@ -127,9 +274,8 @@ impl HandleTable {
             site,
             created_ns: now_ns,
             close_cb: None,
-            data,
-        };
-        let index = self.slots.insert(slot);
+            data: data(HandleRef { slot, id }),
+        });
         self.counts[kind.index()].total += 1;
         self.opened[kind.index()] += 1;
         HandleRef { slot: index, id }
@@ -143,6 +289,33 @@ impl HandleTable {
     #[inline]
     pub fn get_mut(&mut self, r: HandleRef) -> Option<&mut HandleSlot> {
         self.slots.get_mut(r.slot, r.id)
+    }
+
+    /// The data of a live handle (closing or not), as its type `D`.
+    #[inline]
+    pub fn data<D: TypeData>(&self, r: HandleRef) -> Option<&D> {
+        D::of(&self.get(r)?.data)
+    }
+
+    /// [`HandleTable::data`], mutable.
+    #[inline]
+    pub fn data_mut<D: TypeData>(&mut self, r: HandleRef) -> Option<&mut D> {
+        D::of_mut(&mut self.get_mut(r)?.data)
+    }
+
+    /// The data of a handle that is open (not closing), as its type `D`.
+    ///
+    /// # Errors
+    /// [`EngineError::Closed`] when the handle is closing or closed.
+    #[inline]
+    pub fn open_data_mut<D: TypeData>(&mut self, r: HandleRef) -> Result<&mut D, EngineError> {
+        match self.get_mut(r) {
+            Some(s) if s.flags & CLOSING == 0 => match D::of_mut(&mut s.data) {
+                Some(d) => Ok(d),
+                None => Err(EngineError::InvalidState("not a handle of this type")),
+            },
+            _ => Err(EngineError::Closed),
+        }
     }
 
     /// Sets or clears the active flag, keeping the counts right. Returns whether it changed.
@@ -259,9 +432,9 @@ pub struct HandleInfo {
 
 impl HandleInfo {
     pub(crate) fn of(slot: &HandleSlot) -> HandleInfo {
-        let (fd, io) = slot.io();
+        let io = slot.data.io().copied().unwrap_or_default();
         HandleInfo {
-            id: HandleId(slot.id),
+            id: HandleId::new(slot.id),
             kind: slot.kind,
             label: slot.label.clone(),
             site: slot.site,
@@ -269,7 +442,7 @@ impl HandleInfo {
             active: slot.flags & ACTIVE != 0,
             has_ref: slot.flags & REF != 0,
             closing: slot.flags & CLOSING != 0,
-            fd,
+            fd: slot.data.fd(),
             bytes_read: io.bytes_read,
             bytes_written: io.bytes_written,
             last_activity_ns: io.last_activity_ns,

@@ -2,18 +2,22 @@
 //!
 //! One [`Loop`] per thread. [`Loop::run`] reads like libuv's `uv_run`: each iteration is
 //! update time → timers → pending → idle → prepare → poll → check → close, every phase one
-//! named call wrapped by [`Loop::phase`], which times it. Every callback goes through
-//! [`Loop::dispatch`], the one choke point that knows the phase and the handle or request,
+//! named call wrapped by `Loop::phase`, which times it. Every callback goes through
+//! `Loop::dispatch`, the one choke point that knows the phase and the handle or request,
 //! publishes it in the current-callback slot (read by the stall watchdog), catches panics and
-//! counts. Stats stay loop-local and are published as immutable snapshots
-//! ([`LoopObserver`]).
+//! counts. Stats stay loop-local and are published as immutable snapshots, read through
+//! the loop's [`instrument::LoopObserver`]: what an observer needs is in
+//! [`instrument`].
 #![deny(missing_docs)]
 
 mod async_handle;
-pub mod clock;
+mod clock;
 mod current;
 mod fs;
 mod handle;
+pub mod instrument;
+mod io_request;
+mod names;
 mod phase;
 mod poll_fd;
 mod pool;
@@ -26,6 +30,7 @@ mod sys;
 mod target;
 mod tcp;
 mod timer;
+mod token;
 mod udp;
 mod wake;
 mod watcher;
@@ -39,34 +44,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use async_handle::{Async, AsyncSender};
-pub use current::{CurrentCallback, LABEL_MAX};
 pub use fs::{DirEntry, FsFile};
-pub use handle::{Handle, HandleInfo, HandleRef, TypeCount};
+pub use handle::{Handle, HandleInfo, HandleRef};
+pub use io_request::DoneCb;
+pub use names::Named;
 pub use phase::Phase;
 pub use poll_fd::{PollEvents, PollFd};
 pub use pool::{
-    PoolSnapshot, TaskOutcome, ThreadPool, WorkClass, WorkContext, WorkError, WorkerSnapshot,
-    DEFAULT_SIZE as THREADPOOL_DEFAULT_SIZE, MAX_SIZE as THREADPOOL_MAX_SIZE, POOL_KINDS,
+    ThreadPool, WorkClass, WorkContext, WorkError, DEFAULT_SIZE as THREADPOOL_DEFAULT_SIZE,
+    MAX_SIZE as THREADPOOL_MAX_SIZE,
 };
-pub use recorder::{
-    IterationRecord, Recorder, RetainedIterations, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS,
-};
-pub use request::{RequestInfo, RequestRef, RequestState};
+pub use request::{RequestInfo, RequestState};
 pub use signal::Signal;
-pub use stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilization};
-pub use sys::ThreadIdentity;
 pub use target::{HandleId, HandleType, RequestId, RequestType, Target};
-pub use tcp::{DoneCb, ReadEvent, Tcp};
+pub use tcp::{ReadEvent, Tcp};
 pub use timer::Timer;
 pub use udp::Udp;
 pub use watcher::{
     Check, CheckPhase, Idle, IdlePhase, Prepare, PreparePhase, Watcher, WatcherPhase,
 };
 
-use handle::{CloseCb, HandleData, HandleTable, CLOSING};
+use handle::{CloseCb, HandleTable, TypeData, CLOSING};
+use instrument::LoopObserver;
 use pool::{Completion, Job, JobFn, JobOutput};
 use recorder::RecorderLocal;
-use request::{AfterWork, RequestData, RequestTable};
+use request::{AfterWork, RequestData, RequestRef, RequestTable};
 use stats::LoopStats;
 use timer::TimerHeap;
 use wake::LoopWake;
@@ -143,20 +145,8 @@ impl std::fmt::Debug for LoopOptions {
 
 static NEXT_LOOP_INDEX: AtomicUsize = AtomicUsize::new(0);
 
-/// The token of the loop's waker in its `mio::Poll`.
-const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
-/// The token of the loop's signal pipe.
-const SIGNAL_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
-/// Handle tokens: slot index in the high bits, the id's low bits below, so a readiness event
-/// for a closed handle whose slot was reused is recognised as stale.
-const TOKEN_ID_BITS: u32 = 40;
-const TOKEN_ID_MASK: usize = (1 << TOKEN_ID_BITS) - 1;
 /// Size of the loop's read buffer.
 const READ_BUF: usize = 64 * 1024;
-
-pub(crate) fn token_for(r: HandleRef) -> mio::Token {
-    mio::Token(((r.slot as usize) << TOKEN_ID_BITS) | (r.id as usize & TOKEN_ID_MASK))
-}
 
 /// A callback deferred to the pending phase.
 pub(crate) struct Pending {
@@ -237,7 +227,7 @@ impl Loop {
     /// When the OS poller cannot be created.
     pub fn with_options(options: LoopOptions) -> io::Result<Loop> {
         let poll = mio::Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let waker = mio::Waker::new(poll.registry(), token::WAKER)?;
         let index = options
             .index
             .unwrap_or_else(|| NEXT_LOOP_INDEX.fetch_add(1, Ordering::Relaxed));
@@ -615,9 +605,9 @@ impl Loop {
             let (handles, requests) = (&self.handles, &self.requests);
             let label = move || match target {
                 Target::Handle(_, id) => handles
-                    .get(HandleRef { slot, id: id.0 })
+                    .get(HandleRef { slot, id: id.get() })
                     .and_then(|s| s.label.as_deref()),
-                Target::Request(_, id) => requests.label(slot, id.0),
+                Target::Request(_, id) => requests.label(slot, id.get()),
             };
             self.observer
                 .current
@@ -639,6 +629,34 @@ impl Loop {
         }
     }
 
+    /// Runs a handle's callback, kept in its data as the field `cb_of` picks: takes it out
+    /// (so the callback may use the loop freely, even give the handle a new callback), runs
+    /// it through [`Loop::dispatch`], and puts it back unless the callback installed a new
+    /// one or the handle is gone. Every handle callback of every type runs through here.
+    #[inline]
+    pub(crate) fn run_handle_callback<D: TypeData, C>(
+        &mut self,
+        phase: Phase,
+        r: HandleRef,
+        cb_of: impl Fn(&mut D) -> &mut Option<C>,
+        call: impl FnOnce(&mut Loop, &mut C),
+    ) {
+        let Some(slot) = self.handles.get_mut(r) else {
+            return;
+        };
+        let kind = slot.kind;
+        let Some(mut cb) = D::of_mut(&mut slot.data).and_then(|d| cb_of(d).take()) else {
+            return;
+        };
+        let target = Target::Handle(kind, r.id());
+        self.dispatch(phase, target, r.slot, |lp| call(lp, &mut cb));
+        if let Some(field) = self.handles.data_mut::<D>(r).map(cb_of) {
+            if field.is_none() {
+                *field = Some(cb);
+            }
+        }
+    }
+
     #[cold]
     fn record_slow(
         &mut self,
@@ -651,7 +669,7 @@ impl Loop {
         let label = match target {
             Target::Handle(_, id) => self
                 .handles
-                .get(HandleRef { slot, id: id.0 })
+                .get(HandleRef { slot, id: id.get() })
                 .and_then(|s| s.label.clone()),
             Target::Request(..) => None,
         };
@@ -686,7 +704,7 @@ impl Loop {
             "callback panicked; its handle is closed and the loop goes on"
         );
         if let Target::Handle(_, id) = target {
-            self.close_handle(HandleRef { slot, id: id.0 }, None);
+            self.close_handle(HandleRef { slot, id: id.get() }, None);
         }
     }
 
@@ -704,7 +722,6 @@ impl Loop {
     }
 
     /// Queues `cb` for the next pending phase.
-    #[allow(dead_code)]
     pub(crate) fn defer(&mut self, target: Target, slot: u32, cb: Box<dyn FnOnce(&mut Loop)>) {
         self.pending.push(Pending { target, slot, cb });
     }
@@ -737,8 +754,8 @@ impl Loop {
         for event in events.iter() {
             n += 1;
             match event.token() {
-                WAKER_TOKEN => self.run_wakeups(),
-                SIGNAL_TOKEN => self.run_signals(),
+                token::WAKER => self.run_wakeups(),
+                token::SIGNAL => self.run_signals(),
                 token => {
                     let Some(r) = self.handle_for_token(token) else {
                         continue;
@@ -777,20 +794,12 @@ impl Loop {
         }
     }
 
-    fn handle_for_token(&self, token: mio::Token) -> Option<HandleRef> {
-        let slot = (token.0 >> TOKEN_ID_BITS) as u32;
-        let id_low = token.0 & TOKEN_ID_MASK;
-        let (r, s) = self.handles.by_slot(slot)?;
-        (s.id as usize & TOKEN_ID_MASK == id_low).then_some(r)
-    }
-
-    fn io_event(&mut self, r: HandleRef, readable: bool, writable: bool) {
-        match self.handles.get(r).map(|s| s.kind) {
-            Some(HandleType::Tcp) => self.tcp_io(r, readable, writable),
-            Some(HandleType::Udp) => self.udp_io(r, readable, writable),
-            Some(HandleType::Poll) => self.poll_fd_io(r, readable, writable),
-            _ => {}
-        }
+    /// The live handle a readiness event is for; `None` for a closed handle's (its slot may
+    /// hold another handle by now).
+    #[inline]
+    fn handle_for_token(&self, t: mio::Token) -> Option<HandleRef> {
+        let (r, s) = self.handles.by_slot(token::slot_of(t))?;
+        token::matches(t, s.id).then_some(r)
     }
 
     /// Thread-pool completions, then async handles.
@@ -848,16 +857,11 @@ impl Loop {
         let mut batch = std::mem::take(&mut self.close_batch);
         std::mem::swap(&mut batch, &mut self.handles.closing);
         for &r in batch.iter().rev() {
+            self.run_cancelled(r);
             let Some(slot) = self.handles.get_mut(r) else {
                 continue;
             };
             let kind = slot.kind;
-            if matches!(kind, HandleType::Tcp | HandleType::Udp) {
-                self.run_cancelled(r);
-            }
-            let Some(slot) = self.handles.get_mut(r) else {
-                continue;
-            };
             if let Some(cb) = slot.close_cb.take() {
                 self.dispatch(Phase::Close, Target::Handle(kind, r.id()), r.slot, cb);
             }
@@ -878,29 +882,7 @@ impl Loop {
         slot.flags |= CLOSING;
         slot.close_cb = cb;
         let kind = slot.kind;
-        match &slot.data {
-            HandleData::Timer(_) => self.timer_stop(r),
-            HandleData::Watcher(_) => {
-                let wk = match kind {
-                    HandleType::Idle => WatcherKind::Idle,
-                    HandleType::Prepare => WatcherKind::Prepare,
-                    _ => WatcherKind::Check,
-                };
-                self.watcher_stop(r, wk);
-            }
-            HandleData::Async(a) => {
-                a.mark_closed();
-                self.handles.set_active(r, false);
-            }
-            HandleData::Tcp(_) => self.tcp_close(r),
-            HandleData::Udp(_) => self.udp_close(r),
-            HandleData::Poll(_) => {
-                if let Err(e) = self.poll_fd_close(r) {
-                    tracing::debug!(handle_id = r.id, error = %e, "poll handle deregister failed");
-                }
-            }
-            HandleData::Signal(_) => self.signal_stop(r),
-        }
+        self.stop_for_close(r, kind);
         self.handles.closing.push(r);
     }
 

@@ -5,15 +5,15 @@
 //! is level-triggered; this is the one semantic difference, and it is what lets loopd avoid
 //! an `epoll_ctl` per event). Closing the handle stops watching; the descriptor stays open.
 
-use std::io;
 use std::os::fd::RawFd;
 use std::panic::Location;
 
 use mio::unix::SourceFd;
 
-use super::handle::{Handle, HandleData, HandleRef, CLOSING};
+use super::handle::{Handle, HandleData, HandleRef};
 use super::phase::Phase;
-use super::target::{HandleType, Target};
+use super::target::HandleType;
+use super::token;
 use super::{EngineError, Loop};
 
 /// Which readiness a poll handle reports.
@@ -75,19 +75,11 @@ impl PollFd {
         cb: impl FnMut(&mut Loop, PollFd, PollEvents) + 'static,
     ) -> Result<(), EngineError> {
         let registry = lp.poll.registry();
-        let Some(slot) = lp.handles.get_mut(self.0) else {
-            return Err(EngineError::Closed);
-        };
-        if slot.flags & CLOSING != 0 {
-            return Err(EngineError::Closed);
-        }
-        let HandleData::Poll(p) = &mut slot.data else {
-            return Err(EngineError::InvalidState("not a poll handle"));
-        };
+        let p = lp.handles.open_data_mut::<PollData>(self.0)?;
         if !p.registered {
             registry.register(
                 &mut SourceFd(&p.fd),
-                super::token_for(self.0),
+                token::for_handle(self.0)?,
                 mio::Interest::READABLE | mio::Interest::WRITABLE,
             )?;
             p.registered = true;
@@ -100,7 +92,7 @@ impl PollFd {
 
     /// Stops reporting readiness.
     pub fn stop(&self, lp: &mut Loop) {
-        if let Some(HandleData::Poll(p)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+        if let Some(p) = lp.handles.data_mut::<PollData>(self.0) {
             p.wanted = PollEvents::default();
         }
         lp.handles.set_active(self.0, false);
@@ -110,13 +102,7 @@ impl PollFd {
 impl Loop {
     /// Poll phase: readiness on a poll handle's descriptor.
     pub(crate) fn poll_fd_io(&mut self, r: HandleRef, readable: bool, writable: bool) {
-        let Some(slot) = self.handles.get_mut(r) else {
-            return;
-        };
-        if slot.flags & CLOSING != 0 {
-            return;
-        }
-        let HandleData::Poll(p) = &mut slot.data else {
+        let Ok(p) = self.handles.open_data_mut::<PollData>(r) else {
             return;
         };
         let events = PollEvents {
@@ -126,32 +112,25 @@ impl Loop {
         if !events.readable && !events.writable {
             return;
         }
-        let mut cb = p.cb.take();
-        if let Some(f) = cb.as_mut() {
-            self.dispatch(
-                Phase::Poll,
-                Target::Handle(HandleType::Poll, r.id()),
-                r.slot,
-                |lp| f(lp, PollFd(r), events),
-            );
-        }
-        if let Some(HandleData::Poll(p)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-            if p.cb.is_none() {
-                p.cb = cb;
-            }
-        }
+        self.run_handle_callback(
+            Phase::Poll,
+            r,
+            |p: &mut PollData| &mut p.cb,
+            |lp, f| f(lp, PollFd(r), events),
+        );
     }
 
     /// Closing a poll handle: stops watching; the descriptor is the caller's.
-    pub(crate) fn poll_fd_close(&mut self, r: HandleRef) -> io::Result<()> {
+    pub(crate) fn poll_fd_close(&mut self, r: HandleRef) {
         let registry = self.poll.registry();
-        if let Some(HandleData::Poll(p)) = self.handles.get_mut(r).map(|s| &mut s.data) {
+        if let Some(p) = self.handles.data_mut::<PollData>(r) {
             if std::mem::take(&mut p.registered) {
-                registry.deregister(&mut SourceFd(&p.fd))?;
+                if let Err(e) = registry.deregister(&mut SourceFd(&p.fd)) {
+                    tracing::debug!(handle_id = r.id, error = %e, "poll handle deregister failed");
+                }
             }
             p.cb = None;
         }
         self.handles.set_active(r, false);
-        Ok(())
     }
 }

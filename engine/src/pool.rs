@@ -23,6 +23,7 @@ use super::request::RequestRef;
 use super::stats::Histogram;
 use super::target::{RequestId, RequestType};
 use super::wake::LoopWake;
+use crate::names::named_enum;
 pub use context::WorkContext;
 pub use queue::slow_limit;
 use queue::WorkQueue;
@@ -48,38 +49,19 @@ pub enum WorkError {
     WrongType,
 }
 
-/// How a pool task ended, for the `tasks_total{kind, outcome}` counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TaskOutcome {
-    /// Returned normally.
-    Ok,
-    /// Returned an error (fs and getaddrinfo tasks).
-    Error,
-    /// Panicked.
-    Panic,
-    /// Cancelled while queued, or stopped early because it was cancelled.
-    Cancelled,
-}
-
-impl TaskOutcome {
-    /// Every outcome.
-    pub const ALL: [TaskOutcome; 4] = [
-        TaskOutcome::Ok,
-        TaskOutcome::Error,
-        TaskOutcome::Panic,
-        TaskOutcome::Cancelled,
-    ];
-
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskOutcome::Ok => "ok",
-            TaskOutcome::Error => "error",
-            TaskOutcome::Panic => "panic",
-            TaskOutcome::Cancelled => "cancelled",
-        }
+named_enum!(
+    /// How a pool task ended, for the `tasks_total{kind, outcome}` counter.
+    pub enum TaskOutcome {
+        /// Returned normally.
+        Ok => "ok",
+        /// Returned an error (fs and getaddrinfo tasks).
+        Error => "error",
+        /// Panicked.
+        Panic => "panicked",
+        /// Cancelled while queued, or stopped early because it was cancelled.
+        Cancelled => "cancelled",
     }
-}
+);
 
 /// What a task returns: the value for the after-callback and whether it failed.
 pub(crate) struct JobOutput {
@@ -95,18 +77,19 @@ pub(crate) enum JobFn {
     Slow(Box<dyn FnOnce(&WorkContext<'_>) -> JobOutput + Send>),
 }
 
-/// Which workers may run a task (libuv's work kinds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WorkClass {
-    /// Short work (fs requests, [`Loop::queue_work`](super::Loop::queue_work)): may take
-    /// every worker.
-    Fast,
-    /// Work that may hold a worker for long (CPU-bound
-    /// [`Loop::queue_work_slow`](super::Loop::queue_work_slow), getaddrinfo): at most
-    /// [`slow_limit`] workers at once, so fast work always finds one (libuv's
-    /// `UV__WORK_SLOW_IO`).
-    Slow,
-}
+named_enum!(
+    /// Which workers may run a task (libuv's work kinds).
+    pub enum WorkClass {
+        /// Short work (fs requests, [`Loop::queue_work`](super::Loop::queue_work)): may take
+        /// every worker.
+        Fast => "fast",
+        /// Work that may hold a worker for long (CPU-bound
+        /// [`Loop::queue_work_slow`](super::Loop::queue_work_slow), getaddrinfo): at most
+        /// half the workers (rounded up) at once, so fast work always finds one (libuv's
+        /// `UV__WORK_SLOW_IO`).
+        Slow => "slow",
+    }
+);
 
 pub(crate) struct Job {
     pub req: RequestRef,
@@ -138,7 +121,7 @@ pub(crate) struct Completion {
 pub(crate) struct PoolMetrics {
     queue_wait: [Histogram; RequestType::COUNT],
     run: [Histogram; RequestType::COUNT],
-    tasks: [[u64; 4]; RequestType::COUNT],
+    tasks: [[u64; TaskOutcome::COUNT]; RequestType::COUNT],
 }
 
 struct PoolState {
@@ -188,7 +171,7 @@ pub struct PoolSnapshot {
     pub queued: Vec<(RequestType, usize)>,
     /// Workers running slow work ([`WorkClass::Slow`]).
     pub slow_busy_workers: usize,
-    /// How many workers slow work may occupy at once ([`slow_limit`] of the size).
+    /// How many workers slow work may occupy at once (half the size, rounded up).
     pub slow_limit: usize,
     /// Queue wait by task kind (index by [`RequestType::index`]).
     pub queue_wait: Vec<(RequestType, Histogram)>,
@@ -314,7 +297,7 @@ impl ThreadPool {
 
     /// Counts a task cancelled before it reached the queue (still in its loop's hands).
     pub(crate) fn count_cancelled(&self, kind: RequestType) {
-        lock(&self.inner.metrics).tasks[kind.index()][3] += 1;
+        lock(&self.inner.metrics).tasks[kind.index()][TaskOutcome::Cancelled.index()] += 1;
     }
 
     /// The request a worker is running right now, if any (for request listings).
@@ -363,10 +346,8 @@ impl ThreadPool {
             .flat_map(|k| {
                 TaskOutcome::ALL
                     .iter()
-                    .enumerate()
-                    .map(move |(o, outcome)| (*k, *outcome, o))
+                    .map(move |o| (*k, *o, m.tasks[k.index()][o.index()]))
             })
-            .map(|(k, outcome, o)| (k, outcome, m.tasks[k.index()][o]))
             .collect();
         PoolSnapshot {
             size,
@@ -403,7 +384,7 @@ impl PoolMetrics {
         for k in 0..RequestType::COUNT {
             self.queue_wait[k].merge(&other.queue_wait[k]);
             self.run[k].merge(&other.run[k]);
-            for o in 0..4 {
+            for o in 0..TaskOutcome::COUNT {
                 self.tasks[k][o] += other.tasks[k][o];
             }
         }
@@ -419,10 +400,6 @@ impl PoolMetrics {
         let m = self;
         m.queue_wait[kind.index()].record(wait_ns);
         m.run[kind.index()].record(run_ns);
-        let o = TaskOutcome::ALL
-            .iter()
-            .position(|x| *x == outcome)
-            .unwrap_or(0);
-        m.tasks[kind.index()][o] += 1;
+        m.tasks[kind.index()][outcome.index()] += 1;
     }
 }

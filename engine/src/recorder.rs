@@ -31,7 +31,7 @@ pub struct IterationRecord {
     pub idle_ns: u64,
     /// Per phase (index by [`Phase::index`]): start and duration; duration 0 when the phase
     /// ran no callback (the poll phase always has one: its processing, idle excluded).
-    pub phases: [(u64, u64); 7],
+    pub phases: [(u64, u64); Phase::COUNT],
 }
 
 /// A callback that ran at least [`SLOW_CALLBACK_NS`].

@@ -9,6 +9,7 @@ use super::pool::WorkError;
 use super::slots::{HasId, Slots};
 use super::target::{next_id, RequestId, RequestType};
 use super::Loop;
+use crate::names::named_enum;
 
 /// An opaque reference to a request slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,31 +21,21 @@ pub struct RequestRef {
 impl RequestRef {
     /// The request's stable id.
     pub fn id(&self) -> RequestId {
-        RequestId(self.id)
+        RequestId::new(self.id)
     }
 }
 
-/// Where a request is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RequestState {
-    /// Waiting (in the thread-pool queue, or for the socket to be writable).
-    Queued,
-    /// A worker runs it.
-    Running,
-    /// Finished; its callback is running.
-    Done,
-}
-
-impl RequestState {
-    /// The name used in the protocol.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestState::Queued => "queued",
-            RequestState::Running => "running",
-            RequestState::Done => "done",
-        }
+named_enum!(
+    /// Where a request is in its life.
+    pub enum RequestState {
+        /// Waiting (in the thread-pool queue, or for the socket to be writable).
+        Queued => "queued",
+        /// A worker runs it.
+        Running => "running",
+        /// Finished; its callback is running.
+        Done => "done",
     }
-}
+);
 
 pub(crate) type AfterWork = Box<dyn FnOnce(&mut Loop, Result<Box<dyn Any + Send>, WorkError>)>;
 
@@ -155,7 +146,7 @@ pub struct RequestInfo {
 impl RequestInfo {
     pub(crate) fn of(slot: &RequestSlot) -> RequestInfo {
         RequestInfo {
-            id: RequestId(slot.id),
+            id: RequestId::new(slot.id),
             kind: slot.kind,
             label: slot.label.clone(),
             site: slot.site,

@@ -8,10 +8,11 @@ use std::panic::Location;
 
 use signal_hook_mio::v1_0::Signals;
 
-use super::handle::{Handle, HandleData, HandleRef, CLOSING};
+use super::handle::{Handle, HandleData, HandleRef};
 use super::phase::Phase;
-use super::target::{HandleType, Target};
-use super::{EngineError, Loop, SIGNAL_TOKEN};
+use super::target::HandleType;
+use super::token;
+use super::{EngineError, Loop};
 
 pub(crate) type SignalCb = Box<dyn FnMut(&mut Loop, Signal, i32)>;
 
@@ -68,7 +69,7 @@ impl Signal {
             return Err(EngineError::Closed);
         }
         lp.signal_watch(signum)?;
-        if let Some(HandleData::Signal(s)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+        if let Some(s) = lp.handles.data_mut::<SignalData>(self.0) {
             s.signum = signum;
             s.cb = Some(Box::new(cb));
         }
@@ -95,7 +96,7 @@ impl Loop {
                 let mut s = Signals::new([signum])?;
                 self.poll
                     .registry()
-                    .register(&mut s, SIGNAL_TOKEN, mio::Interest::READABLE)?;
+                    .register(&mut s, token::SIGNAL, mio::Interest::READABLE)?;
                 self.signals.signals = Some(s);
             }
         }
@@ -118,31 +119,15 @@ impl Loop {
         for signum in arrived {
             let handles = self.signals.handles.clone();
             for r in handles {
-                let Some(slot) = self.handles.get_mut(r) else {
-                    continue;
-                };
-                if slot.flags & CLOSING != 0 {
-                    continue;
-                }
-                let HandleData::Signal(s) = &mut slot.data else {
-                    continue;
-                };
-                if s.signum != signum {
-                    continue;
-                }
-                let mut cb = s.cb.take();
-                if let Some(f) = cb.as_mut() {
-                    self.dispatch(
+                // Watching this signal, and not closed by an earlier callback.
+                let watching = self.handles.open_data_mut::<SignalData>(r);
+                if watching.is_ok_and(|s| s.signum == signum) {
+                    self.run_handle_callback(
                         Phase::Poll,
-                        Target::Handle(HandleType::Signal, r.id()),
-                        r.slot,
-                        |lp| f(lp, Signal(r), signum),
+                        r,
+                        |s: &mut SignalData| &mut s.cb,
+                        |lp, f| f(lp, Signal(r), signum),
                     );
-                }
-                if let Some(HandleData::Signal(s)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-                    if s.cb.is_none() {
-                        s.cb = cb;
-                    }
                 }
             }
         }

@@ -24,14 +24,21 @@ impl<T> Default for Slots<T> {
 impl<T: HasId> Slots<T> {
     /// Stores `item`, reusing a free slot if there is one; returns its slot index.
     pub fn insert(&mut self, item: T) -> u32 {
+        self.insert_with(|_| item)
+    }
+
+    /// Stores the item `make` builds from the slot index it will have; returns the index.
+    #[inline]
+    pub fn insert_with(&mut self, make: impl FnOnce(u32) -> T) -> u32 {
         match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(item);
+                self.slots[i as usize] = Some(make(i));
                 i
             }
             None => {
-                self.slots.push(Some(item));
-                (self.slots.len() - 1) as u32
+                let i = self.slots.len() as u32;
+                self.slots.push(Some(make(i)));
+                i
             }
         }
     }

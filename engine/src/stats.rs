@@ -17,6 +17,7 @@ pub use histogram::Histogram;
 use super::clock::{now_ns, wall_ms};
 use super::current::{CallbackSlot, CurrentCallback};
 use super::handle::{HandleInfo, TypeCount};
+use super::names::PerType;
 use super::phase::Phase;
 use super::recorder::Recorder;
 use super::request::{RequestInfo, RequestState};
@@ -41,8 +42,8 @@ pub(crate) struct LoopStats {
     pub idle_ns: u64,
     /// Time blocked in the last poll, subtracted from the poll phase's duration.
     pub last_poll_idle_ns: u64,
-    pub phase_ns: [Histogram; 7],
-    pub phase_callbacks: [u64; 7],
+    pub phase_ns: [Histogram; Phase::COUNT],
+    pub phase_callbacks: [u64; Phase::COUNT],
     pub lag: Histogram,
     lag_window_max: u64,
     lag_recent: VecDeque<u64>,
@@ -128,18 +129,18 @@ pub struct LoopSnapshot {
     pub lag: Histogram,
     /// Largest lag seen in each recent publication interval, oldest first.
     pub lag_recent_ns: Vec<u64>,
-    /// Handle counts by type (index by [`HandleType::index`]).
-    pub handles: [TypeCount; HandleType::COUNT],
+    /// Handle counts by type (`handles[HandleType::Tcp]`).
+    pub handles: PerType<HandleType, TypeCount>,
     /// Handles opened since the loop began, by type.
-    pub handles_opened: [u64; HandleType::COUNT],
+    pub handles_opened: PerType<HandleType, u64>,
     /// Handles closed since the loop began, by type.
-    pub handles_closed: [u64; HandleType::COUNT],
+    pub handles_closed: PerType<HandleType, u64>,
     /// Requests in flight, by type.
-    pub requests_active: [u64; RequestType::COUNT],
+    pub requests_active: PerType<RequestType, u64>,
     /// Requests started, by type.
-    pub requests_started: [u64; RequestType::COUNT],
+    pub requests_started: PerType<RequestType, u64>,
     /// Request durations (creation to completion), by type.
-    pub request_duration: Vec<Histogram>,
+    pub request_duration: PerType<RequestType, Histogram>,
     /// Panics caught in callbacks.
     pub callback_panics: u64,
     /// Every handle, refreshed at most once a second unless asked for
@@ -173,12 +174,12 @@ impl LoopSnapshot {
                 .collect(),
             lag: Histogram::new(),
             lag_recent_ns: Vec::new(),
-            handles: Default::default(),
-            handles_opened: Default::default(),
-            handles_closed: Default::default(),
-            requests_active: Default::default(),
-            requests_started: Default::default(),
-            request_duration: vec![Histogram::new(); RequestType::COUNT],
+            handles: PerType::default(),
+            handles_opened: PerType::default(),
+            handles_closed: PerType::default(),
+            requests_active: PerType::default(),
+            requests_started: PerType::default(),
+            request_duration: PerType::from_fn(|_| Histogram::new()),
             callback_panics: 0,
             handle_list: Arc::new(Vec::new()),
             request_list: Arc::new(Vec::new()),
@@ -369,12 +370,12 @@ impl Loop {
                 .collect(),
             lag: st.lag.clone(),
             lag_recent_ns: st.lag_recent.iter().copied().collect(),
-            handles: self.handles.counts,
-            handles_opened: self.handles.opened,
-            handles_closed: self.handles.closed,
-            requests_active: self.requests.active,
-            requests_started: self.requests.started,
-            request_duration: st.request_ns.to_vec(),
+            handles: PerType::from_fn(|t: HandleType| self.handles.counts[t.index()]),
+            handles_opened: PerType::from_fn(|t: HandleType| self.handles.opened[t.index()]),
+            handles_closed: PerType::from_fn(|t: HandleType| self.handles.closed[t.index()]),
+            requests_active: PerType::from_fn(|t: RequestType| self.requests.active[t.index()]),
+            requests_started: PerType::from_fn(|t: RequestType| self.requests.started[t.index()]),
+            request_duration: PerType::from_fn(|t: RequestType| st.request_ns[t.index()].clone()),
             callback_panics: st.panics,
             handle_list,
             request_list,

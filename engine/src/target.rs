@@ -4,6 +4,8 @@ use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::names::named_enum;
+
 /// Ids for handles and requests come from one process-wide counter: never reused, and a
 /// handle id never equals a request id. Each thread takes them from the counter a block at a
 /// time and hands them out from its block, so creating a handle or request costs no atomic
@@ -31,13 +33,41 @@ pub(crate) fn next_id() -> u64 {
     })
 }
 
-/// A handle's stable id.
+/// A handle's stable id: only the engine makes one (so an id always names a handle that
+/// existed); [`HandleId::get`] and `Display` read it.
+///
+/// ```compile_fail,E0423
+/// let forged = loopd_engine::HandleId(7);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HandleId(pub u64);
+pub struct HandleId(u64);
 
-/// A request's stable id.
+/// A request's stable id: only the engine makes one; [`RequestId::get`] and `Display` read
+/// it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
+pub struct RequestId(u64);
+
+impl HandleId {
+    pub(crate) const fn new(id: u64) -> HandleId {
+        HandleId(id)
+    }
+
+    /// The id as a number (as on the wire and in logs).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl RequestId {
+    pub(crate) const fn new(id: u64) -> RequestId {
+        RequestId(id)
+    }
+
+    /// The id as a number (as on the wire and in logs).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for HandleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,46 +81,21 @@ impl fmt::Display for RequestId {
     }
 }
 
-macro_rules! name_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($(#[$vm])* $variant),+ }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// How many values there are.
-            pub const COUNT: usize = [$($s),+].len();
-
-            /// The name used in metrics labels and the protocol.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $s),+ }
-            }
-
-            /// Position in [`Self::ALL`].
-            #[inline]
-            pub fn index(self) -> usize {
-                self as usize
-            }
-
-            /// The value whose name is `s`.
-            pub fn parse(s: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-name_enum!(
-    /// The type of a handle (a long-lived object of the loop).
-    HandleType {
+named_enum!(
+    /// The type of a handle (a long-lived object of the loop). More types may come: match
+    /// with a wildcard arm outside the engine.
+    ///
+    /// ```compile_fail,E0004
+    /// use loopd_engine::HandleType as T;
+    /// fn fd_owning(t: T) -> bool {
+    ///     match t {
+    ///         T::Tcp | T::Udp | T::Poll => true,
+    ///         T::Timer | T::Idle | T::Prepare | T::Check | T::Async | T::Signal => false,
+    ///     }
+    /// }
+    /// ```
+    #[non_exhaustive]
+    pub enum HandleType {
         /// [`super::Timer`]
         Timer => "timer",
         /// [`super::Idle`]
@@ -112,9 +117,11 @@ name_enum!(
     }
 );
 
-name_enum!(
-    /// The type of a request (a one-shot operation).
-    RequestType {
+named_enum!(
+    /// The type of a request (a one-shot operation). More types may come: match with a
+    /// wildcard arm outside the engine.
+    #[non_exhaustive]
+    pub enum RequestType {
         /// A stream write.
         Write => "write",
         /// A TCP connect.
@@ -141,14 +148,18 @@ pub enum Target {
     Request(RequestType, RequestId),
 }
 
+/// In the encoded kind of a [`Target`]: set for requests; below it, the type's index.
 const REQUEST_BIT: u64 = 1 << 7;
+// A type's index must fit below REQUEST_BIT.
+const _: () = assert!(HandleType::COUNT <= REQUEST_BIT as usize);
+const _: () = assert!(RequestType::COUNT <= REQUEST_BIT as usize);
 
 impl Target {
     /// The raw id of the handle or request.
     pub fn id(&self) -> u64 {
         match *self {
-            Target::Handle(_, id) => id.0,
-            Target::Request(_, id) => id.0,
+            Target::Handle(_, id) => id.get(),
+            Target::Request(_, id) => id.get(),
         }
     }
 
@@ -174,10 +185,10 @@ impl Target {
 
     pub(crate) fn decode(kind: u64, id: u64) -> Option<Target> {
         if kind & REQUEST_BIT != 0 {
-            let t = *RequestType::ALL.get((kind & !REQUEST_BIT) as usize)?;
+            let t = RequestType::from_index((kind & !REQUEST_BIT) as usize)?;
             Some(Target::Request(t, RequestId(id)))
         } else {
-            let t = *HandleType::ALL.get(kind as usize)?;
+            let t = HandleType::from_index(kind as usize)?;
             Some(Target::Handle(t, HandleId(id)))
         }
     }

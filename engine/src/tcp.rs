@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::clock;
-use super::handle::{Handle, HandleData, HandleRef, IoCounters, CLOSING};
+use super::handle::{Handle, HandleData, HandleRef, IoCounters};
+use super::io_request::{DoneCb, IoRequest, When};
 use super::phase::Phase;
-use super::request::{RequestData, RequestRef};
-use super::target::{HandleType, RequestType, Target};
+use super::target::{HandleType, RequestType};
+use super::token;
 use super::{EngineError, Loop};
 
 /// Reads per readiness event before yielding to other handles.
@@ -37,8 +37,6 @@ pub enum ReadEvent<'a> {
 
 pub(crate) type ConnectionCb = Box<dyn FnMut(&mut Loop, Tcp, io::Result<()>)>;
 pub(crate) type ReadCb = Box<dyn FnMut(&mut Loop, Tcp, ReadEvent<'_>)>;
-/// Write, shutdown and connect completions.
-pub type DoneCb = Box<dyn FnOnce(&mut Loop, io::Result<()>)>;
 
 enum Sock {
     None,
@@ -47,11 +45,11 @@ enum Sock {
     Stream(mio::net::TcpStream),
 }
 
+/// A write waiting for the socket: `data[offset..]` is still to go.
 struct QueuedWrite {
-    req: RequestRef,
+    io: IoRequest,
     data: Vec<u8>,
     offset: usize,
-    cb: Option<DoneCb>,
 }
 
 pub(crate) struct TcpData {
@@ -66,11 +64,14 @@ pub(crate) struct TcpData {
     readable_hint: bool,
     writes: VecDeque<QueuedWrite>,
     write_queue_size: usize,
-    connect: Option<(RequestRef, DoneCb)>,
-    shutdown: Option<(RequestRef, DoneCb)>,
+    connect: Option<IoRequest>,
+    shutdown: Option<IoRequest>,
     write_shut: bool,
-    /// Completions to fail with `ECANCELED` in the close phase, before the close callback.
-    cancelled: Vec<(RequestRef, DoneCb)>,
+    /// Requests to fail with `ECANCELED` in the close phase, before the close callback.
+    pub(crate) cancelled: Vec<IoRequest>,
+    /// The peer's address: from the accept, or once a connect succeeded (kept, so it is known
+    /// even after the peer reset the connection).
+    peer: Option<SocketAddr>,
     pub(crate) fd: Option<i32>,
     pub(crate) io: IoCounters,
     /// Registered for writable readiness: only while writes wait or a connect is pending,
@@ -95,6 +96,7 @@ impl TcpData {
             shutdown: None,
             write_shut: false,
             cancelled: Vec::new(),
+            peer: None,
             fd: None,
             io: IoCounters::default(),
             writable_interest: false,
@@ -140,26 +142,70 @@ impl Handle for Tcp {
     }
 }
 
+// The data is boxed (a TCP handle's state is large; the slot stays small): typed access
+// goes to the box, which is never null, so a lookup does not test it.
 fn tcp_mut(lp: &mut Loop, r: HandleRef) -> Result<&mut TcpData, EngineError> {
-    match lp.handles.get_mut(r) {
-        Some(s) if s.flags & CLOSING != 0 => Err(EngineError::Closed),
-        Some(s) => match &mut s.data {
-            HandleData::Tcp(t) => Ok(t),
-            _ => Err(EngineError::InvalidState("not a tcp handle")),
-        },
-        None => Err(EngineError::Closed),
-    }
+    lp.handles
+        .open_data_mut::<Box<TcpData>>(r)
+        .map(|t| &mut **t)
 }
 
 fn tcp_ref(lp: &Loop, r: HandleRef) -> Option<&TcpData> {
-    match lp.handles.get(r).map(|s| &s.data) {
-        Some(HandleData::Tcp(t)) => Some(t),
-        _ => None,
+    lp.handles.data::<Box<TcpData>>(r).map(|t| &**t)
+}
+
+/// The bytes of a write: owned ones are queued as they are if the socket does not take them
+/// all at once; borrowed ones are copied then (only the remainder).
+trait WriteBytes: AsRef<[u8]> {
+    /// What is left after the first `written` bytes, to queue: the bytes and the offset in
+    /// them where the rest starts.
+    fn into_rest(self, written: usize) -> (Vec<u8>, usize);
+}
+
+impl WriteBytes for Vec<u8> {
+    fn into_rest(self, written: usize) -> (Vec<u8>, usize) {
+        (self, written)
     }
 }
 
-fn ecanceled() -> io::Error {
-    io::Error::from_raw_os_error(libc::ECANCELED)
+impl WriteBytes for &[u8] {
+    fn into_rest(self, written: usize) -> (Vec<u8>, usize) {
+        (self[written..].to_vec(), 0)
+    }
+}
+
+/// Where the connection callback lives between calls ([`Loop::run_handle_callback`]).
+fn connection_cb(t: &mut Box<TcpData>) -> &mut Option<ConnectionCb> {
+    &mut t.connection_cb
+}
+
+/// Where the read callback lives between calls.
+fn read_cb(t: &mut Box<TcpData>) -> &mut Option<ReadCb> {
+    &mut t.read_cb
+}
+
+/// Writes as much of `data` as the socket takes now. Returns how much it took and the error
+/// that stopped it, if one did (a full socket is no error).
+#[inline(always)]
+fn write_now(stream: &mut mio::net::TcpStream, data: &[u8]) -> (usize, Option<io::Error>) {
+    let mut offset = 0;
+    while offset < data.len() {
+        match stream.write(&data[offset..]) {
+            Ok(n) => offset += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (offset, Some(e)),
+        }
+    }
+    (offset, None)
+}
+
+/// The same error again, for every write a broken stream fails.
+fn same_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
 }
 
 impl Tcp {
@@ -255,7 +301,7 @@ impl Tcp {
         let mut listener = mio::net::TcpListener::from_std(std_listener);
         lp.poll.registry().register(
             &mut listener,
-            super::token_for(self.0),
+            token::for_handle(self.0)?,
             mio::Interest::READABLE,
         )?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
@@ -269,7 +315,8 @@ impl Tcp {
         Ok(())
     }
 
-    /// Takes the connection announced to the connection callback, as a new handle.
+    /// Takes the connection announced to the connection callback, as a new handle that
+    /// knows its peer's address ([`Tcp::peer_addr`]).
     ///
     /// # Errors
     /// [`EngineError::InvalidState`] when no connection is waiting.
@@ -280,9 +327,7 @@ impl Tcp {
         let Some((stream, peer)) = t.accepted.take() else {
             return Err(EngineError::InvalidState("no connection to accept"));
         };
-        let client = lp.adopt_stream(stream, site)?;
-        let _ = peer;
-        Ok(client)
+        lp.adopt_stream(stream, Some(peer), site)
     }
 
     /// Connects to `addr`; `cb` runs when connected or failed. Returns the new handle.
@@ -297,11 +342,11 @@ impl Tcp {
     ) -> Result<Tcp, EngineError> {
         let site = Location::caller();
         let stream = mio::net::TcpStream::connect(addr)?;
-        let tcp = lp.adopt_stream(stream, site)?;
-        let req = lp
-            .requests
-            .insert(RequestType::Connect, RequestData::Io, site, lp.now_ns);
-        tcp_mut(lp, tcp.0)?.connect = Some((req, Box::new(cb)));
+        let tcp = lp.adopt_stream(stream, None, site)?;
+        let now = lp.now_ns;
+        let t = lp.handles.open_data_mut::<Box<TcpData>>(tcp.0)?;
+        let connect = IoRequest::waited_for(&mut lp.requests, RequestType::Connect, site, now, cb);
+        t.connect = Some(connect);
         lp.tcp_update_active(tcp.0);
         Ok(tcp)
     }
@@ -323,13 +368,7 @@ impl Tcp {
         }
         t.read_cb = Some(Box::new(cb));
         t.read_started = true;
-        t.reading = true;
-        if t.readable_hint {
-            t.readable_hint = false;
-            lp.io_again.push(self.0);
-        }
-        lp.tcp_update_active(self.0);
-        Ok(())
+        self.read_resume(lp)
     }
 
     /// Resumes reads with the callback given to the last [`Tcp::read_start`] (Node's
@@ -370,7 +409,8 @@ impl Tcp {
     }
 
     /// Writes `data`: at once as far as the socket takes it, the rest queued in order.
-    /// `cb` runs when all of it is written (in the pending phase if that was immediate).
+    /// `cb` runs when all of it is written (in the pending phase if that was immediate), or
+    /// with the error that broke the stream.
     ///
     /// # Errors
     /// Closing, not connected, or shut down for writing.
@@ -381,67 +421,7 @@ impl Tcp {
         data: Vec<u8>,
         cb: Option<DoneCb>,
     ) -> Result<(), EngineError> {
-        let site = Location::caller();
-        let now = lp.now_ns;
-        let t = tcp_mut(lp, self.0)?;
-        if t.write_shut || t.shutdown.is_some() {
-            return Err(EngineError::InvalidState("stream is shut down for writing"));
-        }
-        let Sock::Stream(stream) = &mut t.sock else {
-            return Err(EngineError::InvalidState("write needs a connected stream"));
-        };
-        let mut offset = 0;
-        let mut failed = None;
-        if t.writes.is_empty() && t.connect.is_none() {
-            while offset < data.len() {
-                match stream.write(&data[offset..]) {
-                    Ok(n) => offset += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        let written = offset as u64;
-        let done = offset == data.len() || failed.is_some();
-        if !done {
-            let req = lp
-                .requests
-                .insert(RequestType::Write, RequestData::Io, site, now);
-            let t = tcp_mut(lp, self.0)?;
-            t.write_queue_size += data.len() - offset;
-            t.writes.push_back(QueuedWrite {
-                req,
-                data,
-                offset,
-                cb,
-            });
-            lp.tcp_update_active(self.0);
-        } else {
-            if cb.is_none() {
-                // Done at once and nobody waits for it: counted, never listed.
-                lp.requests.started[RequestType::Write.index()] += 1;
-            }
-            if let Some(cb) = cb {
-                let req = lp
-                    .requests
-                    .insert(RequestType::Write, RequestData::Io, site, now);
-                let result = failed.map_or(Ok(()), Err);
-                lp.defer(
-                    Target::Request(RequestType::Write, req.id()),
-                    req.slot,
-                    Box::new(move |lp| {
-                        lp.finish_request(req);
-                        cb(lp, result)
-                    }),
-                );
-            }
-        }
-        lp.note_io(self.0, 0, written);
-        Ok(())
+        self.write_from(lp, data, cb, Location::caller())
     }
 
     /// Writes a borrowed slice: as [`Tcp::write`], but without an allocation when the socket
@@ -456,33 +436,60 @@ impl Tcp {
         data: &[u8],
         cb: Option<DoneCb>,
     ) -> Result<(), EngineError> {
-        let t = tcp_mut(lp, self.0)?;
+        self.write_from(lp, data, cb, Location::caller())
+    }
+
+    /// The one write path of [`Tcp::write`] and [`Tcp::write_slice`]: straight to the socket
+    /// unless earlier writes (or the connect) wait, so order holds; what the socket does not
+    /// take is queued ([`WriteBytes`]).
+    #[inline]
+    fn write_from(
+        &self,
+        lp: &mut Loop,
+        data: impl WriteBytes,
+        cb: Option<DoneCb>,
+        site: &'static Location<'static>,
+    ) -> Result<(), EngineError> {
+        let now = lp.io_now();
+        let t = lp.handles.open_data_mut::<Box<TcpData>>(self.0)?;
         if t.write_shut || t.shutdown.is_some() {
             return Err(EngineError::InvalidState("stream is shut down for writing"));
         }
         let Sock::Stream(stream) = &mut t.sock else {
             return Err(EngineError::InvalidState("write needs a connected stream"));
         };
-        let mut offset = 0;
-        if t.writes.is_empty() && t.connect.is_none() {
-            while offset < data.len() {
-                match stream.write(&data[offset..]) {
-                    Ok(n) => offset += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // WouldBlock, or an error the queued path reports the libuv way.
-                    Err(_) => break,
+        let bytes = data.as_ref();
+        let len = bytes.len();
+        let (written, failed) = if t.writes.is_empty() && t.connect.is_none() {
+            write_now(stream, bytes)
+        } else {
+            (0, None)
+        };
+        if written > 0 {
+            t.io.note(0, written as u64, now);
+        }
+        if written == len && cb.is_none() {
+            // The common case: all taken at once and nobody waits. Counted, never listed.
+            lp.count_instant_io(RequestType::Write);
+        } else {
+            let io = IoRequest::start(&mut lp.requests, RequestType::Write, site, lp.now_ns, cb);
+            if written == len || failed.is_some() {
+                if let Some(e) = &failed {
+                    tracing::debug!(handle_id = self.0.id, error = %e, "write failed");
                 }
+                lp.complete_io(io, failed.map_or(Ok(()), Err), When::Pending);
+            } else {
+                let (rest, offset) = data.into_rest(written);
+                t.write_queue_size += rest.len() - offset;
+                t.writes.push_back(QueuedWrite {
+                    io,
+                    data: rest,
+                    offset,
+                });
+                lp.tcp_update_active(self.0);
             }
         }
-        if offset == data.len() && cb.is_none() {
-            lp.requests.started[RequestType::Write.index()] += 1;
-            lp.note_io(self.0, 0, offset as u64);
-            return Ok(());
-        }
-        if offset > 0 {
-            lp.note_io(self.0, 0, offset as u64);
-        }
-        self.write(lp, data[offset..].to_vec(), cb)
+        Ok(())
     }
 
     /// Bytes queued and not yet written (libuv's `write_queue_size`): the backpressure gauge.
@@ -502,7 +509,7 @@ impl Tcp {
     ) -> Result<(), EngineError> {
         let site = Location::caller();
         let now = lp.now_ns;
-        let t = tcp_mut(lp, self.0)?;
+        let t = lp.handles.open_data_mut::<Box<TcpData>>(self.0)?;
         if t.write_shut || t.shutdown.is_some() {
             return Err(EngineError::InvalidState("already shut down"));
         }
@@ -511,10 +518,9 @@ impl Tcp {
                 "shutdown needs a connected stream",
             ));
         }
-        let req = lp
-            .requests
-            .insert(RequestType::Shutdown, RequestData::Io, site, now);
-        tcp_mut(lp, self.0)?.shutdown = Some((req, Box::new(cb)));
+        let shutdown =
+            IoRequest::waited_for(&mut lp.requests, RequestType::Shutdown, site, now, cb);
+        t.shutdown = Some(shutdown);
         lp.tcp_update_active(self.0);
         lp.tcp_try_shutdown(self.0);
         Ok(())
@@ -564,15 +570,15 @@ impl Tcp {
         }
     }
 
-    /// The peer's address.
+    /// The peer's address, as the accept or the connect learned it: known for as long as
+    /// the handle exists, even once the peer has reset the connection.
     ///
     /// # Errors
-    /// Not connected.
+    /// Not an accepted stream, nor a connected one.
     pub fn peer_addr(&self, lp: &Loop) -> Result<SocketAddr, EngineError> {
-        match tcp_ref(lp, self.0).map(|t| &t.sock) {
-            Some(Sock::Stream(s)) => Ok(s.peer_addr()?),
-            _ => Err(EngineError::InvalidState("not a connected stream")),
-        }
+        tcp_ref(lp, self.0)
+            .and_then(|t| t.peer)
+            .ok_or(EngineError::InvalidState("not a connected stream"))
     }
 
     /// Takes the stream's pending error (`SO_ERROR`), if any. Once the peer's EOF has been
@@ -593,6 +599,7 @@ impl Loop {
     fn adopt_stream(
         &mut self,
         mut stream: mio::net::TcpStream,
+        peer: Option<SocketAddr>,
         site: &'static Location<'static>,
     ) -> Result<Tcp, EngineError> {
         let r = self.handles.insert(
@@ -601,19 +608,21 @@ impl Loop {
             site,
             self.now_ns,
         );
-        if let Err(e) =
+        let registered = token::for_handle(r).and_then(|token| {
             self.poll
                 .registry()
-                .register(&mut stream, super::token_for(r), mio::Interest::READABLE)
-        {
+                .register(&mut stream, token, mio::Interest::READABLE)
+        });
+        if let Err(e) = registered {
             // Never became a usable handle: free it at once.
             self.handles.remove(r);
             return Err(e.into());
         }
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        if let Some(HandleData::Tcp(t)) = self.handles.get_mut(r).map(|s| &mut s.data) {
+        if let Some(t) = self.handles.data_mut::<Box<TcpData>>(r) {
             t.fd = Some(fd);
             t.sock = Sock::Stream(stream);
+            t.peer = peer;
         }
         Ok(Tcp(r))
     }
@@ -623,7 +632,7 @@ impl Loop {
         let want = tcp_ref(self, r).is_some_and(|t| t.wants_active());
         self.handles.set_active(r, want);
         let registry = self.poll.registry();
-        let Some(HandleData::Tcp(t)) = self.handles.get_mut(r).map(|s| &mut s.data) else {
+        let Some(t) = self.handles.data_mut::<Box<TcpData>>(r) else {
             return;
         };
         let want_writable = !t.writes.is_empty() || t.connect.is_some();
@@ -638,33 +647,21 @@ impl Loop {
         } else {
             mio::Interest::READABLE
         };
-        match registry.reregister(stream, super::token_for(r), interest) {
+        let reregistered =
+            token::for_handle(r).and_then(|token| registry.reregister(stream, token, interest));
+        match reregistered {
             Ok(()) => t.writable_interest = want_writable,
             Err(e) => tracing::debug!(handle_id = r.id, error = %e, "reregister failed"),
         }
     }
 
-    /// Counts bytes moved on a handle and notes the activity time.
-    pub(crate) fn note_io(&mut self, r: HandleRef, read: u64, written: u64) {
-        let now = self.last_clock.max(self.now_ns);
-        if let Some(HandleData::Tcp(t)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-            t.io.bytes_read += read;
-            t.io.bytes_written += written;
-            t.io.last_activity_ns = now;
-        }
-    }
-
     /// Poll phase: readiness on a TCP handle.
+    #[inline]
     pub(crate) fn tcp_io(&mut self, r: HandleRef, readable: bool, writable: bool) {
-        let Some(slot) = self.handles.get(r) else {
+        let Ok(t) = tcp_mut(self, r) else {
             return;
         };
-        if slot.flags & CLOSING != 0 {
-            return;
-        }
-        let listening =
-            matches!(&slot.data, HandleData::Tcp(t) if matches!(t.sock, Sock::Listener(_)));
-        if listening {
+        if matches!(t.sock, Sock::Listener(_)) {
             if readable {
                 self.tcp_accept_ready(r);
             }
@@ -698,21 +695,7 @@ impl Loop {
                 Err(e) => Err(e),
             };
             let failed = result.is_err();
-            let mut cb = t.connection_cb.take();
-            if let Some(f) = cb.as_mut() {
-                let server = Tcp(r);
-                self.dispatch(
-                    Phase::Poll,
-                    Target::Handle(HandleType::Tcp, r.id()),
-                    r.slot,
-                    |lp| f(lp, server, result),
-                );
-            }
-            if let Ok(t) = tcp_mut(self, r) {
-                if t.connection_cb.is_none() {
-                    t.connection_cb = cb;
-                }
-            }
+            self.run_handle_callback(Phase::Poll, r, connection_cb, |lp, f| f(lp, Tcp(r), result));
             if failed {
                 // EMFILE and friends: try again next iteration rather than spin here.
                 self.io_again_later.push(r);
@@ -736,6 +719,7 @@ impl Loop {
     fn tcp_read_burst(&mut self, r: HandleRef, buf: &mut [u8]) -> bool {
         let mut reads = 0;
         while reads < READS_PER_EVENT {
+            let now = self.io_now();
             let Ok(t) = tcp_mut(self, r) else { return true };
             if !t.reading {
                 t.readable_hint = true;
@@ -744,7 +728,7 @@ impl Loop {
             let Sock::Stream(stream) = &mut t.sock else {
                 return true;
             };
-            let event = match stream.read(buf) {
+            let read = match stream.read(buf) {
                 Ok(0) => Err(None),
                 Ok(n) => Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -752,39 +736,19 @@ impl Loop {
                 Err(e) => Err(Some(e)),
             };
             reads += 1;
-            let stop = event.is_err();
-            if stop {
-                t.reading = false;
-            }
-            let mut cb = t.read_cb.take();
-            if let Ok(n) = event {
-                self.note_io(r, n as u64, 0);
-            } else {
-                self.tcp_update_active(r);
-            }
-            if let Some(f) = cb.as_mut() {
-                let tcp = Tcp(r);
-                let target = Target::Handle(HandleType::Tcp, r.id());
-                match event {
-                    Ok(n) => {
-                        let data = &buf[..n];
-                        self.dispatch(Phase::Poll, target, r.slot, |lp| {
-                            f(lp, tcp, ReadEvent::Data(data))
-                        })
-                    }
-                    Err(None) => {
-                        self.dispatch(Phase::Poll, target, r.slot, |lp| f(lp, tcp, ReadEvent::Eof))
-                    }
-                    Err(Some(e)) => self.dispatch(Phase::Poll, target, r.slot, |lp| {
-                        f(lp, tcp, ReadEvent::Error(e))
-                    }),
+            let stop = read.is_err();
+            let event = match read {
+                Ok(n) => {
+                    t.io.note(n as u64, 0, now);
+                    ReadEvent::Data(&buf[..n])
                 }
-            }
-            if let Ok(t) = tcp_mut(self, r) {
-                if t.read_cb.is_none() {
-                    t.read_cb = cb;
+                Err(e) => {
+                    t.reading = false;
+                    self.tcp_update_active(r);
+                    e.map_or(ReadEvent::Eof, ReadEvent::Error)
                 }
-            }
+            };
+            self.run_handle_callback(Phase::Poll, r, read_cb, |lp, f| f(lp, Tcp(r), event));
             if stop {
                 return true;
             }
@@ -793,78 +757,81 @@ impl Loop {
     }
 
     fn tcp_writable(&mut self, r: HandleRef) {
-        if let Ok(t) = tcp_mut(self, r) {
-            if let Some((req, cb)) = t.connect.take() {
-                let Sock::Stream(stream) = &t.sock else {
-                    return;
-                };
-                let result = match stream.take_error() {
-                    Ok(Some(e)) | Err(e) => Err(e),
-                    Ok(None) => match stream.peer_addr() {
-                        Ok(_) => Ok(()),
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            // Spurious: still connecting.
-                            t.connect = Some((req, cb));
-                            return;
-                        }
-                        Err(e) => Err(e),
-                    },
-                };
-                self.tcp_update_active(r);
-                self.complete_io(req, RequestType::Connect, cb, result);
-            }
-        }
+        self.tcp_connected(r);
         let mut done = Vec::new();
+        let mut failed = Vec::new();
         let mut failure = None;
-        let mut written = 0u64;
+        let now = self.io_now();
         if let Ok(t) = tcp_mut(self, r) {
             let Sock::Stream(stream) = &mut t.sock else {
                 return;
             };
+            let mut written = 0;
             while let Some(front) = t.writes.front_mut() {
-                match stream.write(&front.data[front.offset..]) {
-                    Ok(n) => {
-                        front.offset += n;
-                        t.write_queue_size -= n;
-                        written += n as u64;
-                        if front.offset == front.data.len() {
-                            if let Some(w) = t.writes.pop_front() {
-                                done.push((w.req, w.cb));
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
+                let (n, error) = write_now(stream, &front.data[front.offset..]);
+                front.offset += n;
+                t.write_queue_size -= n;
+                written += n;
+                if let Some(e) = error {
+                    failure = Some(e);
+                    break;
+                }
+                if front.offset < front.data.len() {
+                    // The socket is full: the rest waits for the next writable edge.
+                    break;
+                }
+                if let Some(w) = t.writes.pop_front() {
+                    done.push(w.io);
                 }
             }
             if let Some(e) = &failure {
-                // The stream is broken: every queued write fails with the same error.
+                // The stream is broken: every write still queued fails with the same error.
                 for w in t.writes.drain(..) {
                     t.write_queue_size -= w.data.len() - w.offset;
-                    done.push((w.req, w.cb));
+                    failed.push(w.io);
                 }
                 tracing::debug!(handle_id = r.id, error = %e, "write failed");
             }
-        }
-        if written > 0 {
-            self.note_io(r, 0, written);
+            if written > 0 {
+                t.io.note(0, written as u64, now);
+            }
         }
         self.tcp_update_active(r);
-        for (req, cb) in done {
-            let result = match &failure {
-                Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
-                None => Ok(()),
-            };
-            match cb {
-                Some(cb) => self.complete_io(req, RequestType::Write, cb, result),
-                None => self.finish_request(req),
+        for io in done {
+            self.complete_io(io, Ok(()), When::Now(Phase::Poll));
+        }
+        if let Some(e) = &failure {
+            for io in failed {
+                self.complete_io(io, Err(same_error(e)), When::Now(Phase::Poll));
             }
         }
         self.tcp_try_shutdown(r);
+    }
+
+    /// Writable readiness during a connect: completes it, unless it was spurious.
+    fn tcp_connected(&mut self, r: HandleRef) {
+        let Ok(t) = tcp_mut(self, r) else { return };
+        let Sock::Stream(stream) = &t.sock else {
+            return;
+        };
+        if t.connect.is_none() {
+            return;
+        }
+        let result = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(peer) => {
+                    t.peer = Some(peer);
+                    Ok(())
+                }
+                // Spurious: still connecting.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+        };
+        let Some(io) = t.connect.take() else { return };
+        self.tcp_update_active(r);
+        self.complete_io(io, result, When::Now(Phase::Poll));
     }
 
     /// Performs a requested shutdown once the write queue is empty.
@@ -873,7 +840,7 @@ impl Loop {
         if !t.writes.is_empty() {
             return;
         }
-        let Some((req, cb)) = t.shutdown.take() else {
+        let Some(io) = t.shutdown.take() else {
             return;
         };
         let result = match &t.sock {
@@ -882,43 +849,13 @@ impl Loop {
         };
         t.write_shut = true;
         self.tcp_update_active(r);
-        let target = Target::Request(RequestType::Shutdown, req.id());
-        self.defer(
-            target,
-            req.slot,
-            Box::new(move |lp| {
-                lp.finish_request(req);
-                cb(lp, result)
-            }),
-        );
+        self.complete_io(io, result, When::Pending);
     }
 
-    /// Completes an I/O request now (poll phase) and runs its callback.
-    fn complete_io(
-        &mut self,
-        req: RequestRef,
-        kind: RequestType,
-        cb: DoneCb,
-        result: io::Result<()>,
-    ) {
-        self.dispatch(
-            Phase::Poll,
-            Target::Request(kind, req.id()),
-            req.slot,
-            move |lp| {
-                lp.finish_request(req);
-                cb(lp, result)
-            },
-        );
-    }
-
-    /// Closing a TCP handle: deregisters and closes the socket now; queued writes, a pending
-    /// connect and a pending shutdown fail with `ECANCELED` in the close phase.
+    /// Closing a TCP handle: closes the socket now; queued writes, a pending connect and a
+    /// pending shutdown fail with `ECANCELED` in the close phase.
     pub(crate) fn tcp_close(&mut self, r: HandleRef) {
-        let Some(slot) = self.handles.get_mut(r) else {
-            return;
-        };
-        let HandleData::Tcp(t) = &mut slot.data else {
+        let Some(t) = self.handles.data_mut::<Box<TcpData>>(r) else {
             return;
         };
         // Dropping the socket closes its descriptor, which takes it out of the epoll set:
@@ -930,55 +867,9 @@ impl Loop {
         t.read_cb = None;
         t.connection_cb = None;
         t.write_queue_size = 0;
-        let mut cancelled: Vec<(RequestRef, DoneCb)> = Vec::new();
-        let mut silent = Vec::new();
-        for w in t.writes.drain(..) {
-            match w.cb {
-                Some(cb) => cancelled.push((w.req, cb)),
-                None => silent.push(w.req),
-            }
-        }
-        cancelled.extend(t.connect.take());
-        cancelled.extend(t.shutdown.take());
-        t.cancelled = cancelled;
+        let writes = t.writes.drain(..).map(|w| w.io);
+        let cancelled = writes.chain(t.connect.take()).chain(t.shutdown.take());
+        t.cancelled = cancelled.collect();
         self.handles.set_active(r, false);
-        for req in silent {
-            self.finish_request(req);
-        }
-    }
-
-    /// Close phase, before the close callback: fail the handle's cancelled requests (TCP
-    /// writes, connect, shutdown; UDP sends) with `ECANCELED`.
-    pub(crate) fn run_cancelled(&mut self, r: HandleRef) {
-        let cancelled = match self.handles.get_mut(r).map(|s| &mut s.data) {
-            Some(HandleData::Tcp(t)) => std::mem::take(&mut t.cancelled),
-            Some(HandleData::Udp(u)) => std::mem::take(&mut u.cancelled),
-            _ => return,
-        };
-        for (req, cb) in cancelled {
-            let kind = self
-                .requests
-                .get(req)
-                .map_or(RequestType::Write, |s| s.kind);
-            self.dispatch(
-                Phase::Close,
-                Target::Request(kind, req.id()),
-                req.slot,
-                move |lp| {
-                    lp.finish_request(req);
-                    cb(lp, Err(ecanceled()))
-                },
-            );
-        }
-    }
-
-    /// Removes a finished request, recording its duration.
-    pub(crate) fn finish_request(&mut self, req: RequestRef) {
-        if let Some(slot) = self.requests.remove(req) {
-            if self.instrument {
-                let took = clock::now_ns().saturating_sub(slot.created_ns);
-                self.stats.request_ns[slot.kind.index()].record(took);
-            }
-        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::clock::duration_ns;
 use super::handle::{Handle, HandleData, HandleRef};
 use super::phase::Phase;
-use super::target::{HandleType, Target};
+use super::target::HandleType;
 use super::{EngineError, Loop};
 
 pub(crate) type TimerCb = Box<dyn FnMut(&mut Loop, Timer)>;
@@ -150,10 +150,10 @@ impl TimerHeap {
 /// The timer an entry stands for, if the entry is still its live one.
 fn entry_handle(lp: &Loop, e: &Entry) -> Option<HandleRef> {
     let (r, s) = lp.handles.by_slot(e.slot)?;
-    match &s.data {
-        HandleData::Timer(t) if t.seq != 0 && t.seq as u32 == e.seq => Some(r),
-        _ => None,
-    }
+    let HandleData::Timer(t) = &s.data else {
+        return None;
+    };
+    (t.seq != 0 && t.seq as u32 == e.seq).then_some(r)
 }
 
 fn entry_is_live(lp: &Loop, e: &Entry) -> bool {
@@ -191,8 +191,6 @@ impl Loop {
             .map(|e| e.due_ns.saturating_sub(self.now_ns))
     }
 
-    /// The timers phase: collect every expired timer first, then fire them in (due, start)
-    /// order; a timer started by a callback waits for the next iteration.
     /// Whether the timers phase has anything to look at: a heap entry due by the loop time
     /// (possibly a stale one of a stopped timer, which the phase then drops).
     #[inline]
@@ -203,6 +201,8 @@ impl Loop {
             .is_some_and(|top| top.due_ns <= self.now_ns)
     }
 
+    /// The timers phase: collect every expired timer first, then fire them in (due, start)
+    /// order; a timer started by a callback waits for the next iteration.
     pub(crate) fn run_timers(&mut self) {
         let mut ready = std::mem::take(&mut self.timers.ready);
         while let Some(top) = self.timers.heap.peek() {
@@ -228,38 +228,30 @@ impl Loop {
 
     fn timer_fire(&mut self, r: HandleRef, due_ns: u64) {
         let now = self.now_ns;
-        let Some(slot) = self.handles.get_mut(r) else {
+        let Some(t) = self.handles.data_mut::<TimerData>(r) else {
             return;
         };
-        let HandleData::Timer(t) = &mut slot.data else {
-            return;
-        };
-        let repeat = t.repeat_ns;
-        let mut cb = t.cb.take();
-        if repeat > 0 {
-            let due = now.saturating_add(repeat);
+        // Rescheduled before the callback runs, so that the callback may stop or restart it.
+        if t.repeat_ns > 0 {
+            let due = now.saturating_add(t.repeat_ns);
             t.due_ns = due;
             t.seq = self.timers.push(r, due);
         } else {
             t.seq = 0;
             self.handles.set_active(r, false);
         }
-        let timer = Timer(r);
         self.firing_due_ns = due_ns;
-        let target = Target::Handle(HandleType::Timer, r.id());
-        if let Some(f) = cb.as_mut() {
-            self.dispatch(Phase::Timers, target, r.slot, |lp| f(lp, timer));
-        }
-        // Put the callback back unless the callback installed a new one or the handle died.
-        if let Some(HandleData::Timer(t)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-            if t.cb.is_none() {
-                t.cb = cb;
-            }
-        }
+        let timer = Timer(r);
+        self.run_handle_callback(
+            Phase::Timers,
+            r,
+            |t: &mut TimerData| &mut t.cb,
+            |lp, f| f(lp, timer),
+        );
     }
 
     pub(crate) fn timer_stop(&mut self, r: HandleRef) {
-        let Some(HandleData::Timer(t)) = self.handles.get_mut(r).map(|s| &mut s.data) else {
+        let Some(t) = self.handles.data_mut::<TimerData>(r) else {
             return;
         };
         if t.seq != 0 {
@@ -336,7 +328,7 @@ impl Timer {
         lp.timer_stop(self.0);
         let due = lp.now_ns.saturating_add(timeout);
         let seq = lp.timers.push(self.0, due);
-        if let Some(HandleData::Timer(t)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+        if let Some(t) = lp.handles.data_mut::<TimerData>(self.0) {
             t.cb = Some(cb);
             t.due_ns = due;
             t.repeat_ns = repeat;
@@ -358,9 +350,13 @@ impl Timer {
     /// # Errors
     /// [`EngineError::InvalidState`] if the timer was never started (it has no callback).
     pub fn again(&self, lp: &mut Loop) -> Result<(), EngineError> {
-        let (repeat, started) = match lp.handles.get(self.0).map(|s| &s.data) {
-            Some(HandleData::Timer(t)) => (t.repeat_ns, t.started),
-            _ => return Err(EngineError::Closed),
+        let Some(&TimerData {
+            repeat_ns: repeat,
+            started,
+            ..
+        }) = lp.handles.data::<TimerData>(self.0)
+        else {
+            return Err(EngineError::Closed);
         };
         if !started {
             return Err(EngineError::InvalidState("timer was never started"));
@@ -371,7 +367,7 @@ impl Timer {
         lp.timer_stop(self.0);
         let due = lp.now_ns.saturating_add(repeat);
         let seq = lp.timers.push(self.0, due);
-        if let Some(HandleData::Timer(t)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+        if let Some(t) = lp.handles.data_mut::<TimerData>(self.0) {
             t.due_ns = due;
             t.seq = seq;
         }
@@ -381,25 +377,22 @@ impl Timer {
 
     /// Sets the repeat interval used from the next expiry on (zero: no repeat).
     pub fn set_repeat(&self, lp: &mut Loop, repeat: Duration) {
-        if let Some(HandleData::Timer(t)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+        if let Some(t) = lp.handles.data_mut::<TimerData>(self.0) {
             t.repeat_ns = duration_ns(repeat);
         }
     }
 
     /// The repeat interval.
     pub fn repeat(&self, lp: &Loop) -> Duration {
-        match lp.handles.get(self.0).map(|s| &s.data) {
-            Some(HandleData::Timer(t)) => Duration::from_nanos(t.repeat_ns),
-            _ => Duration::ZERO,
-        }
+        lp.handles
+            .data::<TimerData>(self.0)
+            .map_or(Duration::ZERO, |t| Duration::from_nanos(t.repeat_ns))
     }
 
     /// Time until the timer is due (zero if overdue or stopped).
     pub fn due_in(&self, lp: &Loop) -> Duration {
-        match lp.handles.get(self.0).map(|s| &s.data) {
-            Some(HandleData::Timer(t)) if t.seq != 0 => {
-                Duration::from_nanos(t.due_ns.saturating_sub(lp.now_ns))
-            }
+        match lp.handles.data::<TimerData>(self.0) {
+            Some(t) if t.seq != 0 => Duration::from_nanos(t.due_ns.saturating_sub(lp.now_ns)),
             _ => Duration::ZERO,
         }
     }

@@ -6,11 +6,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::Location;
 
-use super::handle::{Handle, HandleData, HandleRef, IoCounters, CLOSING};
+use super::handle::{Handle, HandleData, HandleRef, IoCounters};
+use super::io_request::{DoneCb, IoRequest, When};
 use super::phase::Phase;
-use super::request::{RequestData, RequestRef};
-use super::target::{HandleType, RequestType, Target};
-use super::tcp::DoneCb;
+use super::target::{HandleType, RequestType};
+use super::token;
 use super::{EngineError, Loop};
 
 /// Datagrams per readiness event before yielding to other handles.
@@ -18,11 +18,11 @@ const RECVS_PER_EVENT: usize = 32;
 
 pub(crate) type RecvCb = Box<dyn FnMut(&mut Loop, Udp, io::Result<(&[u8], SocketAddr)>)>;
 
+/// A send waiting for the socket.
 struct QueuedSend {
-    req: RequestRef,
+    io: IoRequest,
     data: Vec<u8>,
     to: SocketAddr,
-    cb: Option<DoneCb>,
 }
 
 pub(crate) struct UdpData {
@@ -31,7 +31,8 @@ pub(crate) struct UdpData {
     receiving: bool,
     readable_hint: bool,
     sends: VecDeque<QueuedSend>,
-    pub(crate) cancelled: Vec<(RequestRef, DoneCb)>,
+    /// Sends to fail with `ECANCELED` in the close phase, before the close callback.
+    pub(crate) cancelled: Vec<IoRequest>,
     pub(crate) fd: Option<i32>,
     pub(crate) io: IoCounters,
 }
@@ -47,14 +48,9 @@ impl Handle for Udp {
 }
 
 fn udp_mut(lp: &mut Loop, r: HandleRef) -> Result<&mut UdpData, EngineError> {
-    match lp.handles.get_mut(r) {
-        Some(s) if s.flags & CLOSING != 0 => Err(EngineError::Closed),
-        Some(s) => match &mut s.data {
-            HandleData::Udp(u) => Ok(u),
-            _ => Err(EngineError::InvalidState("not a udp handle")),
-        },
-        None => Err(EngineError::Closed),
-    }
+    lp.handles
+        .open_data_mut::<Box<UdpData>>(r)
+        .map(|u| &mut **u)
 }
 
 impl Udp {
@@ -86,7 +82,7 @@ impl Udp {
         let mut sock = mio::net::UdpSocket::bind(addr)?;
         lp.poll.registry().register(
             &mut sock,
-            super::token_for(self.0),
+            token::for_handle(self.0)?,
             mio::Interest::READABLE | mio::Interest::WRITABLE,
         )?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
@@ -151,12 +147,13 @@ impl Udp {
         cb: Option<DoneCb>,
     ) -> Result<(), EngineError> {
         let site = Location::caller();
-        let now = lp.now_ns;
-        let u = udp_mut(lp, self.0)?;
+        let (now, io_now) = (lp.now_ns, lp.io_now());
+        let u = lp.handles.open_data_mut::<Box<UdpData>>(self.0)?;
         let Some(sock) = &u.sock else {
             return Err(EngineError::InvalidState("send needs a bound socket"));
         };
-        let immediate = if u.sends.is_empty() {
+        // Straight to the socket unless earlier sends wait: order holds.
+        let sent = if u.sends.is_empty() {
             match sock.send_to(&data, to) {
                 Ok(n) => Some(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
@@ -165,31 +162,24 @@ impl Udp {
         } else {
             None
         };
-        let req = lp
-            .requests
-            .insert(RequestType::UdpSend, RequestData::Io, site, now);
-        match immediate {
-            Some(result) => {
-                if let Ok(n) = &result {
-                    lp.udp_note(self.0, 0, *n as u64);
-                }
-                let result = result.map(|_| ());
-                lp.defer(
-                    Target::Request(RequestType::UdpSend, req.id()),
-                    req.slot,
-                    Box::new(move |lp| {
-                        lp.finish_request(req);
-                        if let Some(cb) = cb {
-                            cb(lp, result)
-                        }
-                    }),
-                );
-            }
+        if let Some(Ok(n)) = sent {
+            u.io.note(0, n as u64, io_now);
+        }
+        match sent {
             None => {
-                udp_mut(lp, self.0)?
-                    .sends
-                    .push_back(QueuedSend { req, data, to, cb });
+                let io = IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
+                u.sends.push_back(QueuedSend { io, data, to });
                 lp.handles.set_active(self.0, true);
+            }
+            Some(result) => {
+                if cb.is_some() {
+                    let io =
+                        IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
+                    lp.complete_io(io, result.map(|_| ()), When::Pending);
+                } else {
+                    // Done at once and nobody waits for it: counted, never listed.
+                    lp.count_instant_io(RequestType::UdpSend);
+                }
             }
         }
         Ok(())
@@ -198,20 +188,11 @@ impl Udp {
 
 impl Loop {
     fn udp_update_active(&mut self, r: HandleRef) {
-        let want = match self.handles.get(r).map(|s| &s.data) {
-            Some(HandleData::Udp(u)) => u.receiving || !u.sends.is_empty(),
-            _ => false,
-        };
+        let want = self
+            .handles
+            .data::<Box<UdpData>>(r)
+            .is_some_and(|u| u.receiving || !u.sends.is_empty());
         self.handles.set_active(r, want);
-    }
-
-    fn udp_note(&mut self, r: HandleRef, read: u64, written: u64) {
-        let now = self.last_clock.max(self.now_ns);
-        if let Some(HandleData::Udp(u)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-            u.io.bytes_read += read;
-            u.io.bytes_written += written;
-            u.io.last_activity_ns = now;
-        }
     }
 
     /// Poll phase: readiness on a UDP handle.
@@ -231,44 +212,38 @@ impl Loop {
 
     fn udp_recv_burst(&mut self, r: HandleRef, buf: &mut [u8]) -> bool {
         for _ in 0..RECVS_PER_EVENT {
+            let now = self.io_now();
             let Ok(u) = udp_mut(self, r) else { return true };
             if !u.receiving {
                 u.readable_hint = true;
                 return true;
             }
             let Some(sock) = &u.sock else { return true };
-            let result = match sock.recv_from(buf) {
-                Ok((n, from)) => Ok((n, from)),
+            let received = match sock.recv_from(buf) {
+                Ok((n, from)) => {
+                    u.io.note(n as u64, 0, now);
+                    Ok((&buf[..n], from))
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
-            let mut cb = u.recv_cb.take();
-            if let Ok((n, _)) = &result {
-                self.udp_note(r, *n as u64, 0);
-            }
-            if let Some(f) = cb.as_mut() {
-                let target = Target::Handle(HandleType::Udp, r.id());
-                let udp = Udp(r);
-                let data = &buf[..];
-                self.dispatch(Phase::Poll, target, r.slot, move |lp| match result {
-                    Ok((n, from)) => f(lp, udp, Ok((&data[..n], from))),
-                    Err(e) => f(lp, udp, Err(e)),
-                });
-            }
-            if let Ok(u) = udp_mut(self, r) {
-                if u.recv_cb.is_none() {
-                    u.recv_cb = cb;
-                }
-            }
+            let udp = Udp(r);
+            self.run_handle_callback(
+                Phase::Poll,
+                r,
+                |u: &mut Box<UdpData>| &mut u.recv_cb,
+                |lp, f| f(lp, udp, received),
+            );
         }
         false
     }
 
     fn udp_flush(&mut self, r: HandleRef) {
         let mut done = Vec::new();
-        let mut written = 0u64;
+        let now = self.io_now();
         if let Ok(u) = udp_mut(self, r) {
+            let mut written = 0u64;
             let Some(sock) = &u.sock else { return };
             while let Some(front) = u.sends.front() {
                 let result = match sock.send_to(&front.data, front.to) {
@@ -280,27 +255,16 @@ impl Loop {
                     Err(e) => Err(e),
                 };
                 if let Some(s) = u.sends.pop_front() {
-                    done.push((s.req, s.cb, result));
+                    done.push((s.io, result));
                 }
             }
-        }
-        if written > 0 {
-            self.udp_note(r, 0, written);
+            if written > 0 {
+                u.io.note(0, written, now);
+            }
         }
         self.udp_update_active(r);
-        for (req, cb, result) in done {
-            match cb {
-                Some(cb) => self.dispatch(
-                    Phase::Poll,
-                    Target::Request(RequestType::UdpSend, req.id()),
-                    req.slot,
-                    move |lp| {
-                        lp.finish_request(req);
-                        cb(lp, result)
-                    },
-                ),
-                None => self.finish_request(req),
-            }
+        for (io, result) in done {
+            self.complete_io(io, result, When::Now(Phase::Poll));
         }
     }
 
@@ -308,7 +272,7 @@ impl Loop {
     /// `ECANCELED` in the close phase.
     pub(crate) fn udp_close(&mut self, r: HandleRef) {
         let registry = self.poll.registry();
-        let Some(HandleData::Udp(u)) = self.handles.get_mut(r).map(|s| &mut s.data) else {
+        let Some(u) = self.handles.data_mut::<Box<UdpData>>(r) else {
             return;
         };
         if let Some(mut sock) = u.sock.take() {
@@ -316,16 +280,8 @@ impl Loop {
         }
         u.receiving = false;
         u.recv_cb = None;
-        let mut silent = Vec::new();
-        for s in u.sends.drain(..) {
-            match s.cb {
-                Some(cb) => u.cancelled.push((s.req, cb)),
-                None => silent.push(s.req),
-            }
-        }
+        let sends = u.sends.drain(..).map(|s| s.io);
+        u.cancelled.extend(sends);
         self.handles.set_active(r, false);
-        for req in silent {
-            self.finish_request(req);
-        }
     }
 }

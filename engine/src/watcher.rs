@@ -8,9 +8,9 @@
 use std::marker::PhantomData;
 use std::panic::Location;
 
-use super::handle::{Handle, HandleData, HandleRef};
+use super::handle::{Handle, HandleData, HandleRef, ACTIVE};
 use super::phase::Phase;
-use super::target::{HandleType, Target};
+use super::target::HandleType;
 use super::{EngineError, Loop};
 
 pub(crate) type WatcherCb = Box<dyn FnMut(&mut Loop, HandleRef)>;
@@ -19,18 +19,26 @@ pub(crate) struct WatcherData {
     pub cb: Option<WatcherCb>,
 }
 
-/// Which phase a watcher runs in.
+/// Which phase a watcher runs in. (Public in this private module only so that the sealed
+/// [`WatcherPhase`] can name it.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WatcherKind {
-    Idle = 0,
-    Prepare = 1,
-    Check = 2,
+pub enum WatcherKind {
+    /// Idle phase.
+    Idle,
+    /// Prepare phase.
+    Prepare,
+    /// Check phase.
+    Check,
+}
+
+impl WatcherKind {
+    const COUNT: usize = 3;
 }
 
 /// The three phases' lists of started watchers, oldest first.
 #[derive(Default)]
 pub(crate) struct Watchers {
-    lists: [Vec<HandleRef>; 3],
+    lists: [Vec<HandleRef>; WatcherKind::COUNT],
     scratch: Vec<HandleRef>,
 }
 
@@ -40,10 +48,14 @@ impl Watchers {
     }
 }
 
-/// Marker types that pick a watcher's phase.
-pub trait WatcherPhase: Copy + 'static {
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Marker types that pick a watcher's phase (sealed: the three below are all there is).
+pub trait WatcherPhase: sealed::Sealed + Copy + 'static {
     #[doc(hidden)]
-    const KIND: u8;
+    const KIND: WatcherKind;
     #[doc(hidden)]
     const HANDLE_TYPE: HandleType;
 }
@@ -58,25 +70,21 @@ pub struct PreparePhase;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CheckPhase;
 
+impl sealed::Sealed for IdlePhase {}
+impl sealed::Sealed for PreparePhase {}
+impl sealed::Sealed for CheckPhase {}
+
 impl WatcherPhase for IdlePhase {
-    const KIND: u8 = WatcherKind::Idle as u8;
+    const KIND: WatcherKind = WatcherKind::Idle;
     const HANDLE_TYPE: HandleType = HandleType::Idle;
 }
 impl WatcherPhase for PreparePhase {
-    const KIND: u8 = WatcherKind::Prepare as u8;
+    const KIND: WatcherKind = WatcherKind::Prepare;
     const HANDLE_TYPE: HandleType = HandleType::Prepare;
 }
 impl WatcherPhase for CheckPhase {
-    const KIND: u8 = WatcherKind::Check as u8;
+    const KIND: WatcherKind = WatcherKind::Check;
     const HANDLE_TYPE: HandleType = HandleType::Check;
-}
-
-fn kind_of(k: u8) -> WatcherKind {
-    match k {
-        0 => WatcherKind::Idle,
-        1 => WatcherKind::Prepare,
-        _ => WatcherKind::Check,
-    }
 }
 
 /// A handle that runs its callback once per loop iteration in phase `P`.
@@ -128,7 +136,7 @@ impl<P: WatcherPhase> Watcher<P> {
             return Err(EngineError::Closed);
         }
         let boxed: WatcherCb = Box::new(move |lp, r| cb(lp, Watcher(r, PhantomData)));
-        if let Some(HandleData::Watcher(w)) = lp.handles.get_mut(self.0).map(|s| &mut s.data) {
+        if let Some(w) = lp.handles.data_mut::<WatcherData>(self.0) {
             w.cb = Some(boxed);
         }
         if lp.handles.set_active(self.0, true) {
@@ -139,7 +147,7 @@ impl<P: WatcherPhase> Watcher<P> {
 
     /// Stops the watcher.
     pub fn stop(&self, lp: &mut Loop) {
-        lp.watcher_stop(self.0, kind_of(P::KIND));
+        lp.watcher_stop(self.0, P::KIND);
     }
 }
 
@@ -158,8 +166,8 @@ impl Loop {
         let list = &self.watchers.lists[kind as usize];
         match list.len() {
             0 => {}
-            // One watcher: nothing started by its callback runs in this pass anyway, so the
-            // snapshot below is not needed.
+            // One watcher: it is active (a stopped watcher leaves the list), and nothing
+            // started by its callback runs in this pass anyway, so no snapshot is needed.
             1 => {
                 let r = list[0];
                 self.run_watcher(r, phase);
@@ -168,7 +176,10 @@ impl Loop {
                 let mut batch = std::mem::take(&mut self.watchers.scratch);
                 batch.extend(list.iter().rev());
                 for &r in &batch {
-                    self.run_watcher(r, phase);
+                    // An earlier callback of this pass may have stopped it.
+                    if self.handles.get(r).is_some_and(|s| s.flags & ACTIVE != 0) {
+                        self.run_watcher(r, phase);
+                    }
                 }
                 batch.clear();
                 self.watchers.scratch = batch;
@@ -176,27 +187,8 @@ impl Loop {
         }
     }
 
-    /// Runs one watcher's callback if it is still active.
     #[inline]
     fn run_watcher(&mut self, r: HandleRef, phase: Phase) {
-        let Some(slot) = self.handles.get_mut(r) else {
-            return;
-        };
-        if slot.flags & super::handle::ACTIVE == 0 {
-            return;
-        }
-        let HandleData::Watcher(w) = &mut slot.data else {
-            return;
-        };
-        let mut cb = w.cb.take();
-        let target = Target::Handle(slot.kind, r.id());
-        if let Some(f) = cb.as_mut() {
-            self.dispatch(phase, target, r.slot, |lp| f(lp, r));
-        }
-        if let Some(HandleData::Watcher(w)) = self.handles.get_mut(r).map(|s| &mut s.data) {
-            if w.cb.is_none() {
-                w.cb = cb;
-            }
-        }
+        self.run_handle_callback(phase, r, |w: &mut WatcherData| &mut w.cb, |lp, f| f(lp, r));
     }
 }

@@ -1,11 +1,11 @@
-//! File-system requests, name lookups and signal handles.
+//! File-system requests and name lookups, on the thread pool.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use loopd_engine::{Handle, Loop, RequestType, RunMode, Signal};
+use loopd_engine::{Loop, RequestType, RunMode};
 
 #[test]
 fn open_read_stat_readdir_close_on_the_pool() {
@@ -58,7 +58,7 @@ fn open_read_stat_readdir_close_on_the_pool() {
     assert_eq!(*names.borrow(), vec!["data.bin".to_string()]);
     assert_eq!(*missing.borrow(), Some(std::io::ErrorKind::NotFound));
     let snap = lp.observer().snapshot();
-    assert!(snap.requests_started[RequestType::Fs.index()] >= 7);
+    assert!(snap.requests_started[RequestType::Fs] >= 7);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -73,26 +73,6 @@ fn getaddrinfo_resolves_localhost() {
         .borrow()
         .iter()
         .any(|a| a.ip().is_loopback() && a.port() == 80));
-}
-
-#[test]
-fn a_signal_arrives_as_a_loop_callback() {
-    let mut lp = Loop::new().unwrap();
-    let got = Rc::new(RefCell::new(None));
-    let g = got.clone();
-    let sig = Signal::new(&mut lp);
-    sig.start(&mut lp, libc::SIGUSR1, move |lp, s, signum| {
-        *g.borrow_mut() = Some(signum);
-        s.close(lp);
-    })
-    .unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-USR1", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    lp.run(RunMode::Default);
-    assert_eq!(*got.borrow(), Some(libc::SIGUSR1));
 }
 
 #[test]

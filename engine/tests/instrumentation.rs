@@ -115,7 +115,7 @@ fn a_panicking_callback_closes_its_handle_and_the_loop_goes_on() {
         snap.callback_panics, 1,
         "a repeating timer panicked once, then was closed"
     );
-    assert_eq!(snap.handles_closed[HandleType::Timer.index()], 1);
+    assert_eq!(snap.handles_closed[HandleType::Timer], 1);
 }
 
 #[test]
@@ -203,11 +203,7 @@ fn walk_lists_every_handle_with_its_creation_site() {
 
     lp.publish_now();
     let snap = lp.observer().snapshot();
-    assert_eq!(
-        snap.handles[HandleType::Timer.index()].total,
-        2,
-        "probe + t2"
-    );
+    assert_eq!(snap.handles[HandleType::Timer].total, 2, "probe + t2");
     assert!(snap.handle_list.iter().any(|h| h.id == t2.id()));
 }
 
@@ -227,7 +223,7 @@ fn work_requests_are_listed_and_timed() {
     tx.send(()).unwrap();
     lp.run(RunMode::Default);
     let snap = lp.observer().snapshot();
-    let work = loopd_engine::RequestType::Work.index();
+    let work = loopd_engine::RequestType::Work;
     assert_eq!(snap.requests_started[work], 1);
     assert_eq!(snap.requests_active[work], 0);
     assert!(snap.request_duration[work].max() >= 15_000_000);

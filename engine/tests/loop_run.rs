@@ -2,31 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use loopd_engine::{Async, Check, Handle, Idle, Loop, LoopOptions, Prepare, RunMode, Timer};
-
-/// A loop without the lag probe: its 10 ms unref'd timer wakes the poll like any timer,
-/// which tests of exact blocking behaviour must not see.
-fn plain_loop() -> Loop {
-    Loop::with_options(LoopOptions {
-        instrument: false,
-        ..LoopOptions::default()
-    })
-    .unwrap()
-}
-
-type Log = Rc<RefCell<Vec<&'static str>>>;
-
-fn log() -> Log {
-    Rc::new(RefCell::new(Vec::new()))
-}
-
-fn push(l: &Log, s: &'static str) {
-    l.borrow_mut().push(s);
-}
+use loopd_engine::{Async, Check, Handle, Idle, Loop, Prepare, RunMode, Timer};
+use support::{log, plain_loop, push};
 
 #[test]
 fn phases_run_in_libuv_order() {
@@ -263,71 +246,4 @@ fn closing_twice_is_harmless_and_a_closed_handle_cannot_start() {
     assert!(t
         .start(&mut lp, Duration::ZERO, Duration::ZERO, |_, _| {})
         .is_err());
-}
-
-#[test]
-fn idle_handles_keep_the_poll_from_blocking() {
-    let mut lp = plain_loop();
-    let t = Timer::new(&mut lp);
-    t.start(&mut lp, Duration::from_secs(60), Duration::ZERO, |_, _| {})
-        .unwrap();
-    let idle = Idle::new(&mut lp);
-    let runs = Rc::new(RefCell::new(0u32));
-    let r = runs.clone();
-    idle.start(&mut lp, move |lp, _| {
-        *r.borrow_mut() += 1;
-        if *r.borrow() == 1000 {
-            lp.stop();
-        }
-    })
-    .unwrap();
-    assert_eq!(lp.backend_timeout(), Some(0));
-    let started = Instant::now();
-    assert!(lp.run(RunMode::Default));
-    assert_eq!(*runs.borrow(), 1000);
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "1000 iterations did not wait for the 60 s timer"
-    );
-    idle.stop(&mut lp);
-    let timeout = lp.backend_timeout().expect("a timer is due");
-    assert!(
-        timeout > 50_000_000_000,
-        "blocks until the timer: {timeout} ns"
-    );
-}
-
-#[test]
-fn watchers_run_newest_first_and_newcomers_wait_a_turn() {
-    let mut lp = Loop::new().unwrap();
-    let l = log();
-    let a = Check::new(&mut lp);
-    let b = Check::new(&mut lp);
-    let late = Check::new(&mut lp);
-    let la = l.clone();
-    a.start(&mut lp, move |lp, h| {
-        push(&la, "a");
-        h.stop(lp);
-    })
-    .unwrap();
-    let lb = l.clone();
-    b.start(&mut lp, move |lp, h| {
-        push(&lb, "b");
-        let ll = lb.clone();
-        late.start(lp, move |lp, h| {
-            push(&ll, "late");
-            h.stop(lp);
-        })
-        .unwrap();
-        h.stop(lp);
-    })
-    .unwrap();
-    // Keep one more iteration coming.
-    let t = Timer::new(&mut lp);
-    t.start(&mut lp, Duration::from_millis(5), Duration::ZERO, |_, _| {})
-        .unwrap();
-    lp.run(RunMode::Once);
-    assert_eq!(*l.borrow(), vec!["b", "a"]);
-    lp.run(RunMode::Default);
-    assert_eq!(*l.borrow(), vec!["b", "a", "late"]);
 }

@@ -9,9 +9,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use loopd_engine::{
-    EngineError, Loop, LoopOptions, RequestType, RunMode, TaskOutcome, ThreadPool, WorkError,
-};
+use loopd_engine::instrument::TaskOutcome;
+use loopd_engine::{EngineError, Loop, LoopOptions, RequestType, RunMode, ThreadPool, WorkError};
 
 fn loop_with_pool(size: usize) -> (Loop, Arc<ThreadPool>) {
     let pool = Arc::new(ThreadPool::new(size));

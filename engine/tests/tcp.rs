@@ -130,7 +130,7 @@ fn connect_write_queue_shutdown_and_eof_between_two_handles() {
     assert_eq!(received.borrow().len(), expected.len());
     assert!(*received.borrow() == expected, "bytes intact and in order");
     let snap = lp.observer().snapshot();
-    assert_eq!(snap.handles[HandleType::Tcp.index()].total, 0);
+    assert_eq!(snap.handles[HandleType::Tcp].total, 0);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn closing_cancels_queued_writes_before_the_close_callback() {
     assert_eq!(*order.borrow(), vec!["write cancelled", "closed"]);
     let snap = lp.observer().snapshot();
     assert_eq!(
-        snap.requests_active.iter().sum::<u64>(),
+        snap.requests_active.iter().map(|(_, n)| n).sum::<u64>(),
         0,
         "no leaked requests"
     );
@@ -241,4 +241,43 @@ fn bind_reports_an_address_in_use() {
     assert!(err.is_err(), "binding a taken port fails");
     t.close(&mut lp);
     lp.run(RunMode::Default);
+}
+
+/// Issue #14: the address the accept returned is kept, so the peer is known even once it has
+/// reset the connection (when `getpeername` no longer answers).
+#[test]
+fn an_accepted_stream_knows_its_peer_even_after_a_reset() {
+    let mut lp = Loop::new().unwrap();
+    let server = Tcp::new(&mut lp);
+    server
+        .bind(&mut lp, "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let seen_in_cb = seen.clone();
+    server
+        .listen(&mut lp, 16, move |lp, server, status| {
+            status.unwrap();
+            let client = server.accept(lp).unwrap();
+            let seen = seen_in_cb.clone();
+            client
+                .read_start(lp, move |lp, client, ev| {
+                    assert!(!matches!(ev, ReadEvent::Data(_)), "the peer sent nothing");
+                    let peer = client.peer_addr(lp).map_err(|e| e.to_string());
+                    seen.borrow_mut().push(peer);
+                    client.close(lp);
+                })
+                .unwrap();
+            server.close(lp);
+        })
+        .unwrap();
+    let addr = server.local_addr(&lp).unwrap();
+    let peer = TcpStream::connect(addr).unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    // Close with a reset (SO_LINGER 0) before the loop even accepts.
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    lp.run(RunMode::Default);
+    assert_eq!(*seen.borrow(), vec![Ok(peer_addr)]);
 }

@@ -190,7 +190,7 @@ pub fn run_with_kinds(
 }
 
 type OtherLoops = (
-    Vec<Arc<loopd_engine::LoopObserver>>,
+    Vec<Arc<loopd_engine::instrument::LoopObserver>>,
     Vec<Peer>,
     Vec<LoopThread>,
 );

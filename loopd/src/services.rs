@@ -213,7 +213,7 @@ pub(crate) fn warn_accept_failed(kind: &'static str, e: &std::io::Error) {
     thread_local! {
         static LAST: RefCell<Vec<(&'static str, u64, u64)>> = const { RefCell::new(Vec::new()) };
     }
-    let now = crate::engine::clock::now_ns();
+    let now = crate::engine::instrument::clock::now_ns();
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         let entry = match last.iter().position(|(k, _, _)| *k == kind) {

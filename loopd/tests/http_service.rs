@@ -10,7 +10,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use loopd::engine::{Async, AsyncSender, Handle, Loop, LoopObserver, RunMode};
+use loopd::engine::instrument::LoopObserver;
+use loopd::engine::{Async, AsyncSender, Handle, Loop, RunMode};
 use loopd::observe::ServiceCounters;
 use loopd::services::http::{start, HttpOptions};
 

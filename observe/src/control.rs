@@ -41,7 +41,7 @@ pub use path::{default_socket_path, SOCKET_ENV};
 use self::conn::{Conn, Streamed, Subscription};
 use super::{convert, trace, ObserveError, Shared};
 use crate::sys::{effective_uid, peer_credentials, PeerCred};
-use loopd_engine::clock::{now_ns, wall_ms};
+use loopd_engine::instrument::clock::{now_ns, wall_ms};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);

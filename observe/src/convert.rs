@@ -15,11 +15,9 @@ use proto::{
 
 use super::stalls::seconds;
 use super::Shared;
-use loopd_engine::clock::{now_ns, wall_ms};
-use loopd_engine::{
-    self as engine, Histogram, LoopObserver, LoopSnapshot, PoolSnapshot, RequestState, RequestType,
-    TaskOutcome,
-};
+use loopd_engine::instrument::clock::{now_ns, wall_ms};
+use loopd_engine::instrument::{Histogram, LoopObserver, LoopSnapshot, PoolSnapshot, TaskOutcome};
+use loopd_engine::{self as engine, RequestState, RequestType};
 
 /// The daemon's version, as in `hello` and `status`.
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -94,34 +92,28 @@ pub(crate) fn loop_status(
 ) -> LoopStatus {
     let handles = engine::HandleType::ALL
         .iter()
-        .map(|t| {
-            let i = t.index();
+        .map(|&t| {
             (
-                handle_type(*t),
+                handle_type(t),
                 HandleCounts {
-                    total: snap.handles[i].total,
-                    active: snap.handles[i].active,
-                    opened_total: snap.handles_opened[i],
-                    closed_total: snap.handles_closed[i],
+                    total: snap.handles[t].total,
+                    active: snap.handles[t].active,
+                    opened_total: snap.handles_opened[t],
+                    closed_total: snap.handles_closed[t],
                 },
             )
         })
         .collect::<BTreeMap<_, _>>();
     let requests = RequestType::ALL
         .iter()
-        .map(|t| {
-            let i = t.index();
+        .map(|&t| {
             (
-                request_type(*t),
+                request_type(t),
                 RequestCounts {
-                    active: snap.requests_active[i],
-                    completed_total: snap.requests_started[i]
-                        .saturating_sub(snap.requests_active[i]),
-                    duration: snap
-                        .request_duration
-                        .get(i)
-                        .map(latency)
-                        .unwrap_or_default(),
+                    active: snap.requests_active[t],
+                    completed_total: snap.requests_started[t]
+                        .saturating_sub(snap.requests_active[t]),
+                    duration: latency(&snap.request_duration[t]),
                 },
             )
         })
@@ -219,7 +211,7 @@ pub(crate) fn services(shared: &Shared) -> Vec<ServiceStatus> {
 
 fn handle_info(h: &engine::HandleInfo, loop_index: usize, now: u64) -> proto::HandleInfo {
     proto::HandleInfo {
-        id: h.id.0,
+        id: h.id.get(),
         loop_index: loop_index as u32,
         handle_type: handle_type(h.kind),
         label: h.label.as_deref().map(str::to_string),
@@ -321,7 +313,7 @@ pub(crate) fn requests(shared: &Shared, params: &RequestsParams) -> RequestsResu
             rows.push((
                 r.created_ns,
                 proto::RequestInfo {
-                    id: r.id.0,
+                    id: r.id.get(),
                     loop_index: *index as u32,
                     request_type: request_type(r.kind),
                     label: r.label.as_deref().map(str::to_string),
@@ -364,7 +356,7 @@ pub(crate) fn threadpool(shared: &Shared) -> ThreadPoolStatus {
             lp.snapshot()
                 .request_list
                 .iter()
-                .find(|r| r.id.0 == id)
+                .find(|r| r.id.get() == id)
                 .and_then(|r| r.label.as_deref().map(str::to_string))
         })
     };
@@ -403,8 +395,8 @@ pub(crate) fn threadpool(shared: &Shared) -> ThreadPoolStatus {
                     proto::WorkerState::Idle
                 },
                 task_kind: w.current.map(|(k, _)| request_type(k)),
-                request_id: w.current.map(|(_, id)| id.0),
-                task_label: w.current.and_then(|(_, id)| label_of(id.0)),
+                request_id: w.current.map(|(_, id)| id.get()),
+                task_label: w.current.and_then(|(_, id)| label_of(id.get())),
                 busy_for_seconds: w.current.map(|_| seconds(w.busy_for_ns)),
                 idle_seconds_total: seconds(w.idle_ns_total),
                 tasks_done: w.tasks_done,

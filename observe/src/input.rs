@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use loopd_engine::{LoopObserver, PoolSnapshot, ThreadPool};
+use loopd_engine::instrument::{LoopObserver, PoolSnapshot};
+use loopd_engine::ThreadPool;
 
 use crate::ServiceRegistry;
 

@@ -75,8 +75,8 @@ pub use input::{ObserveInput, PoolFeed};
 pub use services::{ServiceCounters, ServiceEntry, ServiceRegistry};
 pub use stalls::RECENT_KEPT as STALLS_KEPT;
 
-use loopd_engine::clock::now_ns;
-use loopd_engine::LoopObserver;
+use loopd_engine::instrument::clock::now_ns;
+use loopd_engine::instrument::LoopObserver;
 use rates::Rates;
 use stalls::StallBook;
 

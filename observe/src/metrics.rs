@@ -23,7 +23,7 @@ use prometheus::{Encoder, TextEncoder};
 use super::http1::{Request, Status};
 use super::stalls::seconds;
 use super::{ObserveError, Shared};
-use loopd_engine::clock::now_ns;
+use loopd_engine::instrument::clock::now_ns;
 use server::{HttpServer, Limits, Response};
 
 /// The running endpoint.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use loopd_engine::LoopSnapshot;
+use loopd_engine::instrument::LoopSnapshot;
 
 /// History kept per loop, nanoseconds.
 const KEEP_NS: u64 = 3_000_000_000;

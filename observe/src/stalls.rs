@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use proto::{Frame, Stall, StallEvent, StallEventKind};
 
-use loopd_engine::clock::wall_ms;
-use loopd_engine::{CurrentCallback, Histogram, Target};
+use loopd_engine::instrument::clock::wall_ms;
+use loopd_engine::instrument::{CurrentCallback, Histogram};
+use loopd_engine::Target;
 
 /// Closed stalls kept for `stalls` and the trace export.
 pub const RECENT_KEPT: usize = 100;
@@ -21,7 +22,7 @@ pub(crate) type StallSink = Arc<dyn Fn(&StallEvent) + Send + Sync>;
 pub(crate) struct StallRecord {
     /// Its wire form; `duration_seconds` is refreshed when read while in progress.
     pub stall: Stall,
-    /// When the callback started ([`loopd_engine::clock::now_ns`]).
+    /// When the callback started ([`loopd_engine::instrument::clock::now_ns`]).
     pub started_ns: u64,
     /// The callback's dispatch number: the stall lasts while the slot shows it.
     pub dispatch: u64,
@@ -79,8 +80,8 @@ impl StallBook {
         inner.next_id += 1;
         let id = inner.next_id;
         let (handle_id, request_id) = match cur.target {
-            Target::Handle(_, h) => (Some(h.0), None),
-            Target::Request(_, r) => (None, Some(r.0)),
+            Target::Handle(_, h) => (Some(h.get()), None),
+            Target::Request(_, r) => (None, Some(r.get())),
         };
         let record = StallRecord {
             stall: Stall {
@@ -258,13 +259,19 @@ impl StallBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loopd_engine::{HandleId, HandleType, Phase};
+    use loopd_engine::{Handle, HandleId, HandleType, Loop, Phase, Timer};
 
-    fn cur(dispatch: u64, started_ns: u64) -> CurrentCallback {
+    /// A real timer's id (only the engine makes ids).
+    fn timer_id() -> HandleId {
+        let mut lp = Loop::new().unwrap();
+        Timer::new(&mut lp).id()
+    }
+
+    fn cur(id: HandleId, dispatch: u64, started_ns: u64) -> CurrentCallback {
         CurrentCallback {
             dispatch,
             phase: Phase::Timers,
-            target: Target::Handle(HandleType::Timer, HandleId(9)),
+            target: Target::Handle(HandleType::Timer, id),
             label: Some("t".into()),
             started_ns,
         }
@@ -274,12 +281,13 @@ mod tests {
     fn open_then_close() {
         let book = StallBook::default();
         book.add_loop(0);
-        let id = book.open(0, &cur(5, 1_000), 100);
+        let timer = timer_id();
+        let id = book.open(0, &cur(timer, 5, 1_000), 100);
         assert_eq!(book.open_dispatch(0), Some(5));
         let open = book.in_progress(1_000 + 250_000_000);
         assert_eq!(open.len(), 1);
         assert!((open[0].duration_seconds - 0.25).abs() < 1e-9);
-        assert_eq!(open[0].handle_id, Some(9));
+        assert_eq!(open[0].handle_id, Some(timer.get()));
         let closed = book.close(0, 1_000 + 500_000_000).unwrap();
         assert!(!closed.in_progress);
         assert!((closed.duration_seconds - 0.5).abs() < 1e-9);
@@ -296,8 +304,9 @@ mod tests {
     #[test]
     fn ring_is_bounded() {
         let book = StallBook::default();
+        let timer = timer_id();
         for i in 0..(RECENT_KEPT as u64 + 10) {
-            book.open(0, &cur(i, i), 100);
+            book.open(0, &cur(timer, i, i), 100);
             book.close(0, i + 1);
         }
         assert_eq!(book.recent(usize::MAX).len(), RECENT_KEPT);

@@ -3,7 +3,7 @@
 //! watchdog's stacks). Every `unsafe` block of the crate lives in this module.
 #![allow(unsafe_code)]
 
-pub use loopd_engine::ThreadIdentity;
+pub use loopd_engine::instrument::ThreadIdentity;
 
 /// Credentials of the process at the other end of a Unix socket (`SO_PEERCRED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 //! stalls are `stall` slices with the sampled stack's top frames. Times are microseconds on
 //! the daemon's monotonic clock (`otherData.epoch_unix_ms` maps them to wall time).
 //!
-//! A trace holds up to [`loopd_engine::ITERATIONS_KEPT`] iterations per loop (about 100 000
+//! A trace holds up to [`loopd_engine::instrument::ITERATIONS_KEPT`] iterations per loop (about 100 000
 //! events, megabytes of text), so it is written straight to JSON text rather than built as a
 //! `serde_json::Value`, and a piece at a time ([`TraceStream`]) as the client reads it.
 
@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 
 use super::stalls::StallRecord;
 use super::Shared;
-use loopd_engine::clock::{now_ns, wall_ms};
-use loopd_engine::{IterationRecord, Phase, RetainedIterations, SlowCallback, Target};
+use loopd_engine::instrument::clock::{now_ns, wall_ms};
+use loopd_engine::instrument::{IterationRecord, RetainedIterations, SlowCallback};
+use loopd_engine::{Phase, Target};
 
 /// Stack frames named in a stall slice's args.
 const STALL_FRAMES: usize = 16;
@@ -112,8 +113,8 @@ impl TraceWriter {
 
     fn slow_callback(&mut self, tid: usize, s: &SlowCallback) {
         let (id_key, id) = match s.target {
-            Target::Handle(_, h) => ("handle_id", h.0),
-            Target::Request(_, r) => ("request_id", r.0),
+            Target::Handle(_, h) => ("handle_id", h.get()),
+            Target::Request(_, r) => ("request_id", r.get()),
         };
         let name = match &s.label {
             Some(l) => format!("{} {id} ({l})", s.target.type_name()),

@@ -24,7 +24,7 @@ use proto::{Frame, StallEventKind};
 
 use super::{ObserveError, Shared};
 use crate::sys::{sample_stack, StackSample};
-use loopd_engine::clock::now_ns;
+use loopd_engine::instrument::clock::now_ns;
 
 /// How often the watchdog reads the current-callback slots.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(5);

@@ -49,7 +49,7 @@ fn every_method_answers() {
                 }
                 t.start(lp, Duration::from_secs(3600), Duration::ZERO, |_, _| {})
                     .unwrap();
-                t.id().0
+                t.id().get()
             })
             .collect()
     });

@@ -65,7 +65,7 @@ fn a_blocked_loop_is_seen_attributed_and_sampled_while_it_is_blocked() {
             },
         )
         .unwrap();
-        tx.send(t.id().0).unwrap();
+        tx.send(t.id().get()).unwrap();
     });
     let timer_id = rx.recv().unwrap();
 

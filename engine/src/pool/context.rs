@@ -19,7 +19,7 @@ use crate::clock::now_ns;
 /// # Examples
 ///
 /// ```no_run
-/// # use loopd::engine::{Loop, WorkError};
+/// # use loopd_engine::{Loop, WorkError};
 /// # let mut lp = Loop::new().unwrap();
 /// lp.queue_work_slow(
 ///     |ctx| {

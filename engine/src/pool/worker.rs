@@ -65,7 +65,7 @@ impl WorkerStats {
     pub fn current_request(&self) -> Option<RequestId> {
         match self.current.load(Ordering::Acquire) {
             0 => None,
-            id => Some(RequestId(id)),
+            id => Some(RequestId::new(id)),
         }
     }
 
@@ -86,9 +86,7 @@ impl WorkerStats {
 
     pub fn snapshot(&self, index: usize, now: u64) -> WorkerSnapshot {
         let id = self.current.load(Ordering::Acquire);
-        let kind = RequestType::ALL
-            .get(self.kind.load(Ordering::Relaxed) as usize)
-            .copied()
+        let kind = RequestType::from_index(self.kind.load(Ordering::Relaxed) as usize)
             .unwrap_or(RequestType::Work);
         let idle_total = self.idle_ns.load(Ordering::Relaxed);
         let (current, busy_for_ns, idle_ns_total) = if id == 0 {
@@ -97,7 +95,7 @@ impl WorkerStats {
         } else {
             let since = self.busy_since_ns.load(Ordering::Relaxed);
             (
-                Some((kind, RequestId(id))),
+                Some((kind, RequestId::new(id))),
                 now.saturating_sub(since),
                 idle_total,
             )

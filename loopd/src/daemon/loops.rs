@@ -8,7 +8,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use loopd_engine::{Async, AsyncSender, Handle, Loop, LoopObserver, LoopOptions, RunMode, Timer};
+use loopd_engine::instrument::LoopObserver;
+use loopd_engine::{Async, AsyncSender, Handle, Loop, LoopOptions, RunMode, Timer};
 use loopd_observe::{ServiceCounters, ServiceRegistry};
 
 use super::{DaemonError, SHUTDOWN_GRACE};

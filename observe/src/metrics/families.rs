@@ -8,8 +8,9 @@ use prometheus::proto::{self as pb, MetricFamily, MetricType};
 use super::super::convert::{task_outcome, utilization_1s};
 use super::super::Shared;
 use super::server::Shed;
-use loopd_engine::clock::now_ns;
-use loopd_engine::{HandleType, Histogram, Phase, RequestType};
+use loopd_engine::instrument::clock::now_ns;
+use loopd_engine::instrument::Histogram;
+use loopd_engine::{HandleType, Phase, RequestType};
 
 /// Histogram bucket bounds: powers of two of nanoseconds, 2^10 ns (≈1 µs) to 2^35 ns (≈34 s),
 /// exact edges of our [`Histogram`].
@@ -163,19 +164,16 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         }
         debug_assert_eq!(snap.phases.len(), Phase::ALL.len());
         for t in HandleType::ALL {
-            let i = t.index();
             let labels = [("loop", l.as_str()), ("type", t.as_str())];
-            handles.value(&labels, snap.handles[i].total as f64);
-            active_handles.value(&labels, snap.handles[i].active as f64);
-            opened.value(&labels, snap.handles_opened[i] as f64);
-            closed.value(&labels, snap.handles_closed[i] as f64);
+            handles.value(&labels, snap.handles[t].total as f64);
+            active_handles.value(&labels, snap.handles[t].active as f64);
+            opened.value(&labels, snap.handles_opened[t] as f64);
+            closed.value(&labels, snap.handles_closed[t] as f64);
         }
         for t in RequestType::ALL {
-            let i = t.index();
             let labels = [("loop", l.as_str()), ("type", t.as_str())];
-            active_requests.value(&labels, snap.requests_active[i] as f64);
-            let empty = Histogram::new();
-            request_duration.histogram(&labels, snap.request_duration.get(i).unwrap_or(&empty));
+            active_requests.value(&labels, snap.requests_active[t] as f64);
+            request_duration.histogram(&labels, &snap.request_duration[t]);
         }
     }
     for (index, total, durations, open_s) in shared.stalls.per_loop(now) {

@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use loopd_engine::{
-    Async, AsyncSender, Handle, Loop, LoopObserver, LoopOptions, RunMode, ThreadPool,
-};
+use loopd_engine::instrument::LoopObserver;
+use loopd_engine::{Async, AsyncSender, Handle, Loop, LoopOptions, RunMode, ThreadPool};
 use loopd_observe::{
     Observe, ObserveHandle, ObserveInput, ObserveOptions, ServiceRegistry, StaticConfig,
 };
