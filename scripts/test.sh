@@ -20,4 +20,6 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 cargo build --workspace --all-targets
+# Every public item documented and every doc link resolving (doctests run with the tests).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 cargo test --workspace

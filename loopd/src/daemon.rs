@@ -3,10 +3,10 @@
 //! SIGTERM/SIGINT drain and exit 0, SIGHUP reloads.
 //!
 //! [`run`] reads as its steps: start the services on loop 0 (which binds the ports), spawn
-//! the other loops from loop 0's plans ([`loops`]), start observing, watch the signals, run,
+//! the other loops from loop 0's plans (`loops.rs`), start observing, watch the signals, run,
 //! then wait for the other loops. Loop 0 runs on the main thread and owns the signal handles;
 //! it tells the other loops what to do through a command queue and an async handle per loop;
-//! SIGHUP is [`reload`].
+//! SIGHUP is `reload.rs`.
 
 mod config_control;
 mod loops;

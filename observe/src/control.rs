@@ -36,7 +36,7 @@ use proto::{
 };
 
 pub use conn::OUT_LIMIT;
-pub use path::{default_socket_path, SOCKET_ENV};
+pub use path::{default_socket_path, program_socket_path, SOCKET_ENV};
 
 use self::conn::{Conn, Streamed, Subscription};
 use super::{convert, trace, ObserveError, Shared};

@@ -4,7 +4,7 @@
 //! [`POLL_INTERVAL`]. When the same callback invocation (same `dispatch` number) has run past
 //! the stall threshold, it opens a stall in the book — attribution (loop, phase, handle or
 //! request, type, label) and start time — and samples the loop thread's stack with a signal
-//! ([`crate::sys::sample_stack`]: raw instruction pointers taken in the handler). When
+//! (`sys::sample_stack`: raw instruction pointers taken in the handler). When
 //! the slot shows another invocation (or none), the stall closes with its duration.
 //!
 //! The `loopd-stalls` thread does the slow parts in order: symbolizes each sample

@@ -10,7 +10,7 @@
 //! The request path is percent-decoded, then any `..` segment is refused (403), and the
 //! resolved real path must stay under the canonical root (a symlink pointing outside is
 //! refused too). Directories are not listed (403); only regular files are served. The checks
-//! hold for the file actually opened, not just for the path before it ([`open_checked`]); the
+//! hold for the file actually opened, not just for the path before it (`open_checked`); the
 //! check of the open file is the one step on the loop thread, and touches no disk.
 //!
 //! ```text

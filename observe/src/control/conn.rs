@@ -10,7 +10,7 @@ use crate::sys::PeerCred;
 
 /// Notifications are dropped while a connection has this much unsent output; responses are
 /// always queued, but the connection's input is not read while it is over the limit. An
-/// answer too big to queue whole (a `trace`) is streamed instead: at most [`STREAM_PIECE`]
+/// answer too big to queue whole (a `trace`) is streamed instead: at most `STREAM_PIECE`
 /// of it waits in the buffer at a time.
 pub const OUT_LIMIT: usize = 4 * 1024 * 1024;
 

@@ -1,5 +1,5 @@
 //! The metrics endpoint's HTTP server: our own engine's [`Loop`] on a thread of its own,
-//! speaking HTTP/1.1 with the request-head parser of the `http` service ([`http1`]).
+//! speaking HTTP/1.1 with the request-head parser of the `http` service ([`http1`](crate::http1)).
 //!
 //! It is built so that no client can take it (or loopd) down or hold up another client:
 //!
