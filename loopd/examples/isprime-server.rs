@@ -65,12 +65,9 @@ fn handle_line(lp: &mut Loop, client: Tcp, line: String, inline: bool) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bind = args::value("bind")
-        .unwrap_or_else(|| "127.0.0.1:0".into())
-        .parse()?;
+    let bind = args::bind()?;
     let inline = args::flag("inline");
-    let mut lp = Loop::new()?;
-    let _observed = loopd::observe_loops(&[&lp])?;
+    let (mut lp, _observed) = args::observed_loop()?;
     let server = Tcp::new(&mut lp);
     server.bind(&mut lp, bind)?;
     server.listen(&mut lp, 128, move |lp, server, status| {

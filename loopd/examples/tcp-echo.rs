@@ -7,14 +7,11 @@ mod args;
 
 use std::io::Write;
 
-use loopd::engine::{Handle, Loop, ReadEvent, RunMode, Tcp};
+use loopd::engine::{Handle, ReadEvent, RunMode, Tcp};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bind = args::value("bind")
-        .unwrap_or_else(|| "127.0.0.1:0".into())
-        .parse()?;
-    let mut lp = Loop::new()?;
-    let _observed = loopd::observe_loops(&[&lp])?;
+    let bind = args::bind()?;
+    let (mut lp, _observed) = args::observed_loop()?;
     let server = Tcp::new(&mut lp);
     server.bind(&mut lp, bind)?;
     server.listen(&mut lp, 128, |lp, server, status| {

@@ -7,14 +7,11 @@ mod args;
 
 use std::io::Write;
 
-use loopd::engine::{Handle, Loop, RunMode, Udp};
+use loopd::engine::{Handle, RunMode, Udp};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bind = args::value("bind")
-        .unwrap_or_else(|| "127.0.0.1:0".into())
-        .parse()?;
-    let mut lp = Loop::new()?;
-    let _observed = loopd::observe_loops(&[&lp])?;
+    let bind = args::bind()?;
+    let (mut lp, _observed) = args::observed_loop()?;
     let socket = Udp::new(&mut lp);
     socket.bind(&mut lp, bind)?;
     let addr = socket.local_addr(&mut lp)?;

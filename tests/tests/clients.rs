@@ -171,15 +171,7 @@ struct Streaming {
 
 impl Streaming {
     fn loopctl(d: &Daemon, args: &[&str]) -> Streaming {
-        let socket = d.control.display().to_string();
-        let mut child = Command::new(binary("loopctl"))
-            .args(["--socket", &socket, "--color", "never"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = support::spawn_loopctl(&d.control, args);
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

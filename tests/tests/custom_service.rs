@@ -10,11 +10,10 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{connect, example, Control, Daemon, Launch, TempDir};
+use support::{config_file, connect, example, run_program, Control, Daemon, Launch};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -105,26 +104,9 @@ fn a_custom_service_answers_and_is_observed_like_a_builtin() {
 
 /// Runs the example with a config file: (exit code, stderr).
 fn run_with(config: &str) -> (i32, String) {
-    let dir = TempDir::new("custom-bad");
-    let path = dir.0.join("loopd.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "metrics_addr = \"off\"\ncontrol = \"{}/c.sock\"\n{config}",
-            dir.0.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(example("custom-service"))
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (_dir, path) = config_file("custom-bad", config);
+    let path = path.to_str().unwrap();
+    run_program(&example("custom-service"), &["--config", path])
 }
 
 #[test]

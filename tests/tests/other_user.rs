@@ -103,16 +103,8 @@ fn loopctl_as_other(socket: &Path, args: &[&str]) -> (u32, Output) {
 
 /// `loopctl --socket <socket> args…` as ourselves: (its pid, its output).
 fn loopctl_as_owner(socket: &Path, args: &[&str]) -> (u32, Output) {
-    let child = Command::new(binary("loopctl"))
-        .arg("--socket")
-        .arg(socket)
-        .args(["--color", "never", "--timeout", "20s"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args: Vec<&str> = ["--timeout", "20s"].iter().chain(args).copied().collect();
+    let child = support::spawn_loopctl(socket, &args);
     let pid = child.id();
     (pid, child.wait_with_output().unwrap())
 }

@@ -23,3 +23,18 @@ pub fn flag(name: &str) -> bool {
     let flag = format!("--{name}");
     std::env::args().skip(1).any(|a| a == flag)
 }
+
+/// `--bind ADDR`, default `127.0.0.1:0` (a free port, printed by the example).
+pub fn bind() -> Result<std::net::SocketAddr, std::net::AddrParseError> {
+    value("bind")
+        .unwrap_or_else(|| "127.0.0.1:0".into())
+        .parse()
+}
+
+/// A loop, observed as `loopd::observe_loops` does (keep the handle alive).
+pub fn observed_loop(
+) -> Result<(loopd::engine::Loop, loopd::observe::ObserveHandle), Box<dyn std::error::Error>> {
+    let lp = loopd::engine::Loop::new()?;
+    let observed = loopd::observe_loops(&[&lp])?;
+    Ok((lp, observed))
+}

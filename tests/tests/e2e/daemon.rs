@@ -3,22 +3,16 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::support::{connect, read_line, read_n, run_loopd, Daemon, TempDir};
+use crate::support::{config_file, connect, read_line, read_n, run_loopd, Daemon, TempDir};
 
 #[test]
 fn a_taken_port_is_one_line_naming_it_and_exit_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let dir = TempDir::new("port");
-    let cfg = dir.0.join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "metrics_addr = \"off\"\ncontrol = \"{}/c.sock\"\n[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:{port}\"\n",
-            dir.0.display()
-        ),
-    )
-    .unwrap();
+    let (_dir, cfg) = config_file(
+        "port",
+        &format!("[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:{port}\"\n"),
+    );
     let (code, stderr) = run_loopd(&["--config", cfg.to_str().unwrap(), "--log", "off"]);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");

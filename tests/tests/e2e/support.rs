@@ -331,7 +331,40 @@ impl Drop for Daemon {
 
 /// Runs `loopd` with `args` to completion: (exit code, stderr).
 pub fn run_loopd(args: &[&str]) -> (i32, String) {
-    let out = Command::new(binary("loopd"))
+    run_program(&binary("loopd"), args)
+}
+
+/// A config file in a fresh temp dir, with no metrics endpoint, the control socket in that
+/// dir, and `rest` (services, …): (the dir, kept alive by the caller; the file).
+pub fn config_file(tag: &str, rest: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(tag);
+    let path = dir.0.join("loopd.toml");
+    let text = format!(
+        "metrics_addr = \"off\"\ncontrol = \"{}/c.sock\"\n{rest}",
+        dir.0.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// `loopctl --socket SOCKET --color never ARGS…`, started with its output piped.
+pub fn spawn_loopctl(socket: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(binary("loopctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(["--color", "never"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `program` (loopd, or a program built on its library) with `args` to completion:
+/// (exit code, stderr).
+pub fn run_program(program: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(program)
         .args(args)
         .env_remove("LOOPD_CONFIG")
         .stdin(Stdio::null())
