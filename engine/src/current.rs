@@ -32,6 +32,10 @@ pub struct CurrentCallback {
 }
 
 /// The slot itself; shared through [`super::LoopObserver`].
+///
+/// One writer: the thread that runs the loop calls [`enter`](Self::enter) before each
+/// callback and [`leave`](Self::leave) after it. Any thread may [`read`](Self::read). A
+/// second writer cannot make a reader unsafe, only make it see a mix of two callbacks.
 #[derive(Default)]
 pub struct CallbackSlot {
     seq: AtomicU64,
@@ -62,9 +66,11 @@ impl CallbackSlot {
         self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
-    /// Marks a callback as running. Loop thread only.
+    /// Marks a callback as running: `target`'s callback in `phase`, started at `now_ns`
+    /// ([`crate::instrument::clock::now_ns`] time). `label` is asked for only when the target
+    /// differs from the previous callback's. Loop thread only.
     #[inline]
-    pub(crate) fn enter<'a>(
+    pub fn enter<'a>(
         &self,
         phase: Phase,
         target: Target,
@@ -93,12 +99,13 @@ impl CallbackSlot {
     /// One store, outside the sequence lock: it changes nothing but `running`, so a reader
     /// that sees either value of it sees a consistent slot.
     #[inline]
-    pub(crate) fn leave(&self) {
+    pub fn leave(&self) {
         self.running.store(false, Ordering::Release);
     }
 
-    /// Forgets the cached label owner, so a label change of the same target is copied anew.
-    pub(crate) fn invalidate_label(&self) {
+    /// Forgets the cached label owner, so a label change of the same target is copied anew
+    /// (call when a target's label changes). Loop thread only.
+    pub fn invalidate_label(&self) {
         self.label_owner.store(0, Ordering::Relaxed);
     }
 

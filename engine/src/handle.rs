@@ -16,7 +16,7 @@ use super::io_request::IoRequest;
 use super::poll_fd::PollData;
 use super::signal::SignalData;
 use super::slots::{HasId, Slots};
-use super::target::{next_id, HandleId, HandleType};
+use super::target::{next_id, HandleId, HandleType, Site};
 use super::tcp::TcpData;
 use super::timer::TimerData;
 use super::udp::UdpData;
@@ -145,6 +145,12 @@ impl Loop {
             | HandleType::Signal => {
                 debug_assert!(false, "readiness for a handle without a descriptor")
             }
+            // Types only other producers report: this engine makes no handle of them.
+            HandleType::Pipe
+            | HandleType::Tty
+            | HandleType::Process
+            | HandleType::FsEvent
+            | HandleType::FsPoll => debug_assert!(false, "a handle type the engine never makes"),
         }
     }
 
@@ -162,6 +168,12 @@ impl Loop {
             HandleType::Udp => self.udp_close(r),
             HandleType::Signal => self.signal_stop(r),
             HandleType::Poll => self.poll_fd_close(r),
+            // Types only other producers report: this engine makes no handle of them.
+            HandleType::Pipe
+            | HandleType::Tty
+            | HandleType::Process
+            | HandleType::FsEvent
+            | HandleType::FsPoll => debug_assert!(false, "a handle type the engine never makes"),
         }
     }
 }
@@ -410,8 +422,8 @@ pub struct HandleInfo {
     pub kind: HandleType,
     /// Label, if one was set.
     pub label: Option<Arc<str>>,
-    /// `file:line` of the code that created it.
-    pub site: &'static Location<'static>,
+    /// Where it was created (`file:line` for the engine's handles).
+    pub site: Site,
     /// Creation time ([`super::clock::now_ns`]).
     pub created_ns: u64,
     /// Started and not stopped.
@@ -437,7 +449,7 @@ impl HandleInfo {
             id: HandleId::new(slot.id),
             kind: slot.kind,
             label: slot.label.clone(),
-            site: slot.site,
+            site: Site::Source(slot.site),
             created_ns: slot.created_ns,
             active: slot.flags & ACTIVE != 0,
             has_ref: slot.flags & REF != 0,

@@ -5,17 +5,22 @@
 //!
 //! A loop hands them out through [`Loop::observer`](crate::Loop::observer) and
 //! [`ThreadPool::snapshot`](crate::ThreadPool::snapshot). Using the engine does not need
-//! this module.
+//! this module. A producer other than the engine (the libuv agent) fills the same types:
+//! [`LoopObserver::new`], [`LoopObserver::publish`], [`CallbackSlot::enter`],
+//! [`RecorderLocal`], [`SnapshotWindows`] (ARCHITECTURE.md, "How to add a producer of loop
+//! data", walks through it).
 
-pub use crate::current::{CurrentCallback, LABEL_MAX};
+pub use crate::current::{CallbackSlot, CurrentCallback, LABEL_MAX};
 pub use crate::handle::TypeCount;
 pub use crate::names::PerType;
 pub use crate::pool::{PoolSnapshot, TaskOutcome, WorkerSnapshot, POOL_KINDS};
 pub use crate::recorder::{
-    IterationRecord, Recorder, RetainedIterations, SlowCallback, ITERATIONS_KEPT, SLOW_CALLBACK_NS,
-    SLOW_KEPT,
+    IterationRecord, Recorder, RecorderLocal, RetainedIterations, SlowCallback, ITERATIONS_KEPT,
+    SLOW_CALLBACK_NS, SLOW_KEPT,
 };
-pub use crate::stats::{Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, Utilization};
+pub use crate::stats::{
+    Histogram, LoopObserver, LoopSnapshot, PhaseSnapshot, SnapshotWindows, Utilization,
+};
 pub use crate::sys::ThreadIdentity;
 
 /// The monotonic clock every loop and thread shares: nanoseconds since the process first

@@ -56,7 +56,7 @@ pub use pool::{
 };
 pub use request::{RequestInfo, RequestState};
 pub use signal::Signal;
-pub use target::{HandleId, HandleType, RequestId, RequestType, Target};
+pub use target::{HandleId, HandleType, RequestId, RequestType, Site, Target};
 pub use tcp::{ReadEvent, Tcp};
 pub use timer::Timer;
 pub use udp::Udp;

@@ -158,8 +158,9 @@ pub struct ThreadPool {
     inner: Arc<PoolInner>,
 }
 
-/// What the pool looks like right now (see [`ThreadPool::snapshot`]).
-#[derive(Clone, Debug)]
+/// What the pool looks like right now (see [`ThreadPool::snapshot`]). `Default` is an empty
+/// pool of size 0, for a producer to fill with what it sees.
+#[derive(Clone, Debug, Default)]
 pub struct PoolSnapshot {
     /// Configured number of workers.
     pub size: usize,

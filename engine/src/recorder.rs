@@ -137,10 +137,12 @@ impl Recorder {
     }
 }
 
-/// The loop-local side: the chunk being filled, whose last record is the iteration being
-/// recorded (written in place: no per-iteration copies).
-#[derive(Default)]
-pub(crate) struct RecorderLocal {
+/// The producer's side of the recorder, owned by the thread that runs the loop: the chunk
+/// being filled, whose last record is the iteration being recorded (written in place: no
+/// per-iteration copies). [`flush`](Self::flush) hands it to the shared [`Recorder`] (the
+/// engine flushes at every publication).
+#[derive(Debug, Default)]
+pub struct RecorderLocal {
     chunk: Vec<IterationRecord>,
     slow: Vec<SlowCallback>,
 }
@@ -178,6 +180,8 @@ impl RecorderLocal {
         }
     }
 
+    /// Notes a callback that ran at least [`SLOW_CALLBACK_NS`] (kept up to [`SLOW_KEPT`]
+    /// per flush).
     #[cold]
     pub fn slow_callback(&mut self, s: SlowCallback) {
         if self.slow.len() < SLOW_KEPT {

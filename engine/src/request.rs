@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::pool::WorkError;
 use super::slots::{HasId, Slots};
-use super::target::{next_id, RequestId, RequestType};
+use super::target::{next_id, RequestId, RequestType, Site};
 use super::Loop;
 use crate::names::named_enum;
 
@@ -135,8 +135,8 @@ pub struct RequestInfo {
     pub kind: RequestType,
     /// Label, if one was set.
     pub label: Option<Arc<str>>,
-    /// `file:line` of the code that made it.
-    pub site: &'static Location<'static>,
+    /// Where it was made (`file:line` for the engine's requests).
+    pub site: Site,
     /// Creation time ([`super::clock::now_ns`]).
     pub created_ns: u64,
     /// Queued, running or done.
@@ -149,7 +149,7 @@ impl RequestInfo {
             id: RequestId::new(slot.id),
             kind: slot.kind,
             label: slot.label.clone(),
-            site: slot.site,
+            site: Site::Source(slot.site),
             created_ns: slot.created_ns,
             state: slot.state,
         }

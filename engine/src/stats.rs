@@ -45,19 +45,59 @@ pub(crate) struct LoopStats {
     pub phase_ns: [Histogram; Phase::COUNT],
     pub phase_callbacks: [u64; Phase::COUNT],
     pub lag: Histogram,
-    lag_window_max: u64,
-    lag_recent: VecDeque<u64>,
     pub request_ns: [Histogram; RequestType::COUNT],
     pub panics: u64,
-    /// (time, idle_ns) at each publication, for utilization windows.
-    elu: VecDeque<(u64, u64)>,
+    windows: SnapshotWindows,
     publications: u64,
 }
 
 impl LoopStats {
     pub fn record_lag(&mut self, lag_ns: u64) {
         self.lag.record(lag_ns);
+        self.windows.note_lag(lag_ns);
+    }
+}
+
+/// The sliding windows a producer keeps between publications to fill a snapshot's
+/// `utilization` and `lag_recent_ns`: an idle-time sample per publication (enough for the
+/// 60 s window) and the largest lag of each publication interval.
+#[derive(Debug, Default)]
+pub struct SnapshotWindows {
+    /// (time, idle_ns) at each publication.
+    elu: VecDeque<(u64, u64)>,
+    lag_window_max: u64,
+    lag_recent: VecDeque<u64>,
+}
+
+impl SnapshotWindows {
+    /// Notes a lag measurement of the current publication interval.
+    #[inline]
+    pub fn note_lag(&mut self, lag_ns: u64) {
         self.lag_window_max = self.lag_window_max.max(lag_ns);
+    }
+
+    /// Closes a publication interval at `now`, when the loop had been idle `idle_total_ns`
+    /// since it began; returns the utilization windows as of now.
+    pub fn advance(&mut self, now: u64, idle_total_ns: u64) -> Utilization {
+        self.elu.push_back((now, idle_total_ns));
+        if self.elu.len() > ELU_SAMPLES {
+            self.elu.pop_front();
+        }
+        self.lag_recent.push_back(self.lag_window_max);
+        self.lag_window_max = 0;
+        if self.lag_recent.len() > LAG_RECENT {
+            self.lag_recent.pop_front();
+        }
+        Utilization {
+            last_1s: self.utilization(now, idle_total_ns, 1_000_000_000),
+            last_10s: self.utilization(now, idle_total_ns, 10_000_000_000),
+            last_60s: self.utilization(now, idle_total_ns, 60_000_000_000),
+        }
+    }
+
+    /// The largest lag of each recent publication interval, oldest first.
+    pub fn lag_recent(&self) -> Vec<u64> {
+        self.lag_recent.iter().copied().collect()
     }
 
     /// Event-loop utilization over the last `window_ns`: 1 − idle/elapsed.
@@ -153,7 +193,9 @@ pub struct LoopSnapshot {
 }
 
 impl LoopSnapshot {
-    fn empty(loop_index: usize, now: u64) -> Self {
+    /// The snapshot of a loop that has not run yet: no iterations, every phase and type at
+    /// zero, started `now`. A producer starts from it and fills what it measured.
+    pub fn new(loop_index: usize, now: u64) -> Self {
         LoopSnapshot {
             loop_index,
             as_of_ns: now,
@@ -190,6 +232,14 @@ impl LoopSnapshot {
 
 /// The part of a loop other threads may hold: its latest snapshot and its current-callback
 /// slot. Obtained with [`Loop::observer`]; `Send + Sync`.
+///
+/// Its reading side ([`snapshot`](Self::snapshot), [`current`](Self::current),
+/// [`recorder`](Self::recorder), [`thread`](Self::thread)) is what observers use. Its
+/// producing side ([`new`](Self::new), [`publish`](Self::publish),
+/// [`callback_slot`](Self::callback_slot), [`note_thread`](Self::note_thread),
+/// [`take_details_request`](Self::take_details_request)) is what a loop fills it with: the
+/// engine's own [`Loop`], or another producer that watches a loop it does not run (the libuv
+/// agent).
 pub struct LoopObserver {
     index: usize,
     snapshot: ArcSwap<LoopSnapshot>,
@@ -209,10 +259,12 @@ impl std::fmt::Debug for LoopObserver {
 }
 
 impl LoopObserver {
-    pub(crate) fn new(index: usize) -> Self {
+    /// An observer of loop `index` (its `loop` label) with an empty snapshot, for a producer
+    /// to fill. [`Loop::observer`] hands out the engine's own.
+    pub fn new(index: usize) -> Self {
         LoopObserver {
             index,
-            snapshot: ArcSwap::from_pointee(LoopSnapshot::empty(index, now_ns())),
+            snapshot: ArcSwap::from_pointee(LoopSnapshot::new(index, now_ns())),
             current: CallbackSlot::default(),
             recorder: Recorder::default(),
             want_details: AtomicBool::new(false),
@@ -221,8 +273,9 @@ impl LoopObserver {
         }
     }
 
-    /// Remembers the calling thread as the loop's (at the start of `run`).
-    pub(crate) fn note_thread(&self) {
+    /// Remembers the calling thread as the loop's: stack samples of a stall are taken from
+    /// it. Call from the thread that runs the loop, each time it starts running it.
+    pub fn note_thread(&self) {
         let me = sys::current_pthread() as u64;
         if self.thread_pthread.load(Ordering::Relaxed) != me {
             let id = sys::current_thread();
@@ -240,6 +293,31 @@ impl LoopObserver {
                 tid: self.thread_tid.load(Ordering::Relaxed),
             }),
         }
+    }
+
+    /// Publishes `snapshot` as the loop's latest: readers see it from their next load. Call
+    /// from the producer at a steady cadence (the engine: every 100 ms).
+    pub fn publish(&self, snapshot: LoopSnapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The current-callback slot, for its one writer: the thread that runs the loop enters
+    /// it before each callback and leaves it after ([`CallbackSlot::enter`]).
+    pub fn callback_slot(&self) -> &CallbackSlot {
+        &self.current
+    }
+
+    /// Whether someone asked for fresh handle and request lists since the last call
+    /// ([`LoopObserver::request_details`]); clears the request. The producer then takes its
+    /// lists for its next publication.
+    pub fn take_details_request(&self) -> bool {
+        self.want_details.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether fresh lists were asked for, without clearing the request (the loop's cheap
+    /// per-iteration check).
+    pub(crate) fn details_wanted(&self) -> bool {
+        self.want_details.load(Ordering::Relaxed)
     }
 
     /// The flight recorder: recent iterations and slow callbacks.
@@ -269,10 +347,6 @@ impl LoopObserver {
         self.want_details.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn details_wanted(&self) -> bool {
-        self.want_details.load(Ordering::Relaxed)
-    }
-
     /// A snapshot whose handle and request lists were taken after this call, waiting at most
     /// `max_wait` for the loop to publish one; when the loop is blocked (or not running), the
     /// latest snapshot instead — its `lists_as_of_ns` tells how old its lists are.
@@ -298,24 +372,11 @@ impl Loop {
         let now = now_ns();
         let st = &mut self.stats;
         st.publications += 1;
-        st.elu.push_back((now, st.idle_ns));
-        if st.elu.len() > ELU_SAMPLES {
-            st.elu.pop_front();
-        }
-        st.lag_recent.push_back(st.lag_window_max);
-        st.lag_window_max = 0;
-        if st.lag_recent.len() > LAG_RECENT {
-            st.lag_recent.pop_front();
-        }
-        let utilization = Utilization {
-            last_1s: st.utilization(now, st.idle_ns, 1_000_000_000),
-            last_10s: st.utilization(now, st.idle_ns, 10_000_000_000),
-            last_60s: st.utilization(now, st.idle_ns, 60_000_000_000),
-        };
+        let utilization = st.windows.advance(now, st.idle_ns);
         let previous = self.observer.snapshot.load();
         // Lists cost O(handles): refreshed when someone asked, and once a second only while
         // they are small enough for that to be free.
-        let details_due = self.observer.want_details.swap(false, Ordering::Relaxed)
+        let details_due = self.observer.take_details_request()
             || (self.handles.len() <= PERIODIC_LISTS_MAX
                 && (st.publications <= 1
                     || now.saturating_sub(previous.lists_as_of_ns) >= 1_000_000_000));
@@ -369,7 +430,7 @@ impl Loop {
                 })
                 .collect(),
             lag: st.lag.clone(),
-            lag_recent_ns: st.lag_recent.iter().copied().collect(),
+            lag_recent_ns: st.windows.lag_recent(),
             handles: PerType::from_fn(|t: HandleType| self.handles.counts[t.index()]),
             handles_opened: PerType::from_fn(|t: HandleType| self.handles.opened[t.index()]),
             handles_closed: PerType::from_fn(|t: HandleType| self.handles.closed[t.index()]),
@@ -381,7 +442,7 @@ impl Loop {
             request_list,
             lists_as_of_ns,
         };
-        self.observer.snapshot.store(Arc::new(snapshot));
+        self.observer.publish(snapshot);
         self.recorder.flush(&self.observer.recorder);
     }
 }

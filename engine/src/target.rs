@@ -2,7 +2,9 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::names::named_enum;
 
@@ -34,7 +36,8 @@ pub(crate) fn next_id() -> u64 {
 }
 
 /// A handle's stable id: only the engine makes one (so an id always names a handle that
-/// existed); [`HandleId::get`] and `Display` read it.
+/// existed), or hands a fresh one to a producer that watches foreign handles
+/// ([`HandleId::allocate`]); [`HandleId::get`] and `Display` read it.
 ///
 /// ```compile_fail,E0423
 /// let forged = loopd_engine::HandleId(7);
@@ -52,6 +55,13 @@ impl HandleId {
         HandleId(id)
     }
 
+    /// A fresh id, never handed out before in this process (by the engine or by this call):
+    /// for a producer that observes handles the engine does not own (the libuv agent names
+    /// each libuv handle it sees with one).
+    pub fn allocate() -> HandleId {
+        HandleId(next_id())
+    }
+
     /// The id as a number (as on the wire and in logs).
     pub const fn get(self) -> u64 {
         self.0
@@ -61,6 +71,12 @@ impl HandleId {
 impl RequestId {
     pub(crate) const fn new(id: u64) -> RequestId {
         RequestId(id)
+    }
+
+    /// A fresh id, never handed out before in this process: for a producer that observes
+    /// requests the engine does not own (see [`HandleId::allocate`]).
+    pub fn allocate() -> RequestId {
+        RequestId(next_id())
     }
 
     /// The id as a number (as on the wire and in logs).
@@ -114,6 +130,17 @@ named_enum!(
         Signal => "signal",
         /// A poll watcher of an arbitrary file descriptor.
         Poll => "poll",
+        /// A pipe or Unix-domain socket stream. The engine has none yet; seen in libuv
+        /// programs (the agent).
+        Pipe => "pipe",
+        /// A terminal stream. Seen in libuv programs (the agent).
+        Tty => "tty",
+        /// A child process. Seen in libuv programs (the agent).
+        Process => "process",
+        /// A file-system event watcher. Seen in libuv programs (the agent).
+        FsEvent => "fs_event",
+        /// A file-system stat poller. Seen in libuv programs (the agent).
+        FsPoll => "fs_poll",
     }
 );
 
@@ -136,6 +163,10 @@ named_enum!(
         Work => "work",
         /// A name lookup on the thread pool.
         Getaddrinfo => "getaddrinfo",
+        /// A reverse name lookup on the thread pool. Seen in libuv programs (the agent).
+        Getnameinfo => "getnameinfo",
+        /// Random bytes from the thread pool. Seen in libuv programs (the agent).
+        Random => "random",
     }
 );
 
@@ -224,5 +255,25 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4 * per_thread);
+    }
+}
+
+/// Where a handle or request was created: the source line of the engine's caller, or, for a
+/// producer that sees only machine code (the libuv agent), the symbolized return address of
+/// the call that created it. `Display` gives `file:line` or the symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The `#[track_caller]` location of the call.
+    Source(&'static Location<'static>),
+    /// A symbolized code address, e.g. `on_connection+0x2c (server.c:41)`.
+    Symbol(Arc<str>),
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Site::Source(l) => write!(f, "{}:{}", l.file(), l.line()),
+            Site::Symbol(s) => f.write_str(s),
+        }
     }
 }

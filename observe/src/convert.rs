@@ -221,7 +221,7 @@ fn handle_info(h: &engine::HandleInfo, loop_index: usize, now: u64) -> proto::Ha
         fd: h.fd,
         created_at_ms: wall_ms(h.created_ns),
         age_seconds: seconds(now.saturating_sub(h.created_ns)),
-        site: format!("{}:{}", h.site.file(), h.site.line()),
+        site: h.site.to_string(),
         bytes_read: h.bytes_read,
         bytes_written: h.bytes_written,
         last_activity_ms: (h.last_activity_ns != 0).then(|| wall_ms(h.last_activity_ns)),
@@ -321,7 +321,7 @@ pub(crate) fn requests(shared: &Shared, params: &RequestsParams) -> RequestsResu
                     handle_id: None,
                     created_at_ms: wall_ms(r.created_ns),
                     age_seconds: seconds(now.saturating_sub(r.created_ns)),
-                    site: format!("{}:{}", r.site.file(), r.site.line()),
+                    site: r.site.to_string(),
                 },
             ));
         }

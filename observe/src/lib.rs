@@ -53,6 +53,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// ARCHITECTURE.md's Rust snippets (the producer walk-through) compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../ARCHITECTURE.md")]
+struct ArchitectureDoctests;
+
 pub mod control;
 pub mod convert;
 pub mod http1;
