@@ -83,10 +83,7 @@ impl DaemonBuilder {
     }
 }
 
-/// The metrics endpoint of a program observed with [`observe_loops`] (none when unset).
-pub const METRICS_ADDR_ENV: &str = "LOOPD_METRICS_ADDR";
-/// The stall threshold of a program observed with [`observe_loops`] (`100ms`, `1s`, `250`).
-pub const STALL_THRESHOLD_ENV: &str = "LOOPD_STALL_THRESHOLD";
+pub use crate::observe::env::{METRICS_ADDR_ENV, STALL_THRESHOLD_ENV};
 
 /// Starts the observability side for loops a program runs itself: the control socket
 /// (`$LOOPD_SOCKET`, else `<program>-<pid>.sock` beside the daemon's `control.sock`), the
@@ -113,25 +110,11 @@ pub const STALL_THRESHOLD_ENV: &str = "LOOPD_STALL_THRESHOLD";
 pub fn observe_loops(
     loops: &[&crate::engine::Loop],
 ) -> Result<crate::observe::ObserveHandle, DaemonError> {
-    use crate::config::{parse_metrics_addr, parse_millis, ConfigError};
-    use crate::observe::{Observe, ObserveInput, ObserveOptions, ServiceRegistry};
+    use crate::config::ConfigError;
+    use crate::observe::{Observe, ObserveInput, ServiceRegistry};
 
-    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-    let metrics_addr = match env(METRICS_ADDR_ENV) {
-        Some(addr) => parse_metrics_addr(&addr)
-            .map_err(|e| ConfigError::Environment(format!("{METRICS_ADDR_ENV}: {e}")))?,
-        None => None,
-    };
-    let mut options = ObserveOptions {
-        metrics_addr,
-        control_name: Some(program_name()),
-        ..ObserveOptions::default()
-    };
-    if let Some(text) = env(STALL_THRESHOLD_ENV) {
-        let ms = parse_millis(&text)
-            .map_err(|e| ConfigError::Environment(format!("{STALL_THRESHOLD_ENV}: {e}")))?;
-        options.stall_threshold = std::time::Duration::from_millis(ms);
-    }
+    let mut options = crate::observe::env::program_options("program")
+        .map_err(|e| ConfigError::Environment(e.to_string()))?;
     let pool = loops.first().map_or_else(
         || crate::engine::ThreadPool::global().clone(),
         |lp| lp.pool().clone(),
@@ -149,26 +132,4 @@ pub fn observe_loops(
         tracing::info!(%addr, "metrics endpoint listening");
     }
     Ok(handle)
-}
-
-/// `<program>-<pid>`, the program's file name kept to `[A-Za-z0-9._-]`.
-fn program_name() -> String {
-    let exe = std::env::current_exe().ok();
-    let name = exe
-        .as_deref()
-        .and_then(std::path::Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "program".into());
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
-    format!("{clean}-{}", std::process::id())
 }

@@ -323,39 +323,11 @@ pub fn threadpool_size_from_env() -> Result<Option<usize>, ConfigError> {
     }
 }
 
-/// A duration in milliseconds as flags and environment variables give it: `100ms`, `1s`, `250`.
-///
-/// # Errors
-/// Not such a duration, or zero.
-pub fn parse_millis(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(v) = s.strip_suffix("ms") {
-        (v, 1)
-    } else if let Some(v) = s.strip_suffix('s') {
-        (v, 1000)
-    } else {
-        (s, 1)
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 100ms or 1s"))?;
-    match n.checked_mul(scale) {
-        Some(0) | None => Err(format!("`{s}` must be between 1 ms and 584 million years")),
-        Some(ms) => Ok(ms),
-    }
-}
+pub use crate::observe::env::parse_millis;
 
 /// `""` or `"off"` disables the endpoint.
 pub fn parse_metrics_addr(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
-    if s.is_empty() || s == "off" {
-        return Ok(None);
-    }
-    s.parse().map(Some).map_err(|_| {
-        ConfigError::Invalid(format!(
-            "metrics_addr `{s}` is not an address like 127.0.0.1:9464"
-        ))
-    })
+    crate::observe::env::parse_metrics_addr(s).map_err(ConfigError::Invalid)
 }
 
 #[cfg(test)]

@@ -151,6 +151,7 @@ pub fn run_with_kinds(
         health_threshold: HEALTH_THRESHOLD,
         input: ObserveInput::from_engine(observers, pool.clone(), registry.clone()),
         config: control.clone(),
+        ..ObserveOptions::default()
     });
     let observe = match observe {
         Ok(o) => o,

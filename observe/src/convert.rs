@@ -71,6 +71,7 @@ pub(crate) fn hello(shared: &Shared) -> Hello {
         loops: shared.loops.len() as u32,
         started_at_ms: wall_ms(shared.started_ns),
         methods: proto::methods::ALL.iter().map(|m| m.to_string()).collect(),
+        host: shared.host.clone(),
     }
 }
 
@@ -188,6 +189,7 @@ pub(crate) fn status(shared: &Shared) -> Status {
         threadpool: pool_summary(&shared.pool.snapshot()),
         services: services(shared),
         stalls_total: shared.stalls.total(),
+        host: shared.host.clone(),
     }
 }
 

@@ -60,6 +60,7 @@ struct ArchitectureDoctests;
 
 pub mod control;
 pub mod convert;
+pub mod env;
 pub mod http1;
 mod input;
 pub mod metrics;
@@ -145,6 +146,8 @@ pub struct ObserveOptions {
     pub input: ObserveInput,
     /// The daemon's configuration hook.
     pub config: Arc<dyn ConfigControl>,
+    /// What serves the socket, for `hello` and `status` (default: the daemon, `loopd`).
+    pub host: proto::Host,
 }
 
 impl Default for ObserveOptions {
@@ -158,6 +161,11 @@ impl Default for ObserveOptions {
             health_threshold: DEFAULT_HEALTH_THRESHOLD,
             input: ObserveInput::default(),
             config: Arc::new(StaticConfig::default()),
+            host: proto::Host {
+                kind: "loopd".into(),
+                program: env::program_file_name(),
+                ..proto::Host::default()
+            },
         }
     }
 }
@@ -217,6 +225,7 @@ pub(crate) struct Shared {
     pub pool: Arc<dyn PoolFeed>,
     pub services: ServiceRegistry,
     pub config: Arc<dyn ConfigControl>,
+    pub host: proto::Host,
     pub stalls: StallBook,
     pub rates: Rates,
     /// Stall threshold, nanoseconds (live-settable).
@@ -257,6 +266,7 @@ impl Observe {
             pool: options.input.pool,
             services: options.input.services,
             config: options.config,
+            host: options.host,
             stalls: StallBook::default(),
             rates: Rates::default(),
             stall_threshold_ns: AtomicU64::new(duration_ns(options.stall_threshold).max(1)),

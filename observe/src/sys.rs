@@ -55,7 +55,7 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-pub use stack_sample::{sample_stack, StackSample};
+pub use stack_sample::{sample_signal, sample_stack, set_sample_signal, StackSample};
 
 /// Sampling another thread's stack with a signal (the stall watchdog's stack traces).
 ///
@@ -142,10 +142,72 @@ mod stack_sample {
         Busy,
     }
 
-    /// The signal used: a real-time signal above the ones glibc reserves, so it does not
-    /// collide with `SIGPROF`-based profilers.
+    /// The signal chosen with [`set_sample_signal`]; 0: the default.
+    static SIGNAL: AtomicI32 = AtomicI32::new(0);
+    /// What was installed for the signal before us: signals that are not our sample requests
+    /// go to it.
+    static PREVIOUS: OnceLock<PreviousAction> = OnceLock::new();
+
+    /// A `sigaction` kept to chain to.
+    struct PreviousAction(libc::sigaction);
+    // SAFETY: the struct holds a handler address, a signal mask and flags: plain data, set
+    // once and only read afterwards.
+    unsafe impl Sync for PreviousAction {}
+    // SAFETY: as above.
+    unsafe impl Send for PreviousAction {}
+
+    /// The signal used: by default a real-time signal above the ones glibc reserves
+    /// (`SIGRTMIN+5`), so it does not collide with `SIGPROF`-based profilers; another one
+    /// with [`set_sample_signal`] (for a host program that uses that one itself).
     pub fn sample_signal() -> libc::c_int {
-        libc::SIGRTMIN() + 5
+        match SIGNAL.load(Ordering::Relaxed) {
+            0 => libc::SIGRTMIN() + 5,
+            sig => sig,
+        }
+    }
+
+    /// Chooses the sampling signal; call before the first sample (the handler is installed
+    /// then, once). A handler the program already has for it keeps receiving the signals
+    /// that are not our sample requests.
+    ///
+    /// # Errors
+    /// A signal outside `SIGRTMIN..=SIGRTMAX`, or the handler is already installed.
+    pub fn set_sample_signal(sig: libc::c_int) -> Result<(), String> {
+        if !(libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) {
+            return Err(format!(
+                "signal {sig} is not a real-time signal ({}..={})",
+                libc::SIGRTMIN(),
+                libc::SIGRTMAX()
+            ));
+        }
+        if PREVIOUS.get().is_some() {
+            return Err("the sampling signal handler is already installed".into());
+        }
+        SIGNAL.store(sig, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Hands a signal that was not our sample request to the handler installed before ours.
+    /// Async-signal-safe: one atomic load and a call.
+    fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        let Some(PreviousAction(prev)) = PREVIOUS.get() else {
+            return;
+        };
+        let handler = prev.sa_sigaction;
+        if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+            return;
+        }
+        if prev.sa_flags & libc::SA_SIGINFO != 0 {
+            // SAFETY: with SA_SIGINFO the previous handler has the three-argument signature;
+            // it gets the arguments the kernel gave us.
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(handler) };
+            f(sig, info, ctx);
+        } else {
+            // SAFETY: without SA_SIGINFO the previous handler has the one-argument signature.
+            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+            f(sig);
+        }
     }
 
     /// The program counter the signal interrupted, from the handler's `ucontext`.
@@ -175,8 +237,8 @@ mod stack_sample {
     }
 
     extern "C" fn on_sample_signal(
-        _sig: libc::c_int,
-        _info: *mut libc::siginfo_t,
+        sig: libc::c_int,
+        info: *mut libc::siginfo_t,
         ctx: *mut libc::c_void,
     ) {
         // SAFETY: __errno_location returns this thread's errno slot; saving and restoring it
@@ -200,6 +262,8 @@ mod stack_sample {
             SLOT.len.store(n, Ordering::Relaxed);
             SLOT.exact.store(exact, Ordering::Relaxed);
             SLOT.state.store(DONE, Ordering::Release);
+        } else {
+            chain(sig, info, ctx);
         }
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
@@ -248,9 +312,18 @@ mod stack_sample {
                 action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
                 // SAFETY: `action.sa_mask` is a valid sigset_t to initialize.
                 unsafe { libc::sigemptyset(&mut action.sa_mask) };
+                let sig = sample_signal();
+                // SAFETY: a zeroed sigaction is valid storage for the current action.
+                let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+                // SAFETY: reads the current action into `previous` (a null new action changes
+                // nothing).
+                if unsafe { libc::sigaction(sig, std::ptr::null(), &mut previous) } != 0 {
+                    return Err(std::io::Error::last_os_error().to_string());
+                }
+                let _ = PREVIOUS.set(PreviousAction(previous));
                 // SAFETY: `action` is fully initialized; the handler is an `extern "C"` fn with
                 // the SA_SIGINFO signature and is async-signal-safe (see `record`).
-                let rc = unsafe { libc::sigaction(sample_signal(), &action, std::ptr::null_mut()) };
+                let rc = unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
                 if rc == 0 {
                     Ok(())
                 } else {

@@ -26,6 +26,8 @@ use super::{ObserveError, Shared};
 use crate::sys::{sample_stack, StackSample};
 use loopd_engine::instrument::clock::now_ns;
 
+pub use crate::sys::{sample_signal, set_sample_signal};
+
 /// How often the watchdog reads the current-callback slots.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// How often it records snapshots for rates.

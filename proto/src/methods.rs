@@ -657,7 +657,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
-    use crate::snapshot::{Stall, StallEventKind};
+    use crate::snapshot::{Host, Stall, StallEventKind};
     use serde_json::json;
 
     fn err(method: &str, params: Value) -> CallError {
@@ -861,6 +861,12 @@ mod tests {
                 loops: 1,
                 started_at_ms: 1,
                 methods: ALL.iter().map(|s| s.to_string()).collect(),
+                host: Host {
+                    kind: "agent".into(),
+                    program: "server".into(),
+                    libuv_version: Some("1.44.2".into()),
+                    capabilities: vec!["idle_time".into()],
+                },
             }),
             ServerEvent::Status(Box::new(crate::snapshot::tests::status())),
             ServerEvent::Stalls(Box::new(StallEvent {

@@ -133,6 +133,22 @@ wire_enum! {
     }
 }
 
+/// What kind of process serves the socket, and what it can observe.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Host {
+    /// `"loopd"` (the daemon), `"program"` (a program built on loopd's library) or `"agent"`
+    /// (a libuv program with loopd's agent attached). Empty from older servers: loopd.
+    pub kind: String,
+    /// The program's file name (`loopd`, `python3.11`, `my-server`).
+    pub program: String,
+    /// The libuv version observed (agent only), e.g. `1.44.2`.
+    pub libuv_version: Option<String>,
+    /// What this server can observe (agent only): e.g. `idle_time`, `metrics_info`,
+    /// `callback_attribution`, `stack_samples`, `threadpool`.
+    pub capabilities: Vec<String>,
+}
+
 /// The `hello` notification, sent by the server first on every connection.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -149,6 +165,8 @@ pub struct Hello {
     pub started_at_ms: u64,
     /// The methods this server answers, so a client can tell what an older daemon lacks.
     pub methods: Vec<String>,
+    /// What serves the socket (the daemon, a program on loopd, a libuv program's agent).
+    pub host: Host,
 }
 
 /// A latency distribution summarised, in seconds (from an HDR histogram).
@@ -329,6 +347,8 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     /// Stalls on all loops since start.
     pub stalls_total: u64,
+    /// What serves the socket (as in `hello`).
+    pub host: Host,
 }
 
 /// One handle (a row of `loopctl handles`).
@@ -747,6 +767,11 @@ pub(crate) mod tests {
                 bytes_sent_total: 60,
             }],
             stalls_total: 2,
+            host: Host {
+                kind: "loopd".into(),
+                program: "loopd".into(),
+                ..Host::default()
+            },
         }
     }
 
@@ -759,6 +784,7 @@ pub(crate) mod tests {
             loops: 2,
             started_at_ms: 5,
             methods: vec!["ping".into()],
+            host: Host::default(),
         });
         roundtrip(&status());
         roundtrip(&Status::default());

@@ -175,6 +175,11 @@ pub fn status(stalled: bool) -> Status {
             },
         ],
         stalls_total: 3,
+        host: proto::Host {
+            kind: "loopd".into(),
+            program: "loopd".into(),
+            ..proto::Host::default()
+        },
     }
 }
 
@@ -186,6 +191,11 @@ pub fn hello() -> Hello {
         loops: 1,
         started_at_ms: NOW - 3_725_000,
         methods: vec!["status".into()],
+        host: proto::Host {
+            kind: "loopd".into(),
+            program: "loopd".into(),
+            ..proto::Host::default()
+        },
     }
 }
 

@@ -21,6 +21,11 @@ pub fn hello() -> Hello {
         loops: 1,
         started_at_ms: 1_700_000_000_000,
         methods: ALL.iter().map(|m| m.to_string()).collect(),
+        host: proto::Host {
+            kind: "loopd".into(),
+            program: "loopd".into(),
+            ..proto::Host::default()
+        },
     }
 }
 
@@ -166,6 +171,11 @@ pub fn status() -> Status {
             },
         ],
         stalls_total: 4,
+        host: proto::Host {
+            kind: "loopd".into(),
+            program: "loopd".into(),
+            ..proto::Host::default()
+        },
     }
 }
 

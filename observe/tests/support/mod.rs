@@ -171,6 +171,7 @@ impl Harness {
                 services.clone(),
             ),
             config: Arc::new(StaticConfig(config)),
+            ..ObserveOptions::default()
         })
         .unwrap();
         Harness {
