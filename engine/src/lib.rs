@@ -896,7 +896,7 @@ impl Loop {
             self.stats.last_poll_idle_ns,
             &self.observer.recorder,
         );
-        if self.last_clock >= self.next_publish_ns || self.observer.details_wanted() {
+        if self.last_clock >= self.next_publish_ns || self.observer.details_requested() {
             self.next_publish_ns = self.last_clock + self.publish_interval_ns;
             self.publish();
         }

@@ -314,9 +314,9 @@ impl LoopObserver {
         self.want_details.swap(false, Ordering::Relaxed)
     }
 
-    /// Whether fresh lists were asked for, without clearing the request (the loop's cheap
-    /// per-iteration check).
-    pub(crate) fn details_wanted(&self) -> bool {
+    /// Whether fresh lists were asked for, without clearing the request (a producer's cheap
+    /// per-iteration check; [`take_details_request`](Self::take_details_request) clears it).
+    pub fn details_requested(&self) -> bool {
         self.want_details.load(Ordering::Relaxed)
     }
 

@@ -230,6 +230,22 @@ fn is_sampler_frame(function: &str) -> bool {
         || function.contains("_Unwind_Backtrace")
 }
 
+/// Frames of the plumbing between a loop and the callback it runs — Rust's `catch_unwind`
+/// machinery and the agent's trampolines — that say nothing about what blocks: left out of
+/// stacks (unless innermost: then they are what runs).
+fn is_plumbing_frame(function: &str) -> bool {
+    const PLUMBING: [&str; 7] = [
+        "loopd_agent::intercept::",
+        "loopd_agent::pool::",
+        "std::panicking::",
+        "std::panic::catch_unwind",
+        "core::ops::function::FnOnce::call_once",
+        "<core::panic::unwind_safe::AssertUnwindSafe",
+        "__rust_try",
+    ];
+    PLUMBING.iter().any(|p| function.starts_with(p))
+}
+
 /// Resolves raw instruction pointers to functions, files and lines, innermost first; an
 /// address with inlined calls yields one frame per inlined function.
 pub fn symbolize(sample: &StackSample) -> Vec<Frame> {
@@ -262,5 +278,10 @@ pub fn symbolize(sample: &StackSample) -> Vec<Frame> {
             out.drain(..=last);
         }
     }
+    let mut i = 0;
+    out.retain(|f| {
+        i += 1;
+        i == 1 || !is_plumbing_frame(&f.function)
+    });
     out
 }

@@ -1,0 +1,509 @@
+//! Callback attribution: the agent's definitions of libuv's registering calls. Preloaded
+//! (`LD_PRELOAD`), they come first; each keeps the host's callback, hands libuv a trampoline
+//! of ours instead and forwards to libuv's own function. The trampoline tells the loop's
+//! current-callback slot whose callback runs (the watchdog's attribution), times it, and
+//! calls the host's callback.
+//!
+//! Only the loop thread registers and runs these callbacks (libuv is not thread-safe), so
+//! the tables are thread-local and need no lock. Nothing here holds a borrow while host code
+//! runs: host callbacks call back into libuv (and so into us) freely.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_int, c_uint, c_void};
+
+use loopd_engine::instrument::clock::now_ns;
+use loopd_engine::{Phase, RequestId, RequestType, Target};
+
+use crate::loop_agent::agent_of;
+use crate::sites;
+use crate::uv::{self, Ptr};
+
+type HandleCb = unsafe extern "C" fn(Ptr);
+type StatusCb = unsafe extern "C" fn(Ptr, c_int);
+type PollCb = unsafe extern "C" fn(Ptr, c_int, c_int);
+type ReadCb = unsafe extern "C" fn(Ptr, isize, *const c_void);
+type UdpRecvCb = unsafe extern "C" fn(Ptr, isize, *const c_void, *const c_void, c_uint);
+
+/// `UV_ENOSYS`: what an interposer returns when libuv's own function cannot be found.
+const UV_ENOSYS: c_int = -libc::ENOSYS;
+
+/// Which of a handle's callbacks a trampoline runs.
+#[derive(Clone, Copy)]
+enum Slot {
+    Timer,
+    Idle,
+    Prepare,
+    Check,
+    Async,
+    Signal,
+    Poll,
+    Read,
+    Connection,
+    UdpRecv,
+    Close,
+}
+const SLOTS: usize = 11;
+
+/// The host's callbacks of one handle, and where it was first registered.
+#[derive(Default)]
+struct HandleCbs {
+    cbs: [usize; SLOTS],
+    site: Option<usize>,
+}
+
+/// A request in flight: the host's callback and what we know of it.
+struct Req {
+    cb: usize,
+    kind: RequestType,
+    id: RequestId,
+    uv_loop: Ptr,
+    started_ns: u64,
+}
+
+thread_local! {
+    static HANDLES: RefCell<HashMap<usize, HandleCbs>> = RefCell::new(HashMap::new());
+    static REQS: RefCell<HashMap<usize, Req>> = RefCell::new(HashMap::new());
+}
+
+/// Whether attribution is on: libuv resolved (a libuv the agent cannot use gets its calls
+/// forwarded untouched).
+pub(crate) fn wrapping() -> bool {
+    uv::get().is_ok()
+}
+
+/// The first registering call's site of the handle at `h`, if recorded.
+pub fn site_of(h: Ptr) -> Option<usize> {
+    HANDLES
+        .try_with(|m| m.try_borrow().ok()?.get(&(h as usize))?.site)
+        .ok()
+        .flatten()
+}
+
+fn keep(h: Ptr, slot: Slot, cb: usize) {
+    let _ = HANDLES.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            let e = m.entry(h as usize).or_insert_with(|| HandleCbs {
+                site: sites::caller(),
+                ..HandleCbs::default()
+            });
+            e.cbs[slot as usize] = cb;
+        }
+    });
+}
+
+fn kept(h: Ptr, slot: Slot) -> usize {
+    HANDLES
+        .try_with(|m| {
+            m.try_borrow()
+                .ok()
+                .and_then(|m| m.get(&(h as usize)).map(|e| e.cbs[slot as usize]))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Runs `call` (the host's callback of handle `h`) attributed to `h` in `phase`.
+fn attributed(h: Ptr, phase: Phase, call: impl FnOnce()) {
+    // SAFETY: libuv passes its callbacks live handles.
+    let l = unsafe { uv::handle_loop(h) };
+    let agent = agent_of(l);
+    let begun = agent.as_ref().and_then(|agent| {
+        let mut a = agent.try_borrow_mut().ok()?;
+        let uv = uv::get().ok()?;
+        // SAFETY: a live handle (above).
+        let kind = uv::handle_type(unsafe { (uv.handle_get_type)(h) })?;
+        let id = a.handle_id(h);
+        let target = Target::Handle(kind, id);
+        Some((target, a.callback_begins(phase, target, None)))
+    });
+    call();
+    if let (Some(agent), Some((target, started))) = (agent, begun) {
+        if let Ok(mut a) = agent.try_borrow_mut() {
+            a.callback_ends(phase, target, started);
+        }
+    }
+}
+
+/// The trampoline of one callback slot with the signature `$args`.
+macro_rules! trampoline {
+    ($name:ident, $slot:expr, $phase:expr, $ty:ty, ($($arg:ident: $t:ty),*)) => {
+        unsafe extern "C" fn $name(h: Ptr $(, $arg: $t)*) {
+            let cb = kept(h, $slot);
+            if cb == 0 {
+                return;
+            }
+            // SAFETY: `cb` was stored from a non-null host callback of this very type.
+            let f = unsafe { std::mem::transmute::<usize, $ty>(cb) };
+            let run = || {
+                // SAFETY: the host's callback, with the arguments libuv gave us.
+                unsafe { f(h $(, $arg)*) }
+            };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attributed(h, $phase, run))).is_err() {
+                // Our bookkeeping panicked before or after the host's callback; nothing to undo.
+            }
+        }
+    };
+}
+
+trampoline!(timer_tramp, Slot::Timer, Phase::Timers, HandleCb, ());
+trampoline!(idle_tramp, Slot::Idle, Phase::Idle, HandleCb, ());
+trampoline!(prepare_tramp, Slot::Prepare, Phase::Prepare, HandleCb, ());
+trampoline!(check_tramp, Slot::Check, Phase::Check, HandleCb, ());
+trampoline!(async_tramp, Slot::Async, Phase::Poll, HandleCb, ());
+trampoline!(signal_tramp, Slot::Signal, Phase::Poll, StatusCb, (signum: c_int));
+trampoline!(poll_tramp, Slot::Poll, Phase::Poll, PollCb, (status: c_int, events: c_int));
+trampoline!(read_tramp, Slot::Read, Phase::Poll, ReadCb, (nread: isize, buf: *const c_void));
+trampoline!(connection_tramp, Slot::Connection, Phase::Poll, StatusCb, (status: c_int));
+trampoline!(udp_recv_tramp, Slot::UdpRecv, Phase::Poll, UdpRecvCb,
+    (nread: isize, buf: *const c_void, addr: *const c_void, flags: c_uint));
+
+unsafe extern "C" fn close_tramp(h: Ptr) {
+    let cb = kept(h, Slot::Close);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        attributed(h, Phase::Close, || {
+            if cb != 0 {
+                // SAFETY: stored from the host's non-null `uv_close_cb`.
+                let f = unsafe { std::mem::transmute::<usize, HandleCb>(cb) };
+                // SAFETY: the host's close callback with its handle.
+                unsafe { f(h) };
+            }
+        });
+        // The handle's memory may be freed now: only its address is used below.
+        let _ = HANDLES.try_with(|m| m.try_borrow_mut().map(|mut m| m.remove(&(h as usize))));
+        // SAFETY: not dereferenced: the loop pointer was read when uv_close was called.
+        if let Some(agent) = CLOSING_LOOP
+            .with(|c| c.borrow_mut().remove(&(h as usize)))
+            .and_then(agent_of)
+        {
+            if let Ok(mut a) = agent.try_borrow_mut() {
+                a.forget_handle(h);
+            }
+        }
+    }));
+}
+
+thread_local! {
+    /// The loop of each handle being closed (read at `uv_close`: the handle may be freed by
+    /// the time its close callback returns).
+    static CLOSING_LOOP: RefCell<HashMap<usize, Ptr>> = RefCell::new(HashMap::new());
+}
+
+/// Runs a request's completion: the host's callback attributed to the request.
+pub(crate) fn complete(req: Ptr, status: c_int) {
+    let Some(r) = REQS
+        .try_with(|m| m.try_borrow_mut().ok()?.remove(&(req as usize)))
+        .ok()
+        .flatten()
+    else {
+        return;
+    };
+    let agent = agent_of(r.uv_loop);
+    let target = Target::Request(r.kind, r.id);
+    let begun = agent.as_ref().and_then(|agent| {
+        let mut a = agent.try_borrow_mut().ok()?;
+        a.request_done(r.kind, r.started_ns);
+        Some(a.callback_begins(Phase::Poll, target, None))
+    });
+    if r.cb != 0 {
+        // SAFETY: stored from the host's non-null callback of this (request, status) type.
+        let f = unsafe { std::mem::transmute::<usize, StatusCb>(r.cb) };
+        // SAFETY: the host's callback with the request and status libuv gave us.
+        unsafe { f(req, status) };
+    }
+    if let (Some(agent), Some(started)) = (agent, begun) {
+        if let Ok(mut a) = agent.try_borrow_mut() {
+            a.callback_ends(Phase::Poll, target, started);
+        }
+    }
+}
+
+unsafe extern "C" fn request_tramp(req: Ptr, status: c_int) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| complete(req, status)));
+}
+
+/// Notes a request started on `uv_loop`.
+pub(crate) fn track_request(req: Ptr, kind: RequestType, uv_loop: Ptr, cb: usize) {
+    let _ = REQS.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.insert(
+                req as usize,
+                Req {
+                    cb,
+                    kind,
+                    id: RequestId::allocate(),
+                    uv_loop,
+                    started_ns: now_ns(),
+                },
+            );
+        }
+    });
+    if let Some(agent) = agent_of(uv_loop) {
+        if let Ok(mut a) = agent.try_borrow_mut() {
+            a.request_started(kind);
+        }
+    }
+}
+
+/// Forgets a request whose registering call failed (no callback will come).
+pub(crate) fn untrack_request(req: Ptr) {
+    let r = REQS
+        .try_with(|m| m.try_borrow_mut().ok()?.remove(&(req as usize)))
+        .ok()
+        .flatten();
+    if let Some(r) = r {
+        if let Some(agent) = agent_of(r.uv_loop) {
+            if let Ok(mut a) = agent.try_borrow_mut() {
+                a.request_done(r.kind, r.started_ns);
+            }
+        }
+    }
+}
+
+/// libuv's own `name`, resolved once, as the function type `$ty`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! real {
+    ($name:literal, $ty:ty) => {{
+        static REAL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let p = *REAL.get_or_init(|| $crate::uv::lookup($name).map_or(0, |p| p as usize));
+        if p == 0 {
+            None
+        } else {
+            // SAFETY: libuv's function of that name, whose signature is `$ty` in libuv 1.x.
+            Some(unsafe { std::mem::transmute::<usize, $ty>(p) })
+        }
+    }};
+}
+
+/// Defines an interposer of a `start(handle, cb)`-shaped call.
+macro_rules! start_with_cb {
+    ($export:ident, $name:literal, $slot:expr, $tramp:ident, $cbty:ty,
+     ($($pre:ident: $pt:ty),*), ($($post:ident: $qt:ty),*)) => {
+        #[doc = concat!("Interposes `", $name, "`: the host's callback runs through the agent's trampoline.")]
+        ///
+        /// # Safety
+        /// As libuv's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $export(h: Ptr, $($pre: $pt,)* cb: Option<$cbty> $(, $post: $qt)*) -> c_int {
+            type Real = unsafe extern "C" fn(Ptr, $($pt,)* Option<$cbty> $(, $qt)*) -> c_int;
+            let Some(real) = real!($name, Real) else {
+                return UV_ENOSYS;
+            };
+            let cb = match cb {
+                // libuv re-arming with the trampoline it holds (`uv_timer_again` calls
+                // `uv_timer_start`): the host's callback is already kept.
+                Some(cb) if cb as usize == $tramp as *const () as usize
+                    || crate::loop_agent::is_own_callback(cb as usize) => Some(cb),
+                Some(cb) if wrapping() => {
+                    let _ = std::panic::catch_unwind(|| keep(h, $slot, cb as usize));
+                    Some($tramp as $cbty)
+                }
+                other => other,
+            };
+            // SAFETY: forwarding the host's call to libuv, with our trampoline as callback.
+            unsafe { real(h, $($pre,)* cb $(, $post)*) }
+        }
+    };
+}
+
+start_with_cb!(uv_timer_start, "uv_timer_start", Slot::Timer, timer_tramp, HandleCb, (), (timeout: u64, repeat: u64));
+start_with_cb!(
+    uv_idle_start,
+    "uv_idle_start",
+    Slot::Idle,
+    idle_tramp,
+    HandleCb,
+    (),
+    ()
+);
+start_with_cb!(
+    uv_prepare_start,
+    "uv_prepare_start",
+    Slot::Prepare,
+    prepare_tramp,
+    HandleCb,
+    (),
+    ()
+);
+start_with_cb!(
+    uv_check_start,
+    "uv_check_start",
+    Slot::Check,
+    check_tramp,
+    HandleCb,
+    (),
+    ()
+);
+start_with_cb!(uv_signal_start, "uv_signal_start", Slot::Signal, signal_tramp, StatusCb, (), (signum: c_int));
+start_with_cb!(uv_poll_start, "uv_poll_start", Slot::Poll, poll_tramp, PollCb, (events: c_int), ());
+start_with_cb!(uv_listen, "uv_listen", Slot::Connection, connection_tramp, StatusCb, (backlog: c_int), ());
+
+/// Interposes `uv_read_start`: the read callback runs through the agent's trampoline (the
+/// allocation callback is passed through).
+///
+/// # Safety
+/// As libuv's `uv_read_start`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_read_start(h: Ptr, alloc: Ptr, cb: Option<ReadCb>) -> c_int {
+    type Real = unsafe extern "C" fn(Ptr, Ptr, Option<ReadCb>) -> c_int;
+    let Some(real) = real!("uv_read_start", Real) else {
+        return UV_ENOSYS;
+    };
+    let cb = match cb {
+        Some(cb) if cb as usize == read_tramp as *const () as usize => Some(cb),
+        Some(cb) if wrapping() => {
+            let _ = std::panic::catch_unwind(|| keep(h, Slot::Read, cb as usize));
+            Some(read_tramp as ReadCb)
+        }
+        other => other,
+    };
+    // SAFETY: forwarding the host's call.
+    unsafe { real(h, alloc, cb) }
+}
+
+/// Interposes `uv_udp_recv_start` (as `uv_read_start`).
+///
+/// # Safety
+/// As libuv's `uv_udp_recv_start`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_udp_recv_start(h: Ptr, alloc: Ptr, cb: Option<UdpRecvCb>) -> c_int {
+    type Real = unsafe extern "C" fn(Ptr, Ptr, Option<UdpRecvCb>) -> c_int;
+    let Some(real) = real!("uv_udp_recv_start", Real) else {
+        return UV_ENOSYS;
+    };
+    let cb = match cb {
+        Some(cb) if cb as usize == udp_recv_tramp as *const () as usize => Some(cb),
+        Some(cb) if wrapping() => {
+            let _ = std::panic::catch_unwind(|| keep(h, Slot::UdpRecv, cb as usize));
+            Some(udp_recv_tramp as UdpRecvCb)
+        }
+        other => other,
+    };
+    // SAFETY: forwarding the host's call.
+    unsafe { real(h, alloc, cb) }
+}
+
+/// Interposes `uv_async_init`: the async callback runs through the agent's trampoline.
+///
+/// # Safety
+/// As libuv's `uv_async_init`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_async_init(l: Ptr, h: Ptr, cb: Option<HandleCb>) -> c_int {
+    type Real = unsafe extern "C" fn(Ptr, Ptr, Option<HandleCb>) -> c_int;
+    let Some(real) = real!("uv_async_init", Real) else {
+        return UV_ENOSYS;
+    };
+    let cb = match cb {
+        Some(cb) if cb as usize == async_tramp as *const () as usize => Some(cb),
+        Some(cb) if wrapping() => {
+            let _ = std::panic::catch_unwind(|| keep(h, Slot::Async, cb as usize));
+            Some(async_tramp as HandleCb)
+        }
+        other => other,
+    };
+    // SAFETY: forwarding the host's call.
+    unsafe { real(l, h, cb) }
+}
+
+/// Interposes `uv_close`: the close callback runs attributed, and the agent forgets the
+/// handle after it.
+///
+/// # Safety
+/// As libuv's `uv_close`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_close(h: Ptr, cb: Option<HandleCb>) {
+    type Real = unsafe extern "C" fn(Ptr, Option<HandleCb>);
+    let Some(real) = real!("uv_close", Real) else {
+        return;
+    };
+    let ours = cb.is_some_and(|c| c as usize == close_tramp as *const () as usize);
+    let cb = if wrapping() && !ours {
+        let _ = std::panic::catch_unwind(|| {
+            keep(h, Slot::Close, cb.map_or(0, |cb| cb as usize));
+            // SAFETY: a live handle (uv_close's contract).
+            let l = unsafe { uv::handle_loop(h) };
+            CLOSING_LOOP.with(|c| c.borrow_mut().insert(h as usize, l));
+        });
+        Some(close_tramp as HandleCb)
+    } else {
+        cb
+    };
+    // SAFETY: forwarding the host's call.
+    unsafe { real(h, cb) }
+}
+
+/// Defines an interposer of a request call whose callback is `(req, status)`.
+macro_rules! request_call {
+    ($export:ident, $name:literal, $kind:expr, ($($arg:ident: $t:ty),*), $loop_of:expr) => {
+        #[doc = concat!("Interposes `", $name, "`: the request is counted in flight and its callback runs attributed.")]
+        ///
+        /// # Safety
+        /// As libuv's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $export(req: Ptr, $($arg: $t,)* cb: Option<StatusCb>) -> c_int {
+            type Real = unsafe extern "C" fn(Ptr, $($t,)* Option<StatusCb>) -> c_int;
+            let Some(real) = real!($name, Real) else {
+                return UV_ENOSYS;
+            };
+            let ours = cb.is_some_and(|c| c as usize == request_tramp as *const () as usize);
+            if !wrapping() || ours {
+                // SAFETY: forwarding the host's call untouched.
+                return unsafe { real(req, $($arg,)* cb) };
+            }
+            let loop_of: fn($($t),*) -> Ptr = $loop_of;
+            let l = loop_of($($arg),*);
+            let _ = std::panic::catch_unwind(|| track_request(req, $kind, l, cb.map_or(0, |c| c as usize)));
+            // SAFETY: forwarding the host's call, with our trampoline as callback.
+            let rc = unsafe { real(req, $($arg,)* Some(request_tramp as StatusCb)) };
+            if rc != 0 {
+                let _ = std::panic::catch_unwind(|| untrack_request(req));
+            }
+            rc
+        }
+    };
+}
+
+request_call!(uv_write, "uv_write", RequestType::Write,
+    (stream: Ptr, bufs: *const c_void, nbufs: c_uint),
+    // SAFETY: the stream is a live handle (uv_write's contract).
+    |stream, _, _| unsafe { uv::handle_loop(stream) });
+request_call!(uv_shutdown, "uv_shutdown", RequestType::Shutdown,
+    (stream: Ptr),
+    // SAFETY: as above.
+    |stream| unsafe { uv::handle_loop(stream) });
+request_call!(uv_tcp_connect, "uv_tcp_connect", RequestType::Connect,
+    (tcp: Ptr, addr: *const c_void),
+    // SAFETY: as above.
+    |tcp, _| unsafe { uv::handle_loop(tcp) });
+request_call!(uv_udp_send, "uv_udp_send", RequestType::UdpSend,
+    (udp: Ptr, bufs: *const c_void, nbufs: c_uint, addr: *const c_void),
+    // SAFETY: as above.
+    |udp, _, _, _| unsafe { uv::handle_loop(udp) });
+
+/// Whether `p` is one of the agent's own definitions of a libuv function (so that looking up
+/// libuv's never finds ours).
+pub fn is_ours(p: *mut c_void) -> bool {
+    let ours: [usize; 17] = [
+        crate::ffi::uv_run as *const () as usize,
+        uv_timer_start as *const () as usize,
+        uv_idle_start as *const () as usize,
+        uv_prepare_start as *const () as usize,
+        uv_check_start as *const () as usize,
+        uv_signal_start as *const () as usize,
+        uv_poll_start as *const () as usize,
+        uv_listen as *const () as usize,
+        uv_read_start as *const () as usize,
+        uv_udp_recv_start as *const () as usize,
+        uv_async_init as *const () as usize,
+        uv_close as *const () as usize,
+        uv_write as *const () as usize,
+        uv_shutdown as *const () as usize,
+        uv_tcp_connect as *const () as usize,
+        uv_udp_send as *const () as usize,
+        crate::pool::uv_queue_work as *const () as usize,
+    ];
+    ours.contains(&(p as usize))
+}

@@ -1,0 +1,542 @@
+//! One attached libuv loop, on its own thread: what libuv's public API lets us measure, kept
+//! in loopd's data model and published to a [`LoopObserver`].
+//!
+//! Three handles of our own, all unref'd (they never keep the host's loop alive):
+//! - a **prepare** handle: runs right before the poll — an iteration boundary, the start of
+//!   the poll phase, and the publication point;
+//! - a **check** handle: runs right after the poll — the end of the poll phase (its time,
+//!   minus `uv_metrics_idle_time`'s idle, is the poll phase's processing, exact);
+//! - a **lag probe** timer (every 10 ms, as loopd's): actual − scheduled firing time.
+//!
+//! From our check callback to our next prepare callback the loop runs the check, close,
+//! timers, pending, idle and prepare phases: when callbacks are not attributed (the attach
+//! call into a statically linked libuv) the current-callback slot names that stretch, so a
+//! callback blocking in it is still a stall ("without attribution, an iteration").
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::c_int;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use loopd_engine::instrument::clock::{now_ns, wall_ms};
+use loopd_engine::instrument::{
+    Histogram, LoopObserver, LoopSnapshot, PerType, PhaseSnapshot, RecorderLocal, SlowCallback,
+    SnapshotWindows, TypeCount, SLOW_CALLBACK_NS,
+};
+use loopd_engine::{HandleId, HandleInfo, HandleType, Phase, RequestType, Site, Target};
+
+use crate::sites;
+use crate::uv::{self, Ptr, Uv};
+
+/// How often the snapshot is published (loopd's cadence).
+const PUBLISH_NS: u64 = 100_000_000;
+/// The lag probe's interval, milliseconds (loopd's).
+const PROBE_MS: u64 = 10;
+/// Handle lists are refreshed at most this often unless asked.
+const LISTS_NS: u64 = 1_000_000_000;
+/// Past this many handles, lists are taken only when asked (uv_walk is O(handles)).
+const PERIODIC_LISTS_MAX: usize = 10_000;
+/// The label of the stretch outside the poll phase when no callback is attributed.
+const OUTSIDE_POLL: &str = "libuv: timers/idle/check/close phases (callback not attributed)";
+
+/// What we know of a host handle beyond what `uv_walk` tells.
+struct Known {
+    id: HandleId,
+    first_seen_ns: u64,
+    /// Seen in the last walk (unseen ones are forgotten).
+    seen: bool,
+}
+
+/// One attached loop's state; lives on the loop's thread.
+pub struct LoopAgent {
+    pub uv_loop: Ptr,
+    uv: &'static Uv,
+    pub observer: Arc<LoopObserver>,
+    recorder: RecorderLocal,
+    windows: SnapshotWindows,
+    started_ns: u64,
+    iterations: u64,
+    events: u64,
+    events_waiting: u64,
+    idle_base: u64,
+    phase_ns: [Histogram; Phase::COUNT],
+    phase_callbacks: [u64; Phase::COUNT],
+    lag: Histogram,
+    probe_due_ns: u64,
+    /// When our prepare callback last ran (start of the poll phase) and the idle total then.
+    prepare_at: u64,
+    idle_at_prepare: u64,
+    /// Between our prepare and our check callbacks.
+    in_poll: bool,
+    next_publish_ns: u64,
+    lists_at_ns: u64,
+    known: HashMap<usize, Known>,
+    handle_list: Arc<Vec<HandleInfo>>,
+    counts: PerType<HandleType, TypeCount>,
+    requests_active: PerType<RequestType, u64>,
+    requests_started: PerType<RequestType, u64>,
+    request_duration: PerType<RequestType, Histogram>,
+    /// Our own handles (freed when closed): prepare, check, probe timer.
+    own: [Ptr; 3],
+    /// Ids naming our own handles in the slot.
+    outside_id: HandleId,
+    /// Depth of attributed callbacks running (a callback may run the loop's code re-entrantly
+    /// only through libuv, which does not nest callbacks; kept for safety).
+    depth: u32,
+}
+
+thread_local! {
+    /// The loops attached on this thread, by `uv_loop_t` address.
+    static AGENTS: RefCell<Vec<(usize, Rc<RefCell<LoopAgent>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The agent of `uv_loop` on this thread, if attached.
+pub fn agent_of(uv_loop: Ptr) -> Option<Rc<RefCell<LoopAgent>>> {
+    AGENTS
+        .try_with(|a| {
+            a.try_borrow().ok().and_then(|list| {
+                list.iter()
+                    .find(|(l, _)| *l == uv_loop as usize)
+                    .map(|(_, agent)| agent.clone())
+            })
+        })
+        .ok()
+        .flatten()
+}
+
+/// Whether `uv_loop` is attached on this thread.
+pub fn is_attached(uv_loop: Ptr) -> bool {
+    agent_of(uv_loop).is_some()
+}
+
+/// Whether `cb` is one of the agent's own handles' callbacks (libuv re-arms our probe timer
+/// through `uv_timer_start`: it must not be wrapped as a host callback).
+pub fn is_own_callback(cb: usize) -> bool {
+    [
+        on_prepare as *const () as usize,
+        on_check as *const () as usize,
+        on_probe as *const () as usize,
+    ]
+    .contains(&cb)
+}
+
+/// Allocates and initializes one of our handles with `init`, or `None`.
+fn own_handle(
+    uv: &Uv,
+    uv_loop: Ptr,
+    kind: c_int,
+    init: unsafe extern "C" fn(Ptr, Ptr) -> c_int,
+) -> Option<Ptr> {
+    // SAFETY: uv_handle_size has no preconditions.
+    let size = unsafe { (uv.handle_size)(kind) };
+    if size == 0 {
+        return None;
+    }
+    // SAFETY: calloc of a non-zero size; checked for null below.
+    let h = unsafe { libc::calloc(1, size) };
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: `h` is zeroed memory of the handle's size; `uv_loop` is the live loop.
+    if unsafe { init(uv_loop, h) } != 0 {
+        // SAFETY: allocated above, never handed to libuv successfully.
+        unsafe { libc::free(h) };
+        return None;
+    }
+    // SAFETY: an initialized handle: unref'd so it never keeps the host's loop alive.
+    unsafe { (uv.unref)(h) };
+    Some(h)
+}
+
+unsafe extern "C" fn free_own_handle(h: Ptr) {
+    // SAFETY: our handles are calloc'd (own_handle) and this is their close callback, the
+    // last time libuv touches them.
+    unsafe { libc::free(h) };
+}
+
+/// Attaches the agent to `uv_loop` on this thread: our three handles, idle-time metrics.
+///
+/// # Safety
+/// `uv_loop` is an initialized libuv loop run by this thread; call from that thread.
+pub unsafe fn attach(
+    uv: &'static Uv,
+    uv_loop: Ptr,
+    index: usize,
+) -> Result<Arc<LoopObserver>, String> {
+    if let Some(a) = agent_of(uv_loop) {
+        return Ok(a.borrow().observer.clone());
+    }
+    // SAFETY: a live loop (contract). Idle time is measured from here on.
+    let rc = unsafe { (uv.loop_configure)(uv_loop, uv::UV_METRICS_IDLE_TIME) };
+    if rc != 0 {
+        return Err(format!(
+            "uv_loop_configure(UV_METRICS_IDLE_TIME) failed ({rc})"
+        ));
+    }
+    let prepare = own_handle(uv, uv_loop, uv::UV_PREPARE, uv.prepare_init);
+    let check = own_handle(uv, uv_loop, uv::UV_CHECK, uv.check_init);
+    let probe = own_handle(uv, uv_loop, uv::UV_TIMER, uv.timer_init);
+    let (Some(prepare), Some(check), Some(probe)) = (prepare, check, probe) else {
+        for h in [prepare, check, probe].into_iter().flatten() {
+            // SAFETY: initialized handles of ours; freed by their close callback.
+            unsafe { (uv.close)(h, Some(free_own_handle)) };
+        }
+        return Err("cannot create the agent's prepare/check/timer handles".into());
+    };
+    let now = now_ns();
+    let observer = Arc::new(LoopObserver::new(index));
+    observer.note_thread();
+    let agent = LoopAgent {
+        uv_loop,
+        uv,
+        observer: observer.clone(),
+        recorder: RecorderLocal::default(),
+        windows: SnapshotWindows::default(),
+        started_ns: now,
+        iterations: 0,
+        events: 0,
+        events_waiting: 0,
+        // SAFETY: a live loop.
+        idle_base: unsafe { (uv.metrics_idle_time)(uv_loop) },
+        phase_ns: std::array::from_fn(|_| Histogram::new()),
+        phase_callbacks: [0; Phase::COUNT],
+        lag: Histogram::new(),
+        probe_due_ns: now + PROBE_MS * 1_000_000,
+        prepare_at: now,
+        idle_at_prepare: 0,
+        in_poll: false,
+        next_publish_ns: now,
+        lists_at_ns: 0,
+        known: HashMap::new(),
+        handle_list: Arc::new(Vec::new()),
+        counts: PerType::default(),
+        requests_active: PerType::default(),
+        requests_started: PerType::default(),
+        request_duration: PerType::from_fn(|_| Histogram::new()),
+        own: [prepare, check, probe],
+        outside_id: HandleId::allocate(),
+        depth: 0,
+    };
+    let _ = AGENTS.try_with(|a| {
+        if let Ok(mut list) = a.try_borrow_mut() {
+            list.push((uv_loop as usize, Rc::new(RefCell::new(agent))));
+        }
+    });
+    // SAFETY: our initialized handles, on this loop; the callbacks are ours.
+    unsafe {
+        (uv.prepare_start)(prepare, on_prepare);
+        (uv.check_start)(check, on_check);
+        (uv.timer_start)(probe, on_probe, PROBE_MS, PROBE_MS);
+    }
+    Ok(observer)
+}
+
+/// Detaches from `uv_loop` (this thread): our handles close, the slot is left.
+///
+/// # Safety
+/// As [`attach`].
+pub unsafe fn detach(uv_loop: Ptr) -> Option<Arc<LoopObserver>> {
+    let agent = AGENTS
+        .try_with(|a| {
+            let mut list = a.try_borrow_mut().ok()?;
+            let i = list.iter().position(|(l, _)| *l == uv_loop as usize)?;
+            Some(list.remove(i).1)
+        })
+        .ok()
+        .flatten()?;
+    let agent = agent.borrow();
+    for h in agent.own {
+        // SAFETY: our handles, initialized and not yet closed; freed by their close callback.
+        unsafe { (agent.uv.close)(h, Some(free_own_handle)) };
+    }
+    agent.observer.callback_slot().leave();
+    Some(agent.observer.clone())
+}
+
+/// Runs `f` on the agent that owns our handle `h`.
+fn with_own(h: Ptr, f: impl FnOnce(&mut LoopAgent)) {
+    // SAFETY: `h` is one of our live handles (libuv passes it to its callback).
+    let l = unsafe { uv::handle_loop(h) };
+    if let Some(agent) = agent_of(l) {
+        if let Ok(mut a) = agent.try_borrow_mut() {
+            f(&mut a);
+        }
+    }
+}
+
+unsafe extern "C" fn on_prepare(h: Ptr) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        with_own(h, LoopAgent::poll_begins)
+    }));
+}
+
+unsafe extern "C" fn on_check(h: Ptr) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        with_own(h, LoopAgent::poll_ends)
+    }));
+}
+
+unsafe extern "C" fn on_probe(h: Ptr) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        with_own(h, LoopAgent::probe_fired)
+    }));
+}
+
+impl LoopAgent {
+    fn idle_total(&self) -> u64 {
+        // SAFETY: the attached loop is alive while our handles run.
+        unsafe { (self.uv.metrics_idle_time)(self.uv_loop) }.saturating_sub(self.idle_base)
+    }
+
+    /// Our prepare callback: one iteration ends, the poll phase begins.
+    fn poll_begins(&mut self) {
+        let now = now_ns();
+        let idle = self.idle_total();
+        if self.depth == 0 {
+            self.observer.callback_slot().leave();
+        }
+        if self.iterations > 0 {
+            self.recorder.end_iteration(
+                now,
+                idle.saturating_sub(self.idle_at_prepare),
+                self.observer.recorder(),
+            );
+        }
+        self.iterations += 1;
+        self.recorder.begin_iteration(now);
+        self.prepare_at = now;
+        self.idle_at_prepare = idle;
+        self.in_poll = true;
+        if let Some(info) = self.uv.metrics_info {
+            let mut m = uv::MetricsInfo::default();
+            // SAFETY: a live loop and a `uv_metrics_t`-sized out value.
+            if unsafe { info(self.uv_loop, &mut m) } == 0 {
+                self.events = m.events;
+                self.events_waiting = m.events_waiting;
+            }
+        }
+        if now >= self.next_publish_ns || self.observer.details_requested() {
+            self.publish(now, idle);
+        }
+    }
+
+    /// Our check callback: the poll phase (and the I/O callbacks in it) ended.
+    fn poll_ends(&mut self) {
+        let now = now_ns();
+        let idle = self.idle_total();
+        let blocked = idle.saturating_sub(self.idle_at_prepare);
+        let began = self.prepare_at + blocked;
+        let took = now.saturating_sub(began);
+        self.phase_ns[Phase::Poll.index()].record(took);
+        self.recorder.phase(Phase::Poll.index(), began, took);
+        self.in_poll = false;
+        if self.depth == 0 {
+            self.enter_outside(now);
+        }
+    }
+
+    fn probe_fired(&mut self) {
+        let now = now_ns();
+        let lag = now.saturating_sub(self.probe_due_ns);
+        self.lag.record(lag);
+        self.windows.note_lag(lag);
+        self.probe_due_ns = now + PROBE_MS * 1_000_000;
+    }
+
+    /// Names the stretch outside the poll phase in the slot (see the module doc).
+    fn enter_outside(&self, now: u64) {
+        self.observer.callback_slot().enter(
+            Phase::Timers,
+            Target::Handle(HandleType::Check, self.outside_id),
+            || Some(OUTSIDE_POLL),
+            now,
+        );
+    }
+
+    /// An attributed callback of `target` begins (loop thread).
+    pub fn callback_begins(&mut self, phase: Phase, target: Target, label: Option<&str>) -> u64 {
+        let now = now_ns();
+        self.depth += 1;
+        self.observer
+            .callback_slot()
+            .enter(phase, target, || label, now);
+        now
+    }
+
+    /// The attributed callback that began at `started` returned.
+    pub fn callback_ends(&mut self, phase: Phase, target: Target, started: u64) {
+        let now = now_ns();
+        self.depth = self.depth.saturating_sub(1);
+        let took = now.saturating_sub(started);
+        self.phase_callbacks[phase.index()] += 1;
+        if phase != Phase::Poll {
+            self.phase_ns[phase.index()].record(took);
+        }
+        if took >= SLOW_CALLBACK_NS {
+            self.recorder.slow_callback(SlowCallback {
+                start_ns: started,
+                duration_ns: took,
+                phase,
+                target,
+                label: None,
+            });
+        }
+        if self.depth == 0 {
+            if self.in_poll {
+                self.observer.callback_slot().leave();
+            } else {
+                self.enter_outside(now);
+            }
+        }
+    }
+
+    /// A host handle named by a registering call: its id (made on first sight).
+    pub fn handle_id(&mut self, h: Ptr) -> HandleId {
+        let now = now_ns();
+        let k = self.known.entry(h as usize).or_insert_with(|| Known {
+            id: HandleId::allocate(),
+            first_seen_ns: now,
+            seen: true,
+        });
+        k.id
+    }
+
+    /// The handle at `h` is gone (its close callback ran).
+    pub fn forget_handle(&mut self, h: Ptr) {
+        self.known.remove(&(h as usize));
+    }
+
+    /// A request of `kind` started.
+    pub fn request_started(&mut self, kind: RequestType) {
+        self.requests_active[kind] += 1;
+        self.requests_started[kind] += 1;
+    }
+
+    /// A request of `kind` that started at `started_ns` completed.
+    pub fn request_done(&mut self, kind: RequestType, started_ns: u64) {
+        self.requests_active[kind] = self.requests_active[kind].saturating_sub(1);
+        self.request_duration[kind].record(now_ns().saturating_sub(started_ns));
+    }
+
+    /// Walks the loop's handles (loop thread): counts by type and, when due, the list.
+    fn walk(&mut self, now: u64) {
+        struct Walk {
+            uv: &'static Uv,
+            seen: Vec<(usize, HandleType, bool, bool, bool, Option<i32>)>,
+        }
+        unsafe extern "C" fn visit(h: Ptr, arg: Ptr) {
+            // SAFETY: `arg` is the `Walk` passed to uv_walk below, alive for its duration.
+            let w = unsafe { &mut *(arg as *mut Walk) };
+            // SAFETY: libuv hands uv_walk's callback live handles of the loop.
+            let (t, active, closing, has_ref) = unsafe {
+                (
+                    (w.uv.handle_get_type)(h),
+                    (w.uv.is_active)(h) != 0,
+                    (w.uv.is_closing)(h) != 0,
+                    (w.uv.has_ref)(h) != 0,
+                )
+            };
+            let Some(kind) = uv::handle_type(t) else {
+                return;
+            };
+            let mut fd: c_int = -1;
+            // SAFETY: as above; `fd` is a valid out value (uv_fileno fails for handles
+            // without a descriptor, leaving it).
+            let fd = (unsafe { (w.uv.fileno)(h, &mut fd) } == 0 && fd >= 0).then_some(fd);
+            w.seen
+                .push((h as usize, kind, active, closing, has_ref, fd));
+        }
+        let mut w = Walk {
+            uv: self.uv,
+            seen: Vec::with_capacity(self.known.len() + 8),
+        };
+        // SAFETY: a live loop, on its thread; `visit` only reads handle state into `w`.
+        unsafe { (self.uv.walk)(self.uv_loop, visit, (&mut w as *mut Walk).cast()) };
+        for k in self.known.values_mut() {
+            k.seen = false;
+        }
+        let mut counts: PerType<HandleType, TypeCount> = PerType::default();
+        let mut list = Vec::with_capacity(w.seen.len());
+        let own = self.own.map(|p| p as usize);
+        for (h, kind, active, closing, has_ref, fd) in w.seen {
+            counts[kind].total += 1;
+            counts[kind].active += u64::from(active);
+            let k = self.known.entry(h).or_insert_with(|| Known {
+                id: HandleId::allocate(),
+                first_seen_ns: now,
+                seen: true,
+            });
+            k.seen = true;
+            let mine = own.contains(&h);
+            let label = mine.then(|| Arc::<str>::from("loopd agent probe"));
+            list.push(HandleInfo {
+                id: k.id,
+                kind,
+                label,
+                site: match (mine, crate::intercept::site_of(h as Ptr)) {
+                    (true, _) => Site::Symbol(Arc::from("loopd-agent")),
+                    (false, Some(addr)) => Site::Symbol(sites::symbol(addr)),
+                    // Started before the agent was preloaded, or never through an
+                    // interposed call (the attach call without preloading).
+                    (false, None) => Site::Symbol(Arc::from("?")),
+                },
+                created_ns: k.first_seen_ns,
+                active,
+                has_ref,
+                closing,
+                fd,
+                bytes_read: 0,
+                bytes_written: 0,
+                last_activity_ns: 0,
+            });
+        }
+        self.known.retain(|_, k| k.seen);
+        self.counts = counts;
+        self.handle_list = Arc::new(list);
+        self.lists_at_ns = now;
+    }
+
+    /// Builds and publishes the snapshot (loop thread, at most every 100 ms).
+    fn publish(&mut self, now: u64, idle: u64) {
+        self.next_publish_ns = now + PUBLISH_NS;
+        let asked = self.observer.take_details_request();
+        if asked
+            || (self.known.len() <= PERIODIC_LISTS_MAX
+                && now.saturating_sub(self.lists_at_ns) >= LISTS_NS)
+        {
+            self.walk(now);
+        }
+        let utilization = self.windows.advance(now, idle);
+        let snapshot = LoopSnapshot {
+            as_of_ns: now,
+            as_of_wall_ms: wall_ms(now),
+            started_ns: self.started_ns,
+            iterations: self.iterations,
+            events: self.events,
+            events_waiting: self.events_waiting,
+            idle_ns_total: idle,
+            utilization,
+            phases: Phase::ALL
+                .iter()
+                .map(|p| PhaseSnapshot {
+                    phase: *p,
+                    callbacks: self.phase_callbacks[p.index()],
+                    duration: self.phase_ns[p.index()].clone(),
+                })
+                .collect(),
+            lag: self.lag.clone(),
+            lag_recent_ns: self.windows.lag_recent(),
+            handles: self.counts.clone(),
+            requests_active: self.requests_active.clone(),
+            requests_started: self.requests_started.clone(),
+            request_duration: self.request_duration.clone(),
+            handle_list: self.handle_list.clone(),
+            lists_as_of_ns: self.lists_at_ns,
+            ..LoopSnapshot::new(self.observer.index(), now)
+        };
+        self.observer.publish(snapshot);
+        self.recorder.flush(self.observer.recorder());
+    }
+}

@@ -1,0 +1,182 @@
+//! Serving what the agent records with loopd's own observe code: one `Observe` for the
+//! process, restarted by the agent's thread when a loop is attached or detached (never on a
+//! loop thread: starting binds sockets and joins threads).
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use loopd_engine::instrument::LoopObserver;
+use loopd_observe::{env, Observe, ObserveHandle, ObserveInput, PoolFeed, ServiceRegistry};
+
+use crate::pool;
+
+/// The environment variable choosing the stack-sampling signal (`SIGRTMIN+N` or a number).
+pub const SAMPLE_SIGNAL_ENV: &str = "LOOPD_SAMPLE_SIGNAL";
+
+/// The attached loops, in attach order (their `loop` labels).
+#[derive(Default)]
+struct Registry {
+    loops: Vec<(usize, Arc<LoopObserver>)>,
+    next_index: usize,
+    server: Option<Sender<()>>,
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The socket path being served, for the exit handler (try-locked there).
+static SOCKET: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The host's stderr is not ours: by default only the agent's own warnings (it cannot
+/// attach, cannot serve) and errors; stalls are in `loopctl stalls`, not in the host's log.
+const DEFAULT_LOG: &str = "warn,loopd_observe=error";
+
+/// Logs to stderr, filtered by `$LOOPD_LOG` (default [`DEFAULT_LOG`]).
+pub fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let filter = std::env::var("LOOPD_LOG")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_LOG.into());
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .try_init();
+    });
+}
+
+/// The next `loop` label.
+pub fn next_index() -> usize {
+    let mut r = registry();
+    r.next_index += 1;
+    r.next_index - 1
+}
+
+/// Adds an attached loop and has the server thread serve it.
+pub fn add(uv_loop: usize, observer: Arc<LoopObserver>) {
+    let mut r = registry();
+    r.loops.push((uv_loop, observer));
+    notify(&mut r);
+}
+
+/// Removes a detached loop.
+pub fn remove(uv_loop: usize) {
+    let mut r = registry();
+    r.loops.retain(|(l, _)| *l != uv_loop);
+    notify(&mut r);
+}
+
+fn notify(r: &mut Registry) {
+    if let Some(tx) = &r.server {
+        if tx.send(()).is_ok() {
+            return;
+        }
+    }
+    let (tx, rx) = mpsc::channel::<()>();
+    let started = std::thread::Builder::new()
+        .name("loopd-agent".into())
+        .spawn(move || serve(rx));
+    match started {
+        Ok(_) => {
+            let _ = tx.send(());
+            r.server = Some(tx);
+        }
+        Err(e) => tracing::error!("loopd-agent: cannot start its thread: {e}"),
+    }
+}
+
+/// The sampling signal from `$LOOPD_SAMPLE_SIGNAL`: `SIGRTMIN+N`, `RTMIN+N` or a number.
+fn configure_sample_signal() {
+    let Ok(text) = std::env::var(SAMPLE_SIGNAL_ENV) else {
+        return;
+    };
+    let t = text.trim();
+    let t = t.strip_prefix("SIG").unwrap_or(t);
+    let sig = if let Some(n) = t.strip_prefix("RTMIN+") {
+        n.parse::<i32>().ok().map(|n| libc::SIGRTMIN() + n)
+    } else if t == "RTMIN" {
+        Some(libc::SIGRTMIN())
+    } else {
+        t.parse::<i32>().ok()
+    };
+    let result = match sig {
+        Some(sig) => loopd_observe::watchdog::set_sample_signal(sig),
+        None => Err(format!("`{text}` is not a signal like SIGRTMIN+5 or 39")),
+    };
+    if let Err(e) = result {
+        tracing::warn!("loopd-agent: {SAMPLE_SIGNAL_ENV}: {e}; using the default");
+    }
+}
+
+/// The server thread: (re)starts `Observe` with the registered loops on each change.
+fn serve(changes: mpsc::Receiver<()>) {
+    configure_sample_signal();
+    let mut running: Option<ObserveHandle> = None;
+    while changes.recv().is_ok() {
+        while changes.try_recv().is_ok() {}
+        if let Some(mut old) = running.take() {
+            old.shutdown();
+        }
+        let loops: Vec<Arc<LoopObserver>> =
+            registry().loops.iter().map(|(_, o)| o.clone()).collect();
+        if loops.is_empty() {
+            continue;
+        }
+        match start(loops) {
+            Ok(handle) => running = Some(handle),
+            Err(e) => tracing::error!("loopd-agent: not serving: {e}"),
+        }
+    }
+}
+
+fn start(loops: Vec<Arc<LoopObserver>>) -> Result<ObserveHandle, String> {
+    let mut options = env::program_options("agent").map_err(|e| e.to_string())?;
+    if let Ok(uv) = crate::uv::get() {
+        options.host.libuv_version = Some(uv.version());
+        options.host.capabilities = crate::capabilities(uv);
+    }
+    let pool: Arc<dyn PoolFeed> = Arc::new(pool::pool());
+    options.input = ObserveInput {
+        loops,
+        pool,
+        services: ServiceRegistry::default(),
+    };
+    let handle = Observe::start(options).map_err(|e| e.to_string())?;
+    if let Some(path) = handle.control_path() {
+        tracing::info!(path = %path.display(), "loopd-agent: control socket listening");
+        if let Ok(mut s) = SOCKET.lock() {
+            if s.is_none() {
+                // SAFETY: registers a plain `extern "C" fn` with no arguments.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::atexit(remove_socket_at_exit);
+                }
+            }
+            *s = Some(path.to_path_buf());
+        }
+    }
+    if let Some(addr) = handle.metrics_addr() {
+        tracing::info!(%addr, "loopd-agent: metrics endpoint listening");
+    }
+    Ok(handle)
+}
+
+/// At exit, the socket file goes (the threads serving it die with the process).
+extern "C" fn remove_socket_at_exit() {
+    if let Ok(s) = SOCKET.try_lock() {
+        if let Some(p) = s.as_ref() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
