@@ -24,20 +24,26 @@ fn object_base(ip: usize) -> usize {
 }
 
 /// The return address in the host code that called into the agent (first frame outside this
-/// library), or `None`.
+/// library), or `None`. A walk of a few frames, once per handle (its first registering call).
 pub fn caller() -> Option<usize> {
     let ours = object_base(caller as *const () as usize);
     let mut found = None;
     let mut n = 0;
-    backtrace::trace(|frame| {
-        n += 1;
-        let ip = frame.ip() as usize;
-        if object_base(ip) != ours {
-            found = Some(ip);
-            return false;
-        }
-        n < MAX_FRAMES
-    });
+    // SAFETY: the unsynchronized walk takes no lock — the synchronized one shares a global
+    // lock with `backtrace::resolve`, which the resolver thread holds while it reads debug
+    // info, and the loop thread must never wait for it. libgcc's unwinder is thread-safe, and
+    // the closure only reads the frames.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            n += 1;
+            let ip = frame.ip() as usize;
+            if object_base(ip) != ours {
+                found = Some(ip);
+                return false;
+            }
+            n < MAX_FRAMES
+        });
+    }
     found
 }
 

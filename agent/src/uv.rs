@@ -168,12 +168,34 @@ pub fn lookup(name: &str) -> Option<*mut c_void> {
     if !next.is_null() {
         return Some(next);
     }
+    // libuv loaded by a library that was itself dlopen'ed with RTLD_LOCAL (Python's uvloop)
+    // is in no global scope: ask the loaded libuv itself.
+    if let Some(lib) = loaded_libuv() {
+        // SAFETY: dlsym on a handle dlopen returned (never closed), with a valid name.
+        let p = unsafe { libc::dlsym(lib as *mut c_void, c.as_ptr()) };
+        if !p.is_null() && !crate::intercept::is_ours(p) {
+            return Some(p);
+        }
+    }
     // SAFETY: as above.
     let first = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) };
     if first.is_null() || crate::intercept::is_ours(first) {
         return None;
     }
     Some(first)
+}
+
+/// The shared libuv already loaded in this process, if any (never loads one).
+fn loaded_libuv() -> Option<usize> {
+    for name in [c"libuv.so.1", c"libuv.so"] {
+        // SAFETY: RTLD_NOLOAD only returns a handle to an object already loaded; the handle
+        // is kept for the life of the process (never dlclose'd).
+        let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+        if !h.is_null() {
+            return Some(h as usize);
+        }
+    }
+    None
 }
 
 /// The process's libuv, or why the agent stays out of the way (logged once by the caller).
