@@ -114,7 +114,7 @@ fn attributed(h: Ptr, phase: Phase, call: impl FnOnce()) {
         let mut a = agent.try_borrow_mut().ok()?;
         let uv = uv::get().ok()?;
         // SAFETY: a live handle (above).
-        let kind = uv::handle_type(unsafe { (uv.handle_get_type)(h) })?;
+        let kind = uv::handle_type(unsafe { uv::type_of(uv, h) })?;
         let id = a.handle_id(h);
         let target = Target::Handle(kind, id);
         Some((target, a.callback_begins(phase, target, None)))
@@ -484,26 +484,17 @@ request_call!(uv_udp_send, "uv_udp_send", RequestType::UdpSend,
     |udp, _, _, _| unsafe { uv::handle_loop(udp) });
 
 /// Whether `p` is one of the agent's own definitions of a libuv function (so that looking up
-/// libuv's never finds ours).
+/// libuv's never finds ours). Compared by object, not by address: an executable that exports
+/// libuv's functions (`-rdynamic`) interposes even our own references to `uv_run`.
 pub fn is_ours(p: *mut c_void) -> bool {
-    let ours: [usize; 17] = [
-        crate::ffi::uv_run as *const () as usize,
-        uv_timer_start as *const () as usize,
-        uv_idle_start as *const () as usize,
-        uv_prepare_start as *const () as usize,
-        uv_check_start as *const () as usize,
-        uv_signal_start as *const () as usize,
-        uv_poll_start as *const () as usize,
-        uv_listen as *const () as usize,
-        uv_read_start as *const () as usize,
-        uv_udp_recv_start as *const () as usize,
-        uv_async_init as *const () as usize,
-        uv_close as *const () as usize,
-        uv_write as *const () as usize,
-        uv_shutdown as *const () as usize,
-        uv_tcp_connect as *const () as usize,
-        uv_udp_send as *const () as usize,
-        crate::pool::uv_queue_work as *const () as usize,
-    ];
-    ours.contains(&(p as usize))
+    let ours = crate::sites::object_base(is_ours as *const () as usize);
+    ours != 0 && crate::sites::object_base(p as usize) == ours
+}
+
+/// Whether the host's calls reach the agent's definitions (preloaded, and libuv shared): only
+/// then are callbacks attributed.
+pub fn interposing() -> bool {
+    // SAFETY: dlsym with a pseudo-handle and a valid NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"uv_timer_start".as_ptr()) };
+    !p.is_null() && is_ours(p)
 }

@@ -37,7 +37,7 @@ pub fn capabilities(uv: &Uv) -> Vec<String> {
     if uv.metrics_info.is_some() {
         caps.push("metrics_info");
     }
-    if intercept::wrapping() && uv::lookup("uv_run").is_some_and(|p| p != ffi::uv_run as *mut _) {
+    if intercept::interposing() {
         caps.extend(["callback_attribution", "threadpool"]);
     }
     caps.into_iter().map(String::from).collect()

@@ -80,7 +80,7 @@ pub struct LoopAgent {
     request_duration: PerType<RequestType, Histogram>,
     /// Our own handles (freed when closed): prepare, check, probe timer.
     own: [Ptr; 3],
-    /// Ids naming our own handles in the slot.
+    /// The id of our check handle, which names the stretch outside the poll phase.
     outside_id: HandleId,
     /// Depth of attributed callbacks running (a callback may run the loop's code re-entrantly
     /// only through libuv, which does not nest callbacks; kept for safety).
@@ -188,7 +188,8 @@ pub unsafe fn attach(
     let now = now_ns();
     let observer = Arc::new(LoopObserver::new(index));
     observer.note_thread();
-    let agent = LoopAgent {
+    let outside_id = HandleId::allocate();
+    let mut agent = LoopAgent {
         uv_loop,
         uv,
         observer: observer.clone(),
@@ -216,9 +217,18 @@ pub unsafe fn attach(
         requests_started: PerType::default(),
         request_duration: PerType::from_fn(|_| Histogram::new()),
         own: [prepare, check, probe],
-        outside_id: HandleId::allocate(),
+        outside_id,
         depth: 0,
     };
+    // The stretch outside the poll phase is named after our check handle, which begins it.
+    agent.known.insert(
+        check as usize,
+        Known {
+            id: outside_id,
+            first_seen_ns: now,
+            seen: true,
+        },
+    );
     let _ = AGENTS.try_with(|a| {
         if let Ok(mut list) = a.try_borrow_mut() {
             list.push((uv_loop as usize, Rc::new(RefCell::new(agent))));
@@ -432,7 +442,7 @@ impl LoopAgent {
             // SAFETY: libuv hands uv_walk's callback live handles of the loop.
             let (t, active, closing, has_ref) = unsafe {
                 (
-                    (w.uv.handle_get_type)(h),
+                    uv::type_of(w.uv, h),
                     (w.uv.is_active)(h) != 0,
                     (w.uv.is_closing)(h) != 0,
                     (w.uv.has_ref)(h) != 0,

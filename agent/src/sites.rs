@@ -12,8 +12,8 @@ const MAX_FRAMES: usize = 16;
 /// Addresses kept symbolized (a bounded cache: sites are code addresses, few and reused).
 const CACHE_MAX: usize = 4096;
 
-/// The load address of the object a code address is in.
-fn object_base(ip: usize) -> usize {
+/// The load address of the object a code address is in (0 if none).
+pub fn object_base(ip: usize) -> usize {
     // SAFETY: a zeroed Dl_info is valid storage for dladdr's answer.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the loader's tables for `ip`.

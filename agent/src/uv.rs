@@ -65,6 +65,20 @@ pub unsafe fn handle_loop(handle: Ptr) -> Ptr {
     unsafe { *(handle as *const Ptr).add(1) }
 }
 
+/// The type of a handle: `uv_handle_get_type`, else its `type` field (after `data` and
+/// `loop` in every libuv 1.x handle).
+///
+/// # Safety
+/// `handle` points to a live, initialized libuv handle.
+pub unsafe fn type_of(uv: &Uv, handle: Ptr) -> c_int {
+    match uv.handle_get_type {
+        // SAFETY: per the contract.
+        Some(f) => unsafe { f(handle) },
+        // SAFETY: per the contract; `uv_handle_type type` is the third field.
+        None => unsafe { *((handle as *const Ptr).add(2) as *const c_int) },
+    }
+}
+
 /// The type of a request: `uv_req_t.type`, right after `void *data`.
 ///
 /// # Safety
@@ -82,6 +96,10 @@ macro_rules! functions {
             $( pub $field: unsafe extern "C" fn($($arg),*) -> $ret, )+
             /// `uv_metrics_info` (libuv ≥ 1.45): events and events waiting.
             pub metrics_info: Option<unsafe extern "C" fn(Ptr, *mut MetricsInfo) -> c_int>,
+            /// `uv_version_string` (absent from a static libuv that did not link it).
+            pub version_string: Option<unsafe extern "C" fn() -> *const c_char>,
+            /// `uv_handle_get_type` (1.19+; else the handle's `type` field is read).
+            pub handle_get_type: Option<unsafe extern "C" fn(Ptr) -> c_int>,
         }
 
         impl Uv {
@@ -97,6 +115,14 @@ macro_rules! functions {
                         // SAFETY: libuv ≥ 1.45's `int uv_metrics_info(uv_loop_t*, uv_metrics_t*)`.
                         unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn(Ptr, *mut MetricsInfo) -> c_int>(p) }
                     }),
+                    version_string: lookup("uv_version_string").map(|p| {
+                        // SAFETY: `const char *uv_version_string(void)`.
+                        unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> *const c_char>(p) }
+                    }),
+                    handle_get_type: lookup("uv_handle_get_type").map(|p| {
+                        // SAFETY: `uv_handle_type uv_handle_get_type(const uv_handle_t*)`.
+                        unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn(Ptr) -> c_int>(p) }
+                    }),
                 })
             }
         }
@@ -107,10 +133,8 @@ functions! {
     run: "uv_run" => fn(Ptr, c_int) -> c_int;
     loop_configure: "uv_loop_configure" => fn(Ptr, c_int) -> c_int;
     metrics_idle_time: "uv_metrics_idle_time" => fn(Ptr) -> u64;
-    version_string: "uv_version_string" => fn() -> *const c_char;
     handle_size: "uv_handle_size" => fn(c_int) -> usize;
     walk: "uv_walk" => fn(Ptr, unsafe extern "C" fn(Ptr, Ptr), Ptr) -> ();
-    handle_get_type: "uv_handle_get_type" => fn(Ptr) -> c_int;
     is_active: "uv_is_active" => fn(Ptr) -> c_int;
     is_closing: "uv_is_closing" => fn(Ptr) -> c_int;
     has_ref: "uv_has_ref" => fn(Ptr) -> c_int;
@@ -210,8 +234,11 @@ pub fn get() -> Result<&'static Uv, &'static str> {
 impl Uv {
     /// `uv_version_string()`, e.g. `1.44.2`.
     pub fn version(&self) -> String {
+        let Some(version_string) = self.version_string else {
+            return "unknown".into();
+        };
         // SAFETY: uv_version_string returns a static NUL-terminated string.
-        let p = unsafe { (self.version_string)() };
+        let p = unsafe { version_string() };
         if p.is_null() {
             return "unknown".into();
         }
