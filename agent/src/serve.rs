@@ -7,7 +7,9 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use loopd_engine::instrument::LoopObserver;
-use loopd_observe::{env, Observe, ObserveHandle, ObserveInput, PoolFeed, ServiceRegistry};
+use loopd_observe::{
+    env, ConfigControl, Observe, ObserveHandle, ObserveInput, PoolFeed, ServiceRegistry,
+};
 
 use crate::pool;
 
@@ -37,14 +39,41 @@ static SOCKET: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// attach, cannot serve) and errors; stalls are in `loopctl stalls`, not in the host's log.
 const DEFAULT_LOG: &str = "warn,loopd_observe=error";
 
+/// The log filter in force (`$LOOPD_LOG`, else [`DEFAULT_LOG`]).
+fn log_filter() -> String {
+    std::env::var("LOOPD_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_LOG.into())
+}
+
+/// `config.get` / `config.set` in a host program: the stall threshold is live-settable (the
+/// watchdog's own); the log filter and the pool are the host's and fixed at start.
+struct AgentConfig;
+
+impl ConfigControl for AgentConfig {
+    fn get(&self) -> proto::ConfigResult {
+        proto::ConfigResult {
+            log_filter: log_filter(),
+            ..proto::ConfigResult::default()
+        }
+    }
+
+    fn set(&self, params: &proto::methods::ConfigSetParams) -> Result<(), String> {
+        if params.log_filter.is_some() {
+            return Err(
+                "the agent's log filter is fixed when the program starts (LOOPD_LOG)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Logs to stderr, filtered by `$LOOPD_LOG` (default [`DEFAULT_LOG`]).
 pub fn init_logging() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        let filter = std::env::var("LOOPD_LOG")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| DEFAULT_LOG.into());
+        let filter = log_filter();
         let filter = tracing_subscriber::EnvFilter::try_new(&filter)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
         let _ = tracing_subscriber::fmt()
@@ -152,6 +181,7 @@ fn start(loops: Vec<Arc<LoopObserver>>) -> Result<ObserveHandle, String> {
         pool,
         services: ServiceRegistry::default(),
     };
+    options.config = Arc::new(AgentConfig);
     let handle = Observe::start(options).map_err(|e| e.to_string())?;
     if let Some(path) = handle.control_path() {
         tracing::info!(path = %path.display(), "loopd-agent: control socket listening");

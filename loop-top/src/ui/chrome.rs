@@ -13,20 +13,31 @@ use crate::app::{App, Link, View};
 use crate::state::replay::Replay;
 use crate::state::rows::{stall_target, top_frame};
 
+/// Who serves the socket: `loopd 0.1.0`, or `python3.11 (agent, libuv 1.44.2)`.
+fn who(host: &proto::Host, version: &str) -> String {
+    match host.kind.as_str() {
+        "" | "loopd" => format!("loopd {version}"),
+        kind => match &host.libuv_version {
+            Some(v) => format!("{} ({kind}, libuv {v})", host.program),
+            None => format!("{} ({kind})", host.program),
+        },
+    }
+}
+
 /// The header line: who we watch and how fresh the data is.
 pub fn header(f: &mut Frame<'_>, area: Rect, app: &App) {
     let m = app.model();
     let mut spans = vec![Span::styled(" loop-top ", Style::new().bold().reversed())];
     let daemon = match (&m.status, &m.hello) {
         (Some(s), _) => format!(
-            " loopd {} pid {} · up {} · {} loop{}",
-            s.server_version,
+            " {} pid {} · up {} · {} loop{}",
+            who(&s.host, &s.server_version),
             s.pid,
             secs(s.uptime_seconds),
             s.loops.len(),
             if s.loops.len() == 1 { "" } else { "s" }
         ),
-        (None, Some(h)) => format!(" loopd {} pid {}", h.server_version, h.pid),
+        (None, Some(h)) => format!(" {} pid {}", who(&h.host, &h.server_version), h.pid),
         (None, None) => String::new(),
     };
     match (app.replay_state(), app.link()) {

@@ -16,18 +16,34 @@ pub fn run(ctx: &Ctx) -> anyhow::Result<()> {
     ctx.show(MethodCall::Status, render)
 }
 
+/// What serves the socket when it is not the daemon: ` · agent in python3.11 (libuv 1.44.2)`.
+fn host_line(host: &proto::Host) -> String {
+    match host.kind.as_str() {
+        "" | "loopd" => String::new(),
+        kind => {
+            let libuv = host
+                .libuv_version
+                .as_deref()
+                .map(|v| format!(" (libuv {v})"))
+                .unwrap_or_default();
+            format!(" · {kind} in {}{libuv}", host.program)
+        }
+    }
+}
+
 /// `status` as text; `now_ms` dates the snapshot.
 pub fn render(s: &Status, style: &Style, now_ms: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} {} · pid {} · up {} · stalls {} · snapshot {}",
+        "{} {}{} · pid {} · up {} · stalls {} · snapshot {}",
         style.paint(Paint::Bold, "loopd"),
         if s.server_version.is_empty() {
             "(version unknown)"
         } else {
             &s.server_version
         },
+        host_line(&s.host),
         s.pid,
         output::duration(s.uptime_seconds),
         s.stalls_total,
