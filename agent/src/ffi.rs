@@ -97,3 +97,41 @@ pub unsafe extern "C" fn loopd_agent_detach(uv_loop: Ptr) -> c_int {
         _ => -1,
     }
 }
+
+/// `UV_RUN_NOWAIT`.
+const UV_RUN_NOWAIT: c_int = 2;
+
+/// Interposes `uv_loop_close`: the agent's own handles would make it fail with `UV_EBUSY`, so
+/// the agent detaches first and, when its handles are all that is left, runs one
+/// non-blocking iteration for their close callbacks — the host sees the result it would have
+/// had without the agent.
+///
+/// # Safety
+/// As libuv's `uv_loop_close`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_loop_close(uv_loop: Ptr) -> c_int {
+    type Close = unsafe extern "C" fn(Ptr) -> c_int;
+    type Run = unsafe extern "C" fn(Ptr, c_int) -> c_int;
+    let Some(close) = real!("uv_loop_close", Close) else {
+        return -libc::ENOSYS;
+    };
+    let _ = std::panic::catch_unwind(|| {
+        if !loop_agent::is_attached(uv_loop) {
+            return;
+        }
+        // SAFETY: uv_loop_close's contract: a live loop, on its thread.
+        let alone = unsafe { loop_agent::only_ours_left(uv_loop) };
+        // SAFETY: as above.
+        if unsafe { loop_agent::detach(uv_loop) }.is_some() {
+            serve::remove(uv_loop as usize);
+        }
+        if alone {
+            if let Some(run) = real!("uv_run", Run) {
+                // SAFETY: runs our closing handles' close callbacks; nothing else is left.
+                unsafe { run(uv_loop, UV_RUN_NOWAIT) };
+            }
+        }
+    });
+    // SAFETY: forwarding the host's call.
+    unsafe { close(uv_loop) }
+}

@@ -483,6 +483,49 @@ request_call!(uv_udp_send, "uv_udp_send", RequestType::UdpSend,
     // SAFETY: as above.
     |udp, _, _, _| unsafe { uv::handle_loop(udp) });
 
+type WalkCb = unsafe extern "C" fn(Ptr, Ptr);
+
+/// A host's `uv_walk`, with the agent's handles left out.
+struct HostWalk {
+    cb: WalkCb,
+    arg: Ptr,
+    own: [usize; 3],
+}
+
+unsafe extern "C" fn walk_tramp(h: Ptr, arg: Ptr) {
+    // SAFETY: `arg` is the `HostWalk` uv_walk below was given, alive for the walk.
+    let w = unsafe { &*(arg as *const HostWalk) };
+    if !w.own.contains(&(h as usize)) {
+        // SAFETY: the host's walk callback with its own argument.
+        unsafe { (w.cb)(h, w.arg) };
+    }
+}
+
+/// Interposes `uv_walk`: the host does not see the agent's own handles (a host that closes
+/// "every handle" or expects its `data` on each — uvloop does — is not surprised by ours).
+///
+/// # Safety
+/// As libuv's `uv_walk`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_walk(l: Ptr, cb: Option<WalkCb>, arg: Ptr) {
+    type Real = unsafe extern "C" fn(Ptr, Option<WalkCb>, Ptr);
+    let Some(real) = real!("uv_walk", Real) else {
+        return;
+    };
+    let own = std::panic::catch_unwind(|| crate::loop_agent::own_handles(l))
+        .ok()
+        .flatten();
+    match (cb, own) {
+        (Some(cb), Some(own)) => {
+            let mut w = HostWalk { cb, arg, own };
+            // SAFETY: forwarding the walk with our filter; `w` outlives the call.
+            unsafe { real(l, Some(walk_tramp), (&mut w as *mut HostWalk).cast()) }
+        }
+        // SAFETY: forwarding the host's call untouched.
+        _ => unsafe { real(l, cb, arg) },
+    }
+}
+
 /// Whether `p` is one of the agent's own definitions of a libuv function (so that looking up
 /// libuv's never finds ours). Compared by object, not by address: an executable that exports
 /// libuv's functions (`-rdynamic`) interposes even our own references to `uv_run`.

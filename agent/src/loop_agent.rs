@@ -265,6 +265,44 @@ pub unsafe fn detach(uv_loop: Ptr) -> Option<Arc<LoopObserver>> {
     Some(agent.observer.clone())
 }
 
+/// The agent's own handles on `uv_loop` (this thread), if attached.
+pub fn own_handles(uv_loop: Ptr) -> Option<[usize; 3]> {
+    let agent = agent_of(uv_loop)?;
+    let a = agent.try_borrow().ok()?;
+    Some(a.own.map(|p| p as usize))
+}
+
+/// Whether every handle left on `uv_loop` is one of the agent's (this thread).
+///
+/// # Safety
+/// As [`attach`].
+pub unsafe fn only_ours_left(uv_loop: Ptr) -> bool {
+    let Some(agent) = agent_of(uv_loop) else {
+        return false;
+    };
+    let Ok(a) = agent.try_borrow() else {
+        return false;
+    };
+    struct Count {
+        own: [usize; 3],
+        others: usize,
+    }
+    unsafe extern "C" fn visit(h: Ptr, arg: Ptr) {
+        // SAFETY: `arg` is the `Count` passed to uv_walk below.
+        let c = unsafe { &mut *(arg as *mut Count) };
+        if !c.own.contains(&(h as usize)) {
+            c.others += 1;
+        }
+    }
+    let mut c = Count {
+        own: a.own.map(|p| p as usize),
+        others: 0,
+    };
+    // SAFETY: a live loop on its thread; `visit` only counts.
+    unsafe { (a.uv.walk)(uv_loop, visit, (&mut c as *mut Count).cast()) };
+    c.others == 0
+}
+
 /// Runs `f` on the agent that owns our handle `h`.
 fn with_own(h: Ptr, f: impl FnOnce(&mut LoopAgent)) {
     // SAFETY: `h` is one of our live handles (libuv passes it to its callback).
