@@ -191,8 +191,9 @@ thread_local! {
     static CLOSING_LOOP: RefCell<HashMap<usize, Ptr>> = RefCell::new(HashMap::new());
 }
 
-/// Runs a request's completion: the host's callback attributed to the request.
-pub(crate) fn complete(req: Ptr, status: c_int) {
+/// Runs a request's completion: the host's callback (`call` gets its address, 0 if none)
+/// attributed to the request.
+fn complete_with(req: Ptr, call: impl FnOnce(usize)) {
     let Some(r) = REQS
         .try_with(|m| m.try_borrow_mut().ok()?.remove(&(req as usize)))
         .ok()
@@ -207,17 +208,53 @@ pub(crate) fn complete(req: Ptr, status: c_int) {
         a.request_done(r.kind, r.started_ns);
         Some(a.callback_begins(Phase::Poll, target, None))
     });
-    if r.cb != 0 {
-        // SAFETY: stored from the host's non-null callback of this (request, status) type.
-        let f = unsafe { std::mem::transmute::<usize, StatusCb>(r.cb) };
-        // SAFETY: the host's callback with the request and status libuv gave us.
-        unsafe { f(req, status) };
-    }
+    call(r.cb);
     if let (Some(agent), Some(started)) = (agent, begun) {
         if let Ok(mut a) = agent.try_borrow_mut() {
             a.callback_ends(Phase::Poll, target, started);
         }
     }
+}
+
+/// [`complete_with`] for a `(req, status)` callback.
+pub(crate) fn complete(req: Ptr, status: c_int) {
+    complete_with(req, |cb| {
+        if cb != 0 {
+            // SAFETY: stored from the host's non-null callback of this (request, status) type.
+            let f = unsafe { std::mem::transmute::<usize, StatusCb>(cb) };
+            // SAFETY: the host's callback with the request and status libuv gave us.
+            unsafe { f(req, status) };
+        }
+    });
+}
+
+type FsCb = unsafe extern "C" fn(Ptr);
+type GetaddrinfoCb = unsafe extern "C" fn(Ptr, c_int, Ptr);
+
+unsafe extern "C" fn fs_tramp(req: Ptr) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        complete_with(req, |cb| {
+            if cb != 0 {
+                // SAFETY: stored from the host's non-null `uv_fs_cb`.
+                let f = unsafe { std::mem::transmute::<usize, FsCb>(cb) };
+                // SAFETY: the host's callback with its request.
+                unsafe { f(req) };
+            }
+        })
+    }));
+}
+
+unsafe extern "C" fn getaddrinfo_tramp(req: Ptr, status: c_int, res: Ptr) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        complete_with(req, |cb| {
+            if cb != 0 {
+                // SAFETY: stored from the host's non-null `uv_getaddrinfo_cb`.
+                let f = unsafe { std::mem::transmute::<usize, GetaddrinfoCb>(cb) };
+                // SAFETY: the host's callback with the arguments libuv gave us.
+                unsafe { f(req, status, res) };
+            }
+        })
+    }));
 }
 
 unsafe extern "C" fn request_tramp(req: Ptr, status: c_int) {
@@ -266,7 +303,7 @@ pub(crate) fn untrack_request(req: Ptr) {
 #[macro_export]
 #[doc(hidden)]
 macro_rules! real {
-    ($name:literal, $ty:ty) => {{
+    ($name:expr, $ty:ty) => {{
         static REAL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let p = *REAL.get_or_init(|| $crate::uv::lookup($name).map_or(0, |p| p as usize));
         if p == 0 {
@@ -524,6 +561,108 @@ pub unsafe extern "C" fn uv_walk(l: Ptr, cb: Option<WalkCb>, arg: Ptr) {
         // SAFETY: forwarding the host's call untouched.
         _ => unsafe { real(l, cb, arg) },
     }
+}
+
+/// Defines an interposer of an asynchronous `uv_fs_*` call `(loop, req, args…, cb)`: with a
+/// callback, the request is counted in flight and its callback runs attributed; without one
+/// (a synchronous call) it is forwarded untouched.
+macro_rules! fs_call {
+    ($($export:ident($($arg:ident: $t:ty),*);)+) => {$(
+        #[doc = concat!("Interposes `", stringify!($export), "` (see `fs_call!`).")]
+        ///
+        /// # Safety
+        /// As libuv's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $export(l: Ptr, req: Ptr, $($arg: $t,)* cb: Option<FsCb>) -> c_int {
+            type Real = unsafe extern "C" fn(Ptr, Ptr, $($t,)* Option<FsCb>) -> c_int;
+            let Some(real) = real!(stringify!($export), Real) else {
+                return UV_ENOSYS;
+            };
+            let Some(host_cb) = cb.filter(|c| *c as usize != fs_tramp as *const () as usize && wrapping()) else {
+                // SAFETY: forwarding the host's call untouched.
+                return unsafe { real(l, req, $($arg,)* cb) };
+            };
+            let _ = std::panic::catch_unwind(|| track_request(req, RequestType::Fs, l, host_cb as usize));
+            // SAFETY: forwarding the host's call, with our trampoline as callback.
+            let rc = unsafe { real(l, req, $($arg,)* Some(fs_tramp as FsCb)) };
+            if rc < 0 {
+                let _ = std::panic::catch_unwind(|| untrack_request(req));
+            }
+            rc
+        }
+    )+};
+}
+
+type CStrPtr = *const std::ffi::c_char;
+
+fs_call! {
+    uv_fs_open(path: CStrPtr, flags: c_int, mode: c_int);
+    uv_fs_close(file: c_int);
+    uv_fs_read(file: c_int, bufs: *const c_void, nbufs: c_uint, offset: i64);
+    uv_fs_write(file: c_int, bufs: *const c_void, nbufs: c_uint, offset: i64);
+    uv_fs_unlink(path: CStrPtr);
+    uv_fs_mkdir(path: CStrPtr, mode: c_int);
+    uv_fs_rmdir(path: CStrPtr);
+    uv_fs_scandir(path: CStrPtr, flags: c_int);
+    uv_fs_stat(path: CStrPtr);
+    uv_fs_fstat(file: c_int);
+    uv_fs_lstat(path: CStrPtr);
+    uv_fs_rename(path: CStrPtr, new_path: CStrPtr);
+    uv_fs_fsync(file: c_int);
+    uv_fs_ftruncate(file: c_int, offset: i64);
+    uv_fs_access(path: CStrPtr, mode: c_int);
+    uv_fs_readlink(path: CStrPtr);
+    uv_fs_realpath(path: CStrPtr);
+}
+
+/// Interposes `uv_getaddrinfo`: with a callback, the lookup is counted in flight and its
+/// callback runs attributed.
+///
+/// # Safety
+/// As libuv's `uv_getaddrinfo`.
+#[no_mangle]
+pub unsafe extern "C" fn uv_getaddrinfo(
+    l: Ptr,
+    req: Ptr,
+    cb: Option<GetaddrinfoCb>,
+    node: CStrPtr,
+    service: CStrPtr,
+    hints: *const c_void,
+) -> c_int {
+    type Real = unsafe extern "C" fn(
+        Ptr,
+        Ptr,
+        Option<GetaddrinfoCb>,
+        CStrPtr,
+        CStrPtr,
+        *const c_void,
+    ) -> c_int;
+    let Some(real) = real!("uv_getaddrinfo", Real) else {
+        return UV_ENOSYS;
+    };
+    let ours = getaddrinfo_tramp as *const () as usize;
+    let Some(host_cb) = cb.filter(|c| *c as usize != ours && wrapping()) else {
+        // SAFETY: forwarding the host's call untouched.
+        return unsafe { real(l, req, cb, node, service, hints) };
+    };
+    let _ = std::panic::catch_unwind(|| {
+        track_request(req, RequestType::Getaddrinfo, l, host_cb as usize)
+    });
+    // SAFETY: forwarding the host's call, with our trampoline as callback.
+    let rc = unsafe {
+        real(
+            l,
+            req,
+            Some(getaddrinfo_tramp as GetaddrinfoCb),
+            node,
+            service,
+            hints,
+        )
+    };
+    if rc != 0 {
+        let _ = std::panic::catch_unwind(|| untrack_request(req));
+    }
+    rc
 }
 
 /// Whether `p` is one of the agent's own definitions of a libuv function (so that looking up
