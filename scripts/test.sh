@@ -12,6 +12,10 @@ command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # setpriv runs a client as a second user (tests/tests/other_user.rs; needs root to switch).
 command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
 pkg-config --exists libuv 2>/dev/null || need_pkgs+=(libuv1-dev pkg-config)
+# The agent's tests build C programs against libuv and run Debian's uvloop with Debian's
+# interpreter (tests/tests/agent.rs).
+command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+/usr/bin/python3 -c 'import uvloop' >/dev/null 2>&1 || need_pkgs+=(python3 python3-uvloop)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing test dependencies: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

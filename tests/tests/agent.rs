@@ -1,0 +1,550 @@
+//! The libuv agent (issue #16) inside real libuv programs: C programs from
+//! `agent/tests/programs/` built here against Debian's libuv, and Python asyncio on Debian's
+//! `python3-uvloop`, each run with `libloopd_agent.so` preloaded (or attached with its one
+//! call) and observed through the real `loopctl`, `loop-top` and `/metrics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "e2e/support.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use support::{binary, Control, TempDir};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const THRESHOLD_MS: u64 = 100;
+
+fn programs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/programs")
+}
+
+fn agent_so() -> PathBuf {
+    binary("libloopd_agent.so")
+}
+
+fn pkg_config(args: &[&str]) -> Vec<String> {
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("libuv")
+        .output()
+        .expect("pkg-config is needed (scripts/test.sh installs it)");
+    assert!(out.status.success(), "pkg-config libuv: install libuv1-dev");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Builds `agent/tests/programs/NAME.c` into `dir` with `cc`, linked against the shared
+/// libuv (or the extra arguments given).
+fn build(dir: &Path, name: &str, link: &[String]) -> PathBuf {
+    let out = dir.join(name);
+    let mut cmd = Command::new("cc");
+    cmd.args(["-g", "-O1", "-fno-omit-frame-pointer", "-rdynamic", "-o"])
+        .arg(&out)
+        .arg(programs().join(format!("{name}.c")))
+        .args(pkg_config(&["--cflags"]))
+        .arg(format!("-I{}", programs().join("../../include").display()))
+        .args(link);
+    let status = cmd
+        .status()
+        .expect("cc is needed (scripts/test.sh installs gcc)");
+    assert!(status.success(), "cc failed for {name}");
+    out
+}
+
+fn build_shared(dir: &Path, name: &str) -> PathBuf {
+    build(dir, name, &pkg_config(&["--libs"]))
+}
+
+/// A program under test, killed on drop.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn preloaded(program: &Path, args: &[&str], socket: &Path, extra_env: &[(&str, &str)]) -> Host {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("LD_PRELOAD", agent_so())
+        .env("LOOPD_SOCKET", socket)
+        .env("LOOPD_STALL_THRESHOLD", format!("{THRESHOLD_MS}ms"))
+        .env_remove("LOOPD_METRICS_ADDR")
+        .env_remove("LOOPD_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Host(cmd.spawn().unwrap())
+}
+
+fn wait_for_socket(path: &Path) -> Control {
+    let deadline = Instant::now() + DEADLINE;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Control::connect_path(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `loopctl --socket SOCKET ARGS… --json`, parsed.
+fn loopctl_json(socket: &Path, args: &[&str]) -> Value {
+    let out = Command::new(binary("loopctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "loopctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits for a stall in progress whose stack is sampled, asserting it became visible within
+/// the threshold + 50 ms: the last look that did not see it was at most that long after the
+/// callback began.
+fn stall_in_progress(ctl: &mut Control) -> Value {
+    let deadline = Instant::now() + DEADLINE;
+    let mut last_unseen_ms = 0;
+    loop {
+        let looked_ms = wall_ms();
+        let stalls = ctl.call("stalls", json!({}));
+        match stalls["in_progress"].as_array().and_then(|a| a.first()) {
+            Some(s) => {
+                let started = s["started_at_ms"].as_u64().unwrap();
+                if last_unseen_ms > started {
+                    assert!(
+                        last_unseen_ms - started <= THRESHOLD_MS + 50,
+                        "the stall was not visible {} ms after its callback began",
+                        last_unseen_ms - started
+                    );
+                }
+                if s["stack"].as_array().is_some_and(|f| !f.is_empty()) {
+                    return s.clone();
+                }
+            }
+            None => last_unseen_ms = looked_ms,
+        }
+        assert!(Instant::now() < deadline, "no stall in progress: {stalls}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn functions(stall: &Value) -> Vec<String> {
+    stall["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str().map(String::from))
+        .collect()
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok((200, body)) = std::panic::catch_unwind(|| support::http_get(addr, "/metrics")) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no /metrics at {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks() {
+    let dir = TempDir::new("agent-timer");
+    let program = build_shared(&dir.0, "timer_sleep");
+    let socket = dir.0.join("agent.sock");
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let _host = preloaded(&program, &[], &socket, &[("LOOPD_METRICS_ADDR", &metrics)]);
+    let mut ctl = wait_for_socket(&socket);
+
+    let host = &ctl.hello["params"]["host"];
+    assert_eq!(host["kind"], "agent", "{host}");
+    assert_eq!(host["program"], "timer_sleep", "{host}");
+    let version = pkg_config(&["--modversion"]).join("");
+    assert_eq!(host["libuv_version"], version.as_str(), "{host}");
+    let caps: Vec<&str> = host["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(caps.contains(&"callback_attribution"), "{caps:?}");
+
+    // The stall, while the callback still blocks, attributed to the timer, with its stack.
+    let stall = stall_in_progress(&mut ctl);
+    assert_eq!(stall["in_progress"], true, "{stall}");
+    assert_eq!(stall["type"], "timer", "{stall}");
+    assert_eq!(stall["phase"], "timers", "{stall}");
+    let frames = functions(&stall);
+    assert!(
+        frames.iter().any(|f| f.contains("block_in_timer_callback")),
+        "{frames:?}"
+    );
+    assert!(frames.iter().any(|f| f.contains("on_timer")), "{frames:?}");
+
+    // Through the real loopctl: the attributed handle is the program's timer, and the loop
+    // iterates.
+    let handles = loopctl_json(&socket, &["handles"]);
+    let timer = handles["handles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == stall["handle_id"])
+        .unwrap_or_else(|| panic!("handle {} not listed: {handles}", stall["handle_id"]));
+    assert_eq!(timer["type"], "timer", "{timer}");
+    assert_eq!(timer["active"], true, "{timer}");
+    let iterations = |s: &Value| s["loops"][0]["iterations"].as_u64().unwrap();
+    let first = iterations(&loopctl_json(&socket, &["status"]));
+    let deadline = Instant::now() + DEADLINE;
+    while iterations(&loopctl_json(&socket, &["status"])) <= first {
+        assert!(Instant::now() < deadline, "iterations do not grow");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The metrics endpoint, checked by promtool.
+    let page = scrape(metrics.parse().unwrap());
+    assert!(page.contains("loopd_loop_iterations_total"), "{page}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (scripts/test.sh installs prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // loop-top renders the overview of the attached program.
+    let top = Command::new(binary("loop-top"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--once")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&top.stdout);
+    assert!(top.status.success(), "{screen}");
+    assert!(screen.contains("timer_sleep (agent, libuv"), "{screen}");
+    assert!(screen.contains("timers"), "{screen}");
+}
+
+/// Sends `n` to the prime server and reads the answer.
+fn ask(stream: &mut BufReader<TcpStream>, n: &str) -> String {
+    stream
+        .get_mut()
+        .write_all(format!("{n}\n").as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    stream.read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+fn start_prime_server(
+    dir: &Path,
+    mode: &[&str],
+    extra_env: &[(&str, &str)],
+) -> (Host, SocketAddr, PathBuf) {
+    let program = build_shared(dir, "prime_server");
+    let socket = dir.join("prime.sock");
+    let mut args = vec!["0"];
+    args.extend_from_slice(mode);
+    let mut host = preloaded(&program, &args, &socket, extra_env);
+    let mut out = BufReader::new(host.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (host, SocketAddr::from(([127, 0, 0, 1], port)), socket)
+}
+
+#[test]
+fn an_inline_prime_server_stall_names_the_connection_and_the_blocking_function() {
+    let dir = TempDir::new("agent-prime-inline");
+    let (_host, addr, socket) = start_prime_server(&dir.0, &["--inline"], &[]);
+    let mut ctl = wait_for_socket(&socket);
+    let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
+    assert_eq!(ask(&mut conn, "91"), "composite");
+    // 2^61 - 1: seconds of trial division, inline in the read callback.
+    conn.get_mut().write_all(b"2305843009213693951\n").unwrap();
+    let stall = stall_in_progress(&mut ctl);
+    assert_eq!(stall["type"], "tcp", "{stall}");
+    let frames = functions(&stall);
+    assert!(
+        frames.iter().any(|f| f.contains("is_prime_blocking")),
+        "{frames:?}"
+    );
+    // Once the answer is out the loop publishes again: the connection is a listed tcp handle
+    // (lists are taken on the loop thread, so not while it blocks).
+    let mut answer = String::new();
+    conn.read_line(&mut answer).unwrap();
+    assert_eq!(answer.trim(), "prime");
+    let handles = loopctl_json(&socket, &["handles"]);
+    let conn_handle = handles["handles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == stall["handle_id"])
+        .unwrap_or_else(|| panic!("handle {} not listed: {handles}", stall["handle_id"]));
+    assert_eq!(conn_handle["type"], "tcp", "{conn_handle}");
+    assert!(conn_handle["fd"].as_i64().is_some(), "{conn_handle}");
+}
+
+#[test]
+fn a_prime_server_on_the_thread_pool_does_not_stall_and_its_pool_is_measured() {
+    let dir = TempDir::new("agent-prime-pool");
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let (_host, addr, socket) =
+        start_prime_server(&dir.0, &[], &[("LOOPD_METRICS_ADDR", &metrics)]);
+    let _ctl = wait_for_socket(&socket);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
+                for _ in 0..50 {
+                    // About a millisecond of trial division each, on the pool.
+                    assert_eq!(ask(&mut conn, "999999999989"), "prime");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let status = loopctl_json(&socket, &["status"]);
+    assert_eq!(status["stalls_total"], 0, "{status}");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let page = scrape(metrics.parse().unwrap());
+        let count = |name: &str| support::metric(&page, name).unwrap_or(0.0);
+        let waited = count("loopd_threadpool_queue_wait_seconds_count{kind=\"work\"}");
+        let ran = count("loopd_threadpool_run_seconds_count{kind=\"work\"}");
+        if waited >= 200.0 && ran >= 200.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool figures: wait {waited}, run {ran}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn python_asyncio_on_uvloop_shows_a_sleep_in_a_callback_as_a_stall_of_its_timer() {
+    let python = Path::new("/usr/bin/python3");
+    let ok = Command::new(python)
+        .args(["-c", "import uvloop"])
+        .status()
+        .expect("/usr/bin/python3 is needed");
+    assert!(
+        ok.success(),
+        "python3-uvloop is needed (scripts/test.sh installs it)"
+    );
+    let dir = TempDir::new("agent-uvloop");
+    let socket = dir.0.join("uvloop.sock");
+    let script = programs().join("uvloop_sleep.py");
+    let _host = preloaded(python, &[script.to_str().unwrap()], &socket, &[]);
+    let mut ctl = wait_for_socket(&socket);
+    assert_eq!(ctl.hello["params"]["host"]["kind"], "agent");
+    let stall = stall_in_progress(&mut ctl);
+    assert_eq!(stall["type"], "timer", "{stall}");
+    let frames = functions(&stall);
+    assert!(frames.iter().any(|f| f.contains("sleep")), "{frames:?}");
+    // uvloop's call_later timers are one-shot handles, closed once they fire: the stall names
+    // one of the program's timers, never one of the agent's own.
+    let handles = loopctl_json(&socket, &["handles"]);
+    assert!(
+        !handles["handles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["id"] == stall["handle_id"] && h["label"] == "loopd agent probe"),
+        "the stall is attributed to the agent's own handle: {stall}"
+    );
+}
+
+#[test]
+fn the_attach_call_in_a_statically_linked_program_sees_stalls_without_attribution() {
+    let dir = TempDir::new("agent-static");
+    let so_dir = agent_so().parent().unwrap().to_path_buf();
+    let libuv_a = pkg_config(&["--variable=libdir"]).join("") + "/libuv_a.a";
+    let program = build(
+        &dir.0,
+        "static_attach",
+        &[
+            libuv_a,
+            format!("-L{}", so_dir.display()),
+            "-lloopd_agent".into(),
+            format!("-Wl,-rpath,{}", so_dir.display()),
+            "-lpthread".into(),
+            "-ldl".into(),
+        ],
+    );
+    let socket = dir.0.join("static.sock");
+    let _host = Host(
+        Command::new(&program)
+            .env("LOOPD_SOCKET", &socket)
+            .env("LOOPD_STALL_THRESHOLD", format!("{THRESHOLD_MS}ms"))
+            .env_remove("LD_PRELOAD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ctl = wait_for_socket(&socket);
+    let caps = ctl.hello["params"]["host"]["capabilities"].clone();
+    assert!(
+        !caps
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "callback_attribution"),
+        "{caps}"
+    );
+    let stall = stall_in_progress(&mut ctl);
+    assert!(
+        stall["label"]
+            .as_str()
+            .is_some_and(|l| l.contains("not attributed")),
+        "{stall}"
+    );
+    let frames = functions(&stall);
+    assert!(
+        frames.iter().any(|f| f.contains("block_in_timer_callback")),
+        "{frames:?}"
+    );
+}
+
+/// Runs `program` with the agent preloaded to its end (or `timeout`): exit code, stdout and
+/// stderr.
+fn run_preloaded(
+    program: &Path,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(program);
+    cmd.env("LD_PRELOAD", agent_so())
+        .env_remove("LOOPD_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = child.wait_with_output().unwrap();
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn preloading_into_a_program_without_libuv_changes_nothing() {
+    let dir = TempDir::new("agent-nouv");
+    let program = build(&dir.0, "no_libuv", &[]);
+    let (code, out, err) = run_preloaded(&program, &[], DEADLINE);
+    assert_eq!(code, Some(3));
+    assert_eq!(out, "no libuv here\n");
+    assert_eq!(err, "");
+}
+
+/// The timer program, preloaded for `run_for` with `env`: its stdout and stderr.
+fn timer_program_with(env: &[(&str, &str)], run_for: Duration) -> (String, String) {
+    let dir = TempDir::new("agent-bad");
+    let program = build_shared(&dir.0, "timer_sleep");
+    let (code, out, err) = run_preloaded(&program, env, run_for);
+    assert_eq!(code, None, "the program should still run: {out}{err}");
+    (out, err)
+}
+
+#[test]
+fn a_libuv_without_idle_time_metrics_gets_one_line_and_the_program_runs_on() {
+    let dir = TempDir::new("agent-nometrics");
+    let socket = dir.0.join("x.sock");
+    let (out, err) = timer_program_with(
+        &[
+            ("LOOPD_AGENT_HIDE_SYMBOLS", "uv_metrics_idle_time"),
+            ("LOOPD_SOCKET", socket.to_str().unwrap()),
+        ],
+        Duration::from_millis(1500),
+    );
+    assert!(out.contains("on_timer 3\n"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("uv_metrics_idle_time"), "{err}");
+    assert!(!socket.exists());
+}
+
+#[test]
+fn a_control_socket_path_that_cannot_be_used_gets_one_line_and_the_program_runs_on() {
+    let (out, err) = timer_program_with(
+        &[("LOOPD_SOCKET", "/proc/nonexistent/agent.sock")],
+        Duration::from_millis(1500),
+    );
+    assert!(out.contains("on_timer 3\n"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/proc/nonexistent/agent.sock"), "{err}");
+}
