@@ -46,8 +46,9 @@ options:
   --quick             smaller sizes and 1 repetition (for development)
   --json FILE         also write every run, the medians and the ratios as JSON
   --peers LIST        comma-separated subset of:
-                      loopd-on,loopd-off,libuv,libuv-tuned,node,tokio,mio
-                      (libuv-tuned: the tuned libuv echo server, network scenarios only)
+                      loopd-on,loopd-off,libuv,libuv-tuned,libuv-agent,node,tokio,mio
+                      (libuv-tuned: the tuned libuv echo server, network scenarios only;
+                       libuv-agent: the libuv peer with loopd's agent preloaded)
   --threadpool-size N thread-pool size for every peer (default 4)
   --timeout SECS      kill a run after this long (default 300)
   --callgrind [SCENARIO...]
@@ -348,7 +349,10 @@ fn prepare_programs(opts: &Options) -> Result<(Programs, Vec<Peer>)> {
     if peers.contains(&Peer::Tokio) {
         programs.tokio_peer = Some(prepare::tokio_peer()?);
     }
-    if peers.iter().any(|p| p.is_libuv()) {
+    if peers.contains(&Peer::LibuvAgent) {
+        programs.agent = Some(prepare::agent()?);
+    }
+    if peers.iter().any(|p| p.runs_libuv_peer()) {
         eprintln!("building the libuv peers (peers/build/libuv-peer)");
         programs.libuv_peer = Some(prepare::libuv_peer()?);
     }

@@ -21,6 +21,9 @@ pub enum Peer {
     /// `uv_try_write` first), for the network scenarios only: an "ahead of libuv" claim
     /// is made against the stronger of it and [`Peer::Libuv`].
     LibuvTuned,
+    /// [`Peer::Libuv`]'s programs with loopd's agent preloaded (`libloopd_agent.so`): what
+    /// the agent costs a libuv program (issue #16).
+    LibuvAgent,
     /// The scripts in `peers/node/` under the system `node`.
     Node,
     /// `tokio-peer`: the same scenarios on tokio's current-thread runtime.
@@ -36,6 +39,7 @@ pub const ALL_PEERS: &[Peer] = &[
     Peer::LoopdOff,
     Peer::Libuv,
     Peer::LibuvTuned,
+    Peer::LibuvAgent,
     Peer::Node,
     Peer::Tokio,
     Peer::Mio,
@@ -57,6 +61,7 @@ impl Peer {
             Peer::LoopdOff => "loopd-off",
             Peer::Libuv => "libuv",
             Peer::LibuvTuned => "libuv-tuned",
+            Peer::LibuvAgent => "libuv-agent",
             Peer::Node => "node",
             Peer::Tokio => "tokio",
             Peer::Mio => "mio",
@@ -77,9 +82,14 @@ impl Peer {
             .join(",")
     }
 
-    /// Whether the peer runs `peers/build/libuv-peer`.
+    /// Whether the peer stands for libuv in "ahead of libuv" ratios.
     pub fn is_libuv(self) -> bool {
         LIBUV_PEERS.contains(&self)
+    }
+
+    /// Whether the peer runs `peers/build/libuv-peer`.
+    pub fn runs_libuv_peer(self) -> bool {
+        self.is_libuv() || self == Peer::LibuvAgent
     }
 }
 
@@ -93,6 +103,9 @@ pub struct Programs {
     pub libuv_peer: Option<PathBuf>,
     /// `mio-peer`, which cargo builds beside this binary.
     pub mio_peer: Option<PathBuf>,
+    /// `libloopd_agent.so`, which cargo builds beside this binary
+    /// (`cargo build --release -p loopd-agent`).
+    pub agent: Option<PathBuf>,
     /// `tokio-peer`, which cargo builds beside this binary.
     pub tokio_peer: Option<PathBuf>,
     /// The `node` binary and the directory of the Node scripts.
@@ -120,6 +133,18 @@ impl Programs {
             Peer::Libuv => {
                 let mut cmd = Command::new(need(self.libuv_peer.as_deref(), peer)?);
                 cmd.arg(scenario.peer_scenario);
+                cmd
+            }
+            Peer::LibuvAgent => {
+                let agent = need(self.agent.as_deref(), peer)?;
+                let mut cmd = Command::new(need(self.libuv_peer.as_deref(), peer)?);
+                cmd.arg(scenario.peer_scenario)
+                    .env("LD_PRELOAD", agent)
+                    .env(
+                        "LOOPD_SOCKET",
+                        std::env::temp_dir()
+                            .join(format!("loopd-bench-agent-{}.sock", std::process::id())),
+                    );
                 cmd
             }
             Peer::LibuvTuned => {

@@ -90,6 +90,23 @@ fn sibling(name: &str) -> Result<PathBuf> {
 /// peers: `libuv` runs its scenarios, `libuv-tuned` its `echo_reuse`) with `cc` (or `$CC`) and
 /// the flags `pkg-config` gives for libuv. Rebuilt on every harness run: it takes
 /// well under a second and never goes stale.
+/// `libloopd_agent.so` beside this binary (same profile), for the `libuv-agent` peer.
+///
+/// # Errors
+/// When it was not built.
+pub fn agent() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+    let dir = exe.parent().context("this binary has no directory")?;
+    let so = dir.join("libloopd_agent.so");
+    if !so.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p loopd-agent`",
+            so.display()
+        );
+    }
+    Ok(so)
+}
+
 pub fn libuv_peer() -> Result<PathBuf> {
     let flags = pkg_config(&["--cflags", "--libs", "libuv"]).context(
         "libuv (headers and pkg-config file) not found: install the Debian package \
@@ -152,6 +169,9 @@ pub fn unavailable_hint(peer: Peer) -> &'static str {
             "build it with `cargo build --release -p loopd-bench`"
         }
         Peer::Libuv | Peer::LibuvTuned => "install `libuv1-dev` and `pkg-config`",
+        Peer::LibuvAgent => {
+            "install `libuv1-dev` and `pkg-config`; `cargo build --release -p loopd-agent`"
+        }
         Peer::Node => "install `nodejs`",
     }
 }
