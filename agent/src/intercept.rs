@@ -378,72 +378,68 @@ start_with_cb!(uv_signal_start, "uv_signal_start", Slot::Signal, signal_tramp, S
 start_with_cb!(uv_poll_start, "uv_poll_start", Slot::Poll, poll_tramp, PollCb, (events: c_int), ());
 start_with_cb!(uv_listen, "uv_listen", Slot::Connection, connection_tramp, StatusCb, (backlog: c_int), ());
 
-/// Interposes `uv_read_start`: the read callback runs through the agent's trampoline (the
-/// allocation callback is passed through).
-///
-/// # Safety
-/// As libuv's `uv_read_start`.
-#[no_mangle]
-pub unsafe extern "C" fn uv_read_start(h: Ptr, alloc: Ptr, cb: Option<ReadCb>) -> c_int {
-    type Real = unsafe extern "C" fn(Ptr, Ptr, Option<ReadCb>) -> c_int;
-    let Some(real) = real!("uv_read_start", Real) else {
-        return UV_ENOSYS;
-    };
-    let cb = match cb {
-        Some(cb) if cb as usize == read_tramp as *const () as usize => Some(cb),
-        Some(cb) if wrapping() => {
-            let _ = std::panic::catch_unwind(|| keep(h, Slot::Read, cb as usize));
-            Some(read_tramp as ReadCb)
+/// Defines an interposer of a call `(first, second, cb)` whose last argument is a handle
+/// callback: it runs through the agent's trampoline. `$handle` picks which argument is the
+/// handle (`uv_read_start(handle, alloc, cb)`, `uv_async_init(loop, handle, cb)`).
+macro_rules! with_last_cb {
+    ($export:ident, $name:literal, $slot:expr, $tramp:ident, $cbty:ty, $handle:ident) => {
+        #[doc = concat!("Interposes `", $name, "`: the host's callback runs through the agent's trampoline (other callbacks pass through).")]
+        ///
+        /// # Safety
+        /// As libuv's function of the same name.
+        #[no_mangle]
+        pub unsafe extern "C" fn $export(first: Ptr, second: Ptr, cb: Option<$cbty>) -> c_int {
+            type Real = unsafe extern "C" fn(Ptr, Ptr, Option<$cbty>) -> c_int;
+            let Some(real) = real!($name, Real) else {
+                return UV_ENOSYS;
+            };
+            let h = $handle(first, second);
+            let cb = match cb {
+                Some(cb) if cb as usize == $tramp as *const () as usize => Some(cb),
+                Some(cb) if wrapping() => {
+                    let _ = std::panic::catch_unwind(|| keep(h, $slot, cb as usize));
+                    Some($tramp as $cbty)
+                }
+                other => other,
+            };
+            // SAFETY: forwarding the host's call.
+            unsafe { real(first, second, cb) }
         }
-        other => other,
     };
-    // SAFETY: forwarding the host's call.
-    unsafe { real(h, alloc, cb) }
 }
 
-/// Interposes `uv_udp_recv_start` (as `uv_read_start`).
-///
-/// # Safety
-/// As libuv's `uv_udp_recv_start`.
-#[no_mangle]
-pub unsafe extern "C" fn uv_udp_recv_start(h: Ptr, alloc: Ptr, cb: Option<UdpRecvCb>) -> c_int {
-    type Real = unsafe extern "C" fn(Ptr, Ptr, Option<UdpRecvCb>) -> c_int;
-    let Some(real) = real!("uv_udp_recv_start", Real) else {
-        return UV_ENOSYS;
-    };
-    let cb = match cb {
-        Some(cb) if cb as usize == udp_recv_tramp as *const () as usize => Some(cb),
-        Some(cb) if wrapping() => {
-            let _ = std::panic::catch_unwind(|| keep(h, Slot::UdpRecv, cb as usize));
-            Some(udp_recv_tramp as UdpRecvCb)
-        }
-        other => other,
-    };
-    // SAFETY: forwarding the host's call.
-    unsafe { real(h, alloc, cb) }
+fn handle_first(first: Ptr, _second: Ptr) -> Ptr {
+    first
 }
 
-/// Interposes `uv_async_init`: the async callback runs through the agent's trampoline.
-///
-/// # Safety
-/// As libuv's `uv_async_init`.
-#[no_mangle]
-pub unsafe extern "C" fn uv_async_init(l: Ptr, h: Ptr, cb: Option<HandleCb>) -> c_int {
-    type Real = unsafe extern "C" fn(Ptr, Ptr, Option<HandleCb>) -> c_int;
-    let Some(real) = real!("uv_async_init", Real) else {
-        return UV_ENOSYS;
-    };
-    let cb = match cb {
-        Some(cb) if cb as usize == async_tramp as *const () as usize => Some(cb),
-        Some(cb) if wrapping() => {
-            let _ = std::panic::catch_unwind(|| keep(h, Slot::Async, cb as usize));
-            Some(async_tramp as HandleCb)
-        }
-        other => other,
-    };
-    // SAFETY: forwarding the host's call.
-    unsafe { real(l, h, cb) }
+fn handle_second(_first: Ptr, second: Ptr) -> Ptr {
+    second
 }
+
+with_last_cb!(
+    uv_read_start,
+    "uv_read_start",
+    Slot::Read,
+    read_tramp,
+    ReadCb,
+    handle_first
+);
+with_last_cb!(
+    uv_udp_recv_start,
+    "uv_udp_recv_start",
+    Slot::UdpRecv,
+    udp_recv_tramp,
+    UdpRecvCb,
+    handle_first
+);
+with_last_cb!(
+    uv_async_init,
+    "uv_async_init",
+    Slot::Async,
+    async_tramp,
+    HandleCb,
+    handle_second
+);
 
 /// Interposes `uv_close`: the close callback runs attributed, and the agent forgets the
 /// handle after it.

@@ -9,13 +9,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::{binary, Control, TempDir};
+use support::{binary, free_port, wait_for_socket, Control, TempDir};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const THRESHOLD_MS: u64 = 100;
@@ -89,23 +89,6 @@ fn preloaded(program: &Path, args: &[&str], socket: &Path, extra_env: &[(&str, &
         cmd.env(k, v);
     }
     Host(cmd.spawn().unwrap())
-}
-
-fn wait_for_socket(path: &Path) -> Control {
-    let deadline = Instant::now() + DEADLINE;
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "no socket at {}", path.display());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Control::connect_path(path)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wall_ms() -> u64 {
@@ -239,26 +222,9 @@ fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks(
     // The metrics endpoint, checked by promtool.
     let page = scrape(metrics.parse().unwrap());
     assert!(page.contains("loopd_loop_iterations_total"), "{page}");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed (scripts/test.sh installs prometheus)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = support::promtool_check(&page) {
+        panic!("promtool check metrics rejects the agent's /metrics: {e}");
+    }
 
     // loop-top renders the overview of the attached program.
     let top = Command::new(binary("loop-top"))

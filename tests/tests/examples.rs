@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{example, Control, TempDir};
+use support::{example, wait_for_socket, TempDir};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -75,15 +75,6 @@ fn timer_marks(lines: &[String]) -> Vec<u64> {
                 .ok()
         })
         .collect()
-}
-
-fn wait_for_socket(path: &Path) -> Control {
-    let deadline = Instant::now() + DEADLINE;
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "no socket at {}", path.display());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Control::connect_path(path)
 }
 
 #[test]

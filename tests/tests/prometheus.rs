@@ -18,14 +18,14 @@ mod support;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{connect, http_get, read_line, read_n, Daemon, TempDir};
+use support::{connect, free_port, http_get, read_line, read_n, Daemon, TempDir};
 
 /// How long the load runs before the expressions are queried.
 const LOAD: Duration = Duration::from_secs(5);
@@ -75,14 +75,6 @@ fn run_ok(what: &str, cmd: &mut Command) -> Output {
     out
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
@@ -130,25 +122,12 @@ fn a_real_scrape_passes_promtool_check_metrics() {
     let (status, body) = d.scrape("/metrics");
     assert_eq!(status, 200, "/metrics: {body}");
     assert!(body.contains("loopd_loop_iterations_total"), "{body}");
-    let mut child = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics rejects loopd's /metrics: {}",
-        output_text(&out)
-    );
+    if let Err(e) = support::promtool_check(&body) {
+        panic!(
+            "promtool check metrics rejects loopd's /metrics: {e} ({})",
+            promtool.display()
+        );
+    }
 }
 
 // ------------------------------------------------------------------ load

@@ -4,15 +4,11 @@
 #include <time.h>
 #include <uv.h>
 
+#include "block.h"
+
 #include "loopd_agent.h"
 
 static int ticks;
-
-__attribute__((noinline)) void block_in_timer_callback(void) {
-  struct timespec left = {0, 800 * 1000 * 1000};
-  while (nanosleep(&left, &left) != 0) {
-  }
-}
 
 static void on_timer(uv_timer_t *timer) {
   (void)timer;

@@ -4,14 +4,9 @@
 #include <time.h>
 #include <uv.h>
 
-static int ticks;
+#include "block.h"
 
-__attribute__((noinline)) void block_in_timer_callback(void) {
-  struct timespec left = {0, 800 * 1000 * 1000};
-  /* Restarted after a signal (the agent's stack samples interrupt the sleep). */
-  while (nanosleep(&left, &left) != 0) {
-  }
-}
+static int ticks;
 
 static void on_timer(uv_timer_t *timer) {
   (void)timer;

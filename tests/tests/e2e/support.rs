@@ -42,6 +42,53 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Waits (up to [`STARTUP`]) for a program's control socket to appear, then connects.
+pub fn wait_for_socket(path: &Path) -> Control {
+    let deadline = Instant::now() + STARTUP;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Control::connect_path(path)
+}
+
+/// `promtool check metrics` on a scraped page: `Err` with promtool's words when it rejects
+/// it. promtool must be installed (scripts/test.sh installs Debian's `prometheus`).
+pub fn promtool_check(page: &str) -> Result<(), String> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (scripts/test.sh installs prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A TCP port free on loopback right now (for a program that takes its port as a flag).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
