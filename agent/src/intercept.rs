@@ -12,13 +12,39 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_uint, c_void};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use loopd_engine::instrument::clock::now_ns;
-use loopd_engine::{Phase, RequestId, RequestType, Target};
+use loopd_engine::{HandleId, HandleType, Phase, RequestId, RequestType, Target};
 
 use crate::loop_agent::agent_of;
 use crate::sites;
 use crate::uv::{self, Ptr};
+
+/// Hashes an address: one multiply (Fibonacci hashing). The keys are the host's own handle
+/// and request addresses, not input from outside the process, so no keyed hash is needed;
+/// SipHash cost more than the rest of a callback's bookkeeping.
+#[derive(Default)]
+pub struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+/// A map keyed by address.
+pub type PtrMap<V> = HashMap<usize, V, BuildHasherDefault<PtrHasher>>;
 
 type HandleCb = unsafe extern "C" fn(Ptr);
 type StatusCb = unsafe extern "C" fn(Ptr, c_int);
@@ -46,10 +72,12 @@ enum Slot {
 }
 const SLOTS: usize = 11;
 
-/// The host's callbacks of one handle, and where it was first registered.
-#[derive(Default)]
+/// The host's callbacks of one handle, its id and type, and where it was first registered.
 struct HandleCbs {
     cbs: [usize; SLOTS],
+    id: HandleId,
+    kind: Option<HandleType>,
+    first_seen_ns: u64,
     site: Option<usize>,
 }
 
@@ -63,8 +91,8 @@ struct Req {
 }
 
 thread_local! {
-    static HANDLES: RefCell<HashMap<usize, HandleCbs>> = RefCell::new(HashMap::new());
-    static REQS: RefCell<HashMap<usize, Req>> = RefCell::new(HashMap::new());
+    static HANDLES: RefCell<PtrMap<HandleCbs>> = RefCell::new(PtrMap::default());
+    static REQS: RefCell<PtrMap<Req>> = RefCell::new(PtrMap::default());
 }
 
 /// Whether attribution is on: libuv resolved (a libuv the agent cannot use gets its calls
@@ -73,10 +101,15 @@ pub(crate) fn wrapping() -> bool {
     uv::get().is_ok()
 }
 
-/// The first registering call's site of the handle at `h`, if recorded.
-pub fn site_of(h: Ptr) -> Option<usize> {
+/// What the agent recorded of a handle registered through an interposed call: its id, when
+/// it was first seen and the site of that first call.
+pub fn registered(h: Ptr) -> Option<(HandleId, u64, Option<usize>)> {
     HANDLES
-        .try_with(|m| m.try_borrow().ok()?.get(&(h as usize))?.site)
+        .try_with(|m| {
+            let m = m.try_borrow().ok()?;
+            let e = m.get(&(h as usize))?;
+            Some((e.id, e.first_seen_ns, e.site))
+        })
         .ok()
         .flatten()
 }
@@ -85,38 +118,40 @@ fn keep(h: Ptr, slot: Slot, cb: usize) {
     let _ = HANDLES.try_with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
             let e = m.entry(h as usize).or_insert_with(|| HandleCbs {
+                cbs: [0; SLOTS],
+                id: HandleId::allocate(),
+                // SAFETY: the registering calls get live, initialized handles.
+                kind: uv::get()
+                    .ok()
+                    .and_then(|uv| uv::handle_type(unsafe { uv::type_of(uv, h) })),
+                first_seen_ns: now_ns(),
                 site: sites::caller(),
-                ..HandleCbs::default()
             });
             e.cbs[slot as usize] = cb;
         }
     });
 }
 
-fn kept(h: Ptr, slot: Slot) -> usize {
+/// One lookup per callback: the host's callback in `slot`, and the target it belongs to.
+fn kept(h: Ptr, slot: Slot) -> Option<(usize, Option<Target>)> {
     HANDLES
         .try_with(|m| {
-            m.try_borrow()
-                .ok()
-                .and_then(|m| m.get(&(h as usize)).map(|e| e.cbs[slot as usize]))
+            let m = m.try_borrow().ok()?;
+            let e = m.get(&(h as usize))?;
+            Some((e.cbs[slot as usize], e.kind.map(|k| Target::Handle(k, e.id))))
         })
         .ok()
         .flatten()
-        .unwrap_or(0)
 }
 
-/// Runs `call` (the host's callback of handle `h`) attributed to `h` in `phase`.
-fn attributed(h: Ptr, phase: Phase, call: impl FnOnce()) {
+/// Runs `call` (the host's callback of handle `h`) attributed to `target` in `phase`.
+fn attributed(h: Ptr, phase: Phase, target: Option<Target>, call: impl FnOnce()) {
     // SAFETY: libuv passes its callbacks live handles.
     let l = unsafe { uv::handle_loop(h) };
-    let agent = agent_of(l);
+    let agent = target.and_then(|_| agent_of(l));
     let begun = agent.as_ref().and_then(|agent| {
+        let target = target?;
         let mut a = agent.try_borrow_mut().ok()?;
-        let uv = uv::get().ok()?;
-        // SAFETY: a live handle (above).
-        let kind = uv::handle_type(unsafe { uv::type_of(uv, h) })?;
-        let id = a.handle_id(h);
-        let target = Target::Handle(kind, id);
         Some((target, a.callback_begins(phase, target, None)))
     });
     call();
@@ -131,7 +166,9 @@ fn attributed(h: Ptr, phase: Phase, call: impl FnOnce()) {
 macro_rules! trampoline {
     ($name:ident, $slot:expr, $phase:expr, $ty:ty, ($($arg:ident: $t:ty),*)) => {
         unsafe extern "C" fn $name(h: Ptr $(, $arg: $t)*) {
-            let cb = kept(h, $slot);
+            let Some((cb, target)) = kept(h, $slot) else {
+                return;
+            };
             if cb == 0 {
                 return;
             }
@@ -141,7 +178,7 @@ macro_rules! trampoline {
                 // SAFETY: the host's callback, with the arguments libuv gave us.
                 unsafe { f(h $(, $arg)*) }
             };
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attributed(h, $phase, run))).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attributed(h, $phase, target, run))).is_err() {
                 // Our bookkeeping panicked before or after the host's callback; nothing to undo.
             }
         }
@@ -161,9 +198,9 @@ trampoline!(udp_recv_tramp, Slot::UdpRecv, Phase::Poll, UdpRecvCb,
     (nread: isize, buf: *const c_void, addr: *const c_void, flags: c_uint));
 
 unsafe extern "C" fn close_tramp(h: Ptr) {
-    let cb = kept(h, Slot::Close);
+    let (cb, target) = kept(h, Slot::Close).unwrap_or((0, None));
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        attributed(h, Phase::Close, || {
+        attributed(h, Phase::Close, target, || {
             if cb != 0 {
                 // SAFETY: stored from the host's non-null `uv_close_cb`.
                 let f = unsafe { std::mem::transmute::<usize, HandleCb>(cb) };
@@ -188,7 +225,7 @@ unsafe extern "C" fn close_tramp(h: Ptr) {
 thread_local! {
     /// The loop of each handle being closed (read at `uv_close`: the handle may be freed by
     /// the time its close callback returns).
-    static CLOSING_LOOP: RefCell<HashMap<usize, Ptr>> = RefCell::new(HashMap::new());
+    static CLOSING_LOOP: RefCell<PtrMap<Ptr>> = RefCell::new(PtrMap::default());
 }
 
 /// Runs a request's completion: the host's callback (`call` gets its address, 0 if none)

@@ -15,7 +15,6 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -38,8 +37,10 @@ const PROBE_MS: u64 = 10;
 const LISTS_NS: u64 = 1_000_000_000;
 /// Past this many handles, lists are taken only when asked (uv_walk is O(handles)).
 const PERIODIC_LISTS_MAX: usize = 10_000;
-/// The label of the stretch outside the poll phase when no callback is attributed.
-const OUTSIDE_POLL: &str = "libuv: timers/idle/check/close phases (callback not attributed)";
+/// The label of the stretch outside the poll phase (timers, idle, check and close phases)
+/// when no callback is attributed. Short: the slot copies it each time the stretch is entered
+/// anew after an attributed callback (two words).
+const OUTSIDE_POLL: &str = "not attributed";
 
 /// What we know of a host handle beyond what `uv_walk` tells.
 struct Known {
@@ -72,7 +73,7 @@ pub struct LoopAgent {
     in_poll: bool,
     next_publish_ns: u64,
     lists_at_ns: u64,
-    known: HashMap<usize, Known>,
+    known: crate::intercept::PtrMap<Known>,
     handle_list: Arc<Vec<HandleInfo>>,
     counts: PerType<HandleType, TypeCount>,
     requests_active: PerType<RequestType, u64>,
@@ -210,7 +211,7 @@ pub unsafe fn attach(
         in_poll: false,
         next_publish_ns: now,
         lists_at_ns: 0,
-        known: HashMap::new(),
+        known: crate::intercept::PtrMap::default(),
         handle_list: Arc::new(Vec::new()),
         counts: PerType::default(),
         requests_active: PerType::default(),
@@ -229,11 +230,26 @@ pub unsafe fn attach(
             seen: true,
         },
     );
-    let _ = AGENTS.try_with(|a| {
-        if let Ok(mut list) = a.try_borrow_mut() {
-            list.push((uv_loop as usize, Rc::new(RefCell::new(agent))));
+    let cell = Rc::new(RefCell::new(agent));
+    for h in [prepare, check, probe] {
+        // SAFETY: our own initialized handles: `data` is the first field of every handle,
+        // ours to set; it points at the agent while the handle lives (see `with_own`).
+        unsafe { *(h as *mut *const RefCell<LoopAgent>) = Rc::as_ptr(&cell) };
+    }
+    let kept = AGENTS.try_with(|a| match a.try_borrow_mut() {
+        Ok(mut list) => {
+            list.push((uv_loop as usize, cell));
+            true
         }
+        Err(_) => false,
     });
+    if kept != Ok(true) {
+        for h in [prepare, check, probe] {
+            // SAFETY: initialized handles of ours, never started; freed by their close callback.
+            unsafe { (uv.close)(h, Some(free_own_handle)) };
+        }
+        return Err("cannot register the loop on this thread".into());
+    }
     // SAFETY: our initialized handles, on this loop; the callbacks are ours.
     unsafe {
         (uv.prepare_start)(prepare, on_prepare);
@@ -303,14 +319,19 @@ pub unsafe fn only_ours_left(uv_loop: Ptr) -> bool {
     c.others == 0
 }
 
-/// Runs `f` on the agent that owns our handle `h`.
+/// Runs `f` on the agent that owns our handle `h`, found through the handle's `data`.
 fn with_own(h: Ptr, f: impl FnOnce(&mut LoopAgent)) {
-    // SAFETY: `h` is one of our live handles (libuv passes it to its callback).
-    let l = unsafe { uv::handle_loop(h) };
-    if let Some(agent) = agent_of(l) {
-        if let Ok(mut a) = agent.try_borrow_mut() {
-            f(&mut a);
-        }
+    // SAFETY: `h` is one of our live handles (libuv passes it to its callback); its `data`
+    // (the first field of every handle) is the agent's `RefCell`, set at attach and kept
+    // alive by `AGENTS` until detach, which closes the handle first (a closing handle's
+    // callbacks no longer run).
+    let cell = unsafe { *(h as *const *const RefCell<LoopAgent>) };
+    if cell.is_null() {
+        return;
+    }
+    // SAFETY: as above: valid while the handle's callbacks can run.
+    if let Ok(mut a) = unsafe { &*cell }.try_borrow_mut() {
+        f(&mut a);
     }
 }
 
@@ -440,17 +461,6 @@ impl LoopAgent {
         }
     }
 
-    /// A host handle named by a registering call: its id (made on first sight).
-    pub fn handle_id(&mut self, h: Ptr) -> HandleId {
-        let now = now_ns();
-        let k = self.known.entry(h as usize).or_insert_with(|| Known {
-            id: HandleId::allocate(),
-            first_seen_ns: now,
-            seen: true,
-        });
-        k.id
-    }
-
     /// The handle at `h` is gone (its close callback ran).
     pub fn forget_handle(&mut self, h: Ptr) {
         self.known.remove(&(h as usize));
@@ -511,10 +521,18 @@ impl LoopAgent {
         for (h, kind, active, closing, has_ref, fd) in w.seen {
             counts[kind].total += 1;
             counts[kind].active += u64::from(active);
-            let k = self.known.entry(h).or_insert_with(|| Known {
-                id: HandleId::allocate(),
-                first_seen_ns: now,
-                seen: true,
+            let registered = crate::intercept::registered(h as Ptr);
+            let k = self.known.entry(h).or_insert_with(|| match registered {
+                Some((id, first_seen_ns, _)) => Known {
+                    id,
+                    first_seen_ns,
+                    seen: true,
+                },
+                None => Known {
+                    id: HandleId::allocate(),
+                    first_seen_ns: now,
+                    seen: true,
+                },
             });
             k.seen = true;
             let mine = own.contains(&h);
@@ -523,7 +541,7 @@ impl LoopAgent {
                 id: k.id,
                 kind,
                 label,
-                site: match (mine, crate::intercept::site_of(h as Ptr)) {
+                site: match (mine, registered.and_then(|(_, _, site)| site)) {
                     (true, _) => Site::Symbol(Arc::from("loopd-agent")),
                     (false, Some(addr)) => Site::Symbol(sites::symbol(addr)),
                     // Started before the agent was preloaded, or never through an
@@ -546,7 +564,9 @@ impl LoopAgent {
         self.lists_at_ns = now;
     }
 
-    /// Builds and publishes the snapshot (loop thread, at most every 100 ms).
+    /// Builds and publishes the snapshot (loop thread, at most every 100 ms). Never inlined:
+    /// its cost follows wall time, and the bench's callgrind count leaves it out by name.
+    #[inline(never)]
     fn publish(&mut self, now: u64, idle: u64) {
         self.next_publish_ns = now + PUBLISH_NS;
         let asked = self.observer.take_details_request();
