@@ -138,7 +138,10 @@ fn kept(h: Ptr, slot: Slot) -> Option<(usize, Option<Target>)> {
         .try_with(|m| {
             let m = m.try_borrow().ok()?;
             let e = m.get(&(h as usize))?;
-            Some((e.cbs[slot as usize], e.kind.map(|k| Target::Handle(k, e.id))))
+            Some((
+                e.cbs[slot as usize],
+                e.kind.map(|k| Target::Handle(k, e.id)),
+            ))
         })
         .ok()
         .flatten()

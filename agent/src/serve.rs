@@ -37,7 +37,7 @@ static SOCKET: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The host's stderr is not ours: by default only the agent's own warnings (it cannot
 /// attach, cannot serve) and errors; stalls are in `loopctl stalls`, not in the host's log.
-const DEFAULT_LOG: &str = "warn,loopd_observe=error";
+pub const DEFAULT_LOG: &str = "warn,loopd_observe=error";
 
 /// The log filter in force (`$LOOPD_LOG`, else [`DEFAULT_LOG`]).
 fn log_filter() -> String {
@@ -69,7 +69,7 @@ impl ConfigControl for AgentConfig {
     }
 }
 
-/// Logs to stderr, filtered by `$LOOPD_LOG` (default [`DEFAULT_LOG`]).
+/// Logs to stderr, filtered by `$LOOPD_LOG` (default: `warn,loopd_observe=error`).
 pub fn init_logging() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {

@@ -45,6 +45,15 @@ impl HandleRef {
     }
 }
 
+/// An untyped handle: what every handle can do (close, ref/unref, label), whatever its type
+/// — for code that keeps handles of several types together (a service's handles, closed
+/// when it stops). Closing one that is already closing or closed does nothing.
+impl Handle for HandleRef {
+    fn raw(&self) -> HandleRef {
+        *self
+    }
+}
+
 pub(crate) type CloseCb = Box<dyn FnOnce(&mut Loop)>;
 
 /// Per-handle I/O counters (bytes moved, last activity); zero for handles without I/O.

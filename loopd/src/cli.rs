@@ -125,6 +125,7 @@ fn run(kinds: ServiceKinds) -> anyhow::Result<()> {
             .with(fmt.json())
             .init(),
     }
+    crate::panics::install_hook();
     let set_filter: crate::daemon::LogFilterSetter = Box::new(move |spec: &str| {
         let f = EnvFilter::try_new(spec).map_err(|e| format!("bad log filter `{spec}`: {e}"))?;
         handle.reload(f).map_err(|e| e.to_string())?;

@@ -59,8 +59,10 @@ pub enum PrimeMode {
 pub struct ServiceConfig {
     /// Its kind: `seq`, `prime`, `http`, or one registered with [`crate::service`].
     pub kind: String,
-    /// Address to listen on; port 0 picks a free one.
-    pub bind: SocketAddr,
+    /// Address to listen on; port 0 picks a free one. `None` (no `bind` key): a service
+    /// without a listener (timers only, UDP, …), for kinds that do not need one.
+    #[serde(default)]
+    pub bind: Option<SocketAddr>,
     /// Every other key of the entry, for the kind's factory.
     #[serde(flatten)]
     pub options: toml::Table,
@@ -71,7 +73,16 @@ impl ServiceConfig {
     pub fn new(kind: impl Into<String>, bind: SocketAddr) -> ServiceConfig {
         ServiceConfig {
             kind: kind.into(),
-            bind,
+            bind: Some(bind),
+            options: toml::Table::new(),
+        }
+    }
+
+    /// An entry of `kind` without a listener (no `bind`), with no options of its own.
+    pub fn without_listener(kind: impl Into<String>) -> ServiceConfig {
+        ServiceConfig {
+            kind: kind.into(),
+            bind: None,
             options: toml::Table::new(),
         }
     }
@@ -280,14 +291,14 @@ impl Config {
             ));
         }
         for (i, s) in self.services.iter().enumerate() {
+            let Some(bind) = s.bind else {
+                continue;
+            };
             let clash = self.services[..i]
                 .iter()
-                .any(|o| o.bind == s.bind && s.bind.port() != 0);
+                .any(|o| o.bind == Some(bind) && bind.port() != 0);
             if clash {
-                return Err(ConfigError::Invalid(format!(
-                    "two services bind {}",
-                    s.bind
-                )));
+                return Err(ConfigError::Invalid(format!("two services bind {bind}")));
             }
         }
         Ok(())
@@ -339,7 +350,10 @@ mod tests {
         let c = Config::parse("", None).unwrap();
         let kinds: Vec<_> = c.services.iter().map(|s| s.kind.as_str()).collect();
         assert_eq!(kinds, vec!["seq", "prime", "http"]);
-        assert!(c.services.iter().all(|s| s.bind.ip().is_loopback()));
+        assert!(c
+            .services
+            .iter()
+            .all(|s| s.bind.is_some_and(|b| b.ip().is_loopback())));
         assert_eq!(c.metrics_addr, "127.0.0.1:9464".parse().ok());
         assert_eq!(c.stall_threshold_ms, 100);
     }

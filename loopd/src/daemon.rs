@@ -96,6 +96,13 @@ pub fn prepare_services(
         .map(|(i, entry)| {
             kinds
                 .prepare(&entry.kind, &entry.options)
+                .and_then(|service| {
+                    if entry.bind.is_none() && service.needs_listener() {
+                        Err("needs `bind` (the address of its TCP listener)".to_string())
+                    } else {
+                        Ok(service)
+                    }
+                })
                 .map_err(|message| DaemonError::ServiceConfig {
                     index: i + 1,
                     kind: entry.kind.clone(),
@@ -241,8 +248,8 @@ fn log_listeners(observe: &ObserveHandle, state0: &LoopState) {
         tracing::info!(path = %path.display(), "control socket listening");
     }
     for s in &state0.services {
-        if !s.addr.ip().is_loopback() {
-            tracing::warn!(service = %s.name, addr = %s.addr, "service bound to a non-loopback address");
+        if let Some(addr) = s.addr.filter(|a| !a.ip().is_loopback()) {
+            tracing::warn!(service = %s.name, %addr, "service bound to a non-loopback address");
         }
     }
 }

@@ -19,6 +19,7 @@ mod builder;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod panics;
 pub mod service;
 pub mod services;
 

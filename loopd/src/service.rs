@@ -1,11 +1,12 @@
 //! Service kinds: the extension point for putting your own protocol on loopd.
 //!
-//! A `[[service]]` entry of the config names a kind (`kind = "seq"`), an address (`bind`) and
-//! any keys of the kind's own. A kind is registered by name with a [`ServiceFactory`], which
+//! A `[[service]]` entry of the config names a kind (`kind = "seq"`), an address (`bind`,
+//! left out for a service without a TCP listener) and any keys of the kind's own. A kind is registered by name with a [`ServiceFactory`], which
 //! turns the entry's own keys into a [`Service`] — once, on loop 0, before any port is bound,
 //! so a bad entry is a one-line error at startup (exit 1) and keeps the running config on
 //! SIGHUP. The daemon then binds the port on every loop (`--loops`) and calls
-//! [`Service::start`] there with that loop's listener and the counters all loops share.
+//! [`Service::start`] there with that loop's listener (if it has one) and the counters all
+//! loops share. Handles a service hands to [`ServiceContext::keep`] are closed when it stops.
 //!
 //! The built-in `seq`, `prime` and `http` are registered through exactly this API
 //! ([`ServiceKinds::builtin`]).
@@ -24,7 +25,8 @@
 //! impl Service for Upper {
 //!     fn start(&self, ctx: ServiceContext<'_>) -> Result<(), ServiceError> {
 //!         let counters = ctx.counters.clone();
-//!         ctx.listener.listen(ctx.lp, 128, move |lp, server, status| {
+//!         let listener = ctx.require_listener()?;
+//!         listener.listen(ctx.lp, 128, move |lp, server, status| {
 //!             if status.is_err() {
 //!                 return; // accept failed (out of fds): the engine retries
 //!             }
@@ -56,11 +58,36 @@
 //! });
 //! assert!(kinds.get("upper").is_some());
 //! ```
+//!
+//! A service without a listener (`[[service]] kind = "heartbeat"`, no `bind`): a timer the
+//! daemon closes when the service is removed on reload or at shutdown:
+//!
+//! ```
+//! use std::time::Duration;
+//! use loopd::engine::{Handle, Timer};
+//! use loopd::service::{Service, ServiceContext, ServiceError};
+//!
+//! struct Heartbeat;
+//!
+//! impl Service for Heartbeat {
+//!     fn needs_listener(&self) -> bool {
+//!         false
+//!     }
+//!
+//!     fn start(&self, mut ctx: ServiceContext<'_>) -> Result<(), ServiceError> {
+//!         let timer = Timer::new(ctx.lp);
+//!         timer.set_label(ctx.lp, "heartbeat");
+//!         timer.start(ctx.lp, Duration::ZERO, Duration::from_secs(1), |_, _| {})?;
+//!         ctx.keep(&timer);
+//!         Ok(())
+//!     }
+//! }
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::{EngineError, Loop, Tcp};
+use crate::engine::{EngineError, Handle, HandleRef, Loop, Tcp};
 use crate::observe::ServiceCounters;
 
 /// The keys of a `[[service]]` entry other than `kind` and `bind`.
@@ -69,25 +96,58 @@ pub type ServiceOptions = toml::Table;
 /// One running instance of a service kind, as configured by one `[[service]]` entry. Shared by
 /// every loop (hence `Send + Sync`); per-connection state lives in the loop's callbacks.
 pub trait Service: Send + Sync {
-    /// Starts serving on one loop: usually `ctx.listener.listen(…)`, and any handles the
-    /// service needs (timers, UDP sockets, …). Called once per loop; handles created here
-    /// belong to that loop.
+    /// Starts serving on one loop: usually `ctx.listener` and its `listen(…)`, and any
+    /// handles the service needs (timers, UDP sockets, …), each given to
+    /// [`ServiceContext::keep`] so that the daemon closes it when the service stops (reload,
+    /// shutdown). Called once per loop; handles created here belong to that loop.
     ///
     /// # Errors
     /// What went wrong, for a one-line startup error naming the service.
     fn start(&self, ctx: ServiceContext<'_>) -> Result<(), ServiceError>;
+
+    /// Whether the service needs a TCP listener (`bind` in its entry). A service that is
+    /// only timers or UDP says `false`; an entry without `bind` for one that says `true` is
+    /// a one-line configuration error naming the service.
+    fn needs_listener(&self) -> bool {
+        true
+    }
 }
 
 /// What [`Service::start`] gets on each loop.
 pub struct ServiceContext<'a> {
     /// The loop to start on.
     pub lp: &'a mut Loop,
-    /// Bound to the entry's `bind` (on every loop the same port), not listening yet.
-    pub listener: Tcp,
+    /// Bound to the entry's `bind` (on every loop the same port), not listening yet; `None`
+    /// for an entry without `bind` (a service whose [`Service::needs_listener`] is false).
+    pub listener: Option<Tcp>,
     /// Where the service counts connections and bytes (`loopd_service_*{service=…}`, `status`).
     pub counters: &'a Arc<ServiceCounters>,
     /// The service's name (`upper`, then `upper-2`, … for repeated kinds).
     pub name: &'a str,
+    /// Handles the daemon closes when the service stops.
+    pub(crate) kept: &'a mut Vec<HandleRef>,
+}
+
+impl ServiceContext<'_> {
+    /// Hands `handle` (a timer, a UDP socket, …) to the daemon: it is closed when the
+    /// service stops — removed from the config on reload, or at shutdown — as the listener
+    /// is. Connections accepted from the listener are the service's to close.
+    pub fn keep(&mut self, handle: &impl Handle) {
+        self.kept.push(handle.raw());
+    }
+
+    /// The listener, or a clear error for a service that needs one and has none.
+    ///
+    /// # Errors
+    /// The entry has no `bind`.
+    pub fn require_listener(&self) -> Result<Tcp, ServiceError> {
+        self.listener.ok_or_else(|| {
+            ServiceError::Other(format!(
+                "service {} needs `bind` (a TCP listener)",
+                self.name
+            ))
+        })
+    }
 }
 
 /// Why a service did not start.
@@ -162,10 +222,8 @@ impl ServiceKinds {
                 known.join(", ")
             ));
         };
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(options))) {
-            Ok(result) => result,
-            Err(_) => Err(format!("the `{kind}` factory panicked")),
-        }
+        crate::panics::catch(|| factory(options))
+            .unwrap_or_else(|panic| Err(format!("the `{kind}` factory panicked: {panic}")))
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{PrimeMode, ServiceConfig};
-use crate::engine::{Handle, Loop, Tcp};
+use crate::engine::{Handle, HandleRef, Loop, Tcp};
 use crate::observe::{ServiceCounters, ServiceRegistry};
 use crate::service::{
     only_keys, string_option, Service, ServiceContext, ServiceError, ServiceKinds,
@@ -48,12 +48,28 @@ pub struct RunningService {
     pub service: Arc<dyn Service>,
     /// Its name in metrics and `status` (`seq`, `prime`, `http`, then `seq-2`, …).
     pub name: String,
-    /// The address it actually listens on.
-    pub addr: SocketAddr,
-    /// The listening handle.
-    pub listener: Tcp,
+    /// The address it actually listens on (`None`: a service without a listener).
+    pub addr: Option<SocketAddr>,
+    /// The listening handle, if it has one.
+    pub listener: Option<Tcp>,
+    /// Handles the service gave the daemon to close when it stops
+    /// ([`crate::service::ServiceContext::keep`]).
+    pub kept: Vec<HandleRef>,
     /// Where its connections and bytes are counted (shared by every loop's instance).
     pub counters: Arc<ServiceCounters>,
+}
+
+impl RunningService {
+    /// Stops it on this loop: no new connections (the listener closes), its kept handles
+    /// close; connections already accepted finish on their own.
+    pub fn stop(&self, lp: &mut Loop) {
+        if let Some(l) = self.listener {
+            l.close(lp);
+        }
+        for h in &self.kept {
+            h.close(lp);
+        }
+    }
 }
 
 impl std::fmt::Debug for RunningService {
@@ -68,10 +84,11 @@ impl std::fmt::Debug for RunningService {
 
 /// Why a service did not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {kind} service on {bind}: {cause}")]
+#[error("cannot start {kind} service {at}: {cause}")]
 pub struct StartError {
     kind: String,
-    bind: SocketAddr,
+    /// `on ADDR`, or `(no listener)`.
+    at: String,
     /// In the message (logs show it with `%e`), so not also a `source` that `{:#}` would
     /// print a second time.
     cause: ServiceError,
@@ -141,50 +158,82 @@ pub fn start_with(
 ) -> Result<RunningService, StartError> {
     let fail = |cause| StartError {
         kind: config.kind.clone(),
-        bind: config.bind,
+        at: config
+            .bind
+            .map_or_else(|| "(no listener)".to_string(), |b| format!("on {b}")),
         cause,
     };
-    let listener = Tcp::new(lp);
-    let started = listener
-        .bind_with(lp, config.bind, port == PortUse::Join)
-        .map_err(ServiceError::from)
+    let listener = config.bind.map(|_| Tcp::new(lp));
+    let mut kept = Vec::new();
+    let started = bind_listener(lp, listener, config.bind, port)
         .and_then(|()| {
             let ctx = ServiceContext {
                 lp: &mut *lp,
                 listener,
                 counters: &counters,
                 name: &name,
+                kept: &mut kept,
             };
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.start(ctx))) {
-                Ok(result) => result,
-                Err(_) => Err(ServiceError::Other(format!(
-                    "the `{}` service panicked while starting",
+            crate::panics::catch(|| service.start(ctx)).unwrap_or_else(|panic| {
+                Err(ServiceError::Other(format!(
+                    "the `{}` service panicked while starting: {panic}",
                     config.kind
-                ))),
-            }
+                )))
+            })
         })
-        .and_then(|()| match port {
-            PortUse::Lead => listener.share_port(lp).map_err(ServiceError::from),
-            PortUse::Exclusive | PortUse::Join => Ok(()),
+        .and_then(|()| match (listener, port) {
+            (Some(l), PortUse::Lead) => l.share_port(lp).map_err(ServiceError::from),
+            _ => Ok(()),
         })
-        .and_then(|()| listener.local_addr(lp).map_err(ServiceError::from));
+        .and_then(|()| match listener {
+            Some(l) => l.local_addr(lp).map(Some).map_err(ServiceError::from),
+            None => Ok(None),
+        });
     let addr = match started {
         Ok(addr) => addr,
         Err(e) => {
-            listener.close(lp);
+            if let Some(l) = listener {
+                l.close(lp);
+            }
+            for h in kept {
+                h.close(lp);
+            }
             return Err(fail(e));
         }
     };
-    listener.set_label(lp, format!("{} listen {addr}", config.kind));
-    tracing::info!(service = %name, kind = %config.kind, %addr, loop_index = lp.index(), "service listening");
+    match (listener, addr) {
+        (Some(l), Some(addr)) => {
+            l.set_label(lp, format!("{} listen {addr}", config.kind));
+            tracing::info!(service = %name, kind = %config.kind, %addr, loop_index = lp.index(), "service listening");
+        }
+        _ => {
+            tracing::info!(service = %name, kind = %config.kind, loop_index = lp.index(), "service started (no listener)");
+        }
+    }
     Ok(RunningService {
         config: config.clone(),
         service,
         name,
         addr,
         listener,
+        kept,
         counters,
     })
+}
+
+/// Binds the listener, if the entry has one.
+fn bind_listener(
+    lp: &mut Loop,
+    listener: Option<Tcp>,
+    bind: Option<SocketAddr>,
+    port: PortUse,
+) -> Result<(), ServiceError> {
+    match (listener, bind) {
+        (Some(l), Some(addr)) => l
+            .bind_with(lp, addr, port == PortUse::Join)
+            .map_err(ServiceError::from),
+        _ => Ok(()),
+    }
 }
 
 /// Names for a list of services: the kind, then `kind-2`, `kind-3` for repeats.

@@ -202,7 +202,7 @@ pub(crate) fn services(shared: &Shared) -> Vec<ServiceStatus> {
         .map(|s| ServiceStatus {
             name: s.name,
             kind: s.kind,
-            bind: s.bind.to_string(),
+            bind: s.bind.map(|b| b.to_string()).unwrap_or_default(),
             connections: s.counters.connections(),
             connections_total: s.counters.connections_total(),
             bytes_received_total: s.counters.bytes_received(),

@@ -75,7 +75,7 @@ pub struct ServiceEntry {
     /// Its kind.
     pub kind: ServiceKind,
     /// The address it actually bound.
-    pub bind: SocketAddr,
+    pub bind: Option<SocketAddr>,
     /// Its counters.
     pub counters: Arc<ServiceCounters>,
 }
@@ -87,7 +87,7 @@ pub struct ServiceEntry {
 /// ```
 /// use loopd_observe::ServiceRegistry;
 /// let services = ServiceRegistry::default();
-/// let seq = services.register("seq", "seq", "127.0.0.1:7070".parse().unwrap());
+/// let seq = services.register("seq", "seq", "127.0.0.1:7070".parse().ok());
 /// seq.connection_opened();
 /// seq.add_bytes_received(3);
 /// assert_eq!(services.list()[0].counters.connections(), 1);
@@ -109,7 +109,7 @@ impl ServiceRegistry {
         &self,
         name: impl Into<String>,
         kind: impl Into<ServiceKind>,
-        bind: SocketAddr,
+        bind: Option<SocketAddr>,
     ) -> Arc<ServiceCounters> {
         let name = name.into();
         let counters = Arc::new(ServiceCounters::default());
@@ -128,7 +128,7 @@ impl ServiceRegistry {
     }
 
     /// Records the address a service actually bound (a port 0 resolved at bind time).
-    pub fn set_bind(&self, name: &str, bind: SocketAddr) {
+    pub fn set_bind(&self, name: &str, bind: Option<SocketAddr>) {
         if let Some(e) = self.lock().iter_mut().find(|e| e.name == name) {
             e.bind = bind;
         }
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn counters_and_registration() {
         let reg = ServiceRegistry::default();
-        let a = reg.register("a", ServiceKind::Seq, "127.0.0.1:1".parse().unwrap());
+        let a = reg.register("a", ServiceKind::Seq, "127.0.0.1:1".parse().ok());
         a.connection_opened();
         a.connection_opened();
         a.connection_closed();
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(list[0].counters.connections(), 0);
         assert_eq!(list[0].counters.connections_total(), 2);
         assert_eq!(list[0].counters.bytes_sent(), 5);
-        reg.register("a", "http", "127.0.0.1:2".parse().unwrap());
+        reg.register("a", "http", "127.0.0.1:2".parse().ok());
         assert_eq!(reg.list().len(), 1);
         assert_eq!(reg.list()[0].kind, ServiceKind::Http);
     }

@@ -114,7 +114,7 @@ fn entries_a_kind_refuses_are_one_line_errors() {
     for (config, want) in [
         (
             "[[service]]\nkind = \"ftp\"\nbind = \"127.0.0.1:0\"\n",
-            "service 1 (ftp): unknown service kind `ftp` (known: http, prime, seq, upper)",
+            "service 1 (ftp): unknown service kind `ftp` (known: http, prime, seq, udp-upper, upper)",
         ),
         (
             "[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:0\"\n[[service]]\nkind = \"upper\"\nbind = \"127.0.0.1:0\"\nmax_line = 0\n",
@@ -151,4 +151,181 @@ fn a_reload_with_an_entry_its_kind_refuses_keeps_the_running_config() {
     let mut s = connect(d.addr("upper"));
     s.write_all(b"still here\n").unwrap();
     assert_eq!(read_exactly(&mut s, 11), "STILL HERE\n");
+}
+
+/// The `udp-upper` handle a `handles` call lists, if any: (id, its address from the label).
+fn udp_upper_handle(ctl: &mut Control) -> Option<(u64, std::net::SocketAddr)> {
+    let handles = ctl.call("handles", json!({"type": "udp"}));
+    handles["handles"].as_array()?.iter().find_map(|h| {
+        let addr = h["label"]
+            .as_str()?
+            .strip_prefix("udp-upper ")?
+            .parse()
+            .ok()?;
+        Some((h["id"].as_u64()?, addr))
+    })
+}
+
+#[test]
+fn a_service_without_a_listener_serves_is_observed_and_is_closed_when_a_reload_removes_it() {
+    let d = start(
+        "[[service]]\nkind = \"udp-upper\"\nudp = \"127.0.0.1:0\"\n\
+         [[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:0\"\n",
+    );
+    let mut ctl = Control::connect(&d);
+    let deadline = Instant::now() + DEADLINE;
+    let (id, addr) = loop {
+        if let Some(found) = udp_upper_handle(&mut ctl) {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no udp-upper handle listed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    // It answers.
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client.send_to(b"ping", addr).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"PING");
+
+    // `status` and /metrics show it with its counters and no listener.
+    let status = ctl.call("status", json!({}));
+    let svc = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "udp-upper")
+        .unwrap_or_else(|| panic!("udp-upper not in status: {status}"));
+    assert_eq!(svc["bind"], "", "{svc}");
+    assert_eq!(svc["bytes_received_total"], 4, "{svc}");
+    let (_, page) = d.scrape("/metrics");
+    assert!(
+        page.lines()
+            .any(|l| l == "loopd_service_bytes_received_total{service=\"udp-upper\"} 4"),
+        "no udp-upper counters in the page"
+    );
+
+    // A reload that removes it closes its socket: the handle is gone, the service too.
+    let config_path = d.dir.0.join("loopd.toml");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        text.replace(
+            "kind = \"udp-upper\"\nudp = \"127.0.0.1:0\"\n",
+            "kind = \"seq\"\nbind = \"127.0.0.1:0\"\n",
+        ),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_log("SIGHUP: service removed", DEADLINE);
+    let deadline = Instant::now() + DEADLINE;
+    while udp_upper_handle(&mut ctl).is_some_and(|(h, _)| h == id) {
+        assert!(
+            Instant::now() < deadline,
+            "the udp-upper socket is still open"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = ctl.call("status", json!({}));
+    assert!(
+        !status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "udp-upper"),
+        "{status}"
+    );
+    // Nothing answers on its port any more.
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    client.send_to(b"ping", addr).unwrap();
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "a closed socket answered"
+    );
+}
+
+#[test]
+fn an_entry_without_bind_for_a_kind_that_needs_a_listener_is_a_one_line_error() {
+    let (code, stderr) = run_with("[[service]]\nkind = \"upper\"\n");
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("(upper)") && stderr.contains("needs `bind`"),
+        "{stderr}"
+    );
+}
+
+/// `panicking-service` (tests/src/bin) with `config`: (exit code, stderr).
+fn run_panicking(config: &str) -> (i32, String) {
+    let (_dir, path) = config_file("panicking", config);
+    run_program(
+        &support::binary("panicking-service"),
+        &["--config", path.to_str().unwrap(), "--log", "warn"],
+    )
+}
+
+#[test]
+fn a_service_that_panics_at_startup_is_a_one_line_error_naming_it() {
+    for (at, want) in [
+        (
+            "factory",
+            "service 1 (boom): the `boom` factory panicked: boom in the factory",
+        ),
+        (
+            "start",
+            "the `boom` service panicked while starting: boom in start",
+        ),
+    ] {
+        let (code, stderr) = run_panicking(&format!(
+            "[[service]]\nkind = \"boom\"\npanic_in = \"{at}\"\n"
+        ));
+        assert_eq!(code, 1, "{at}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{at}: {stderr}");
+        assert!(lines[0].starts_with("loopd: error: "), "{stderr}");
+        assert!(lines[0].contains(want), "{at}: {stderr}");
+    }
+}
+
+#[test]
+fn a_reload_whose_factory_panics_keeps_the_running_config() {
+    let d = Daemon::launch(
+        "[[service]]\nkind = \"boom\"\npanic_in = \"nowhere\"\n\
+         [[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:0\"\n",
+        Launch {
+            program: Some(support::binary("panicking-service")),
+            ..Launch::default()
+        },
+    );
+    let config_path = d.dir.0.join("loopd.toml");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        text.replace("panic_in = \"nowhere\"", "panic_in = \"factory\""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    let line = d.wait_log("config not reloaded", DEADLINE);
+    let error = line["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("service 1 (boom): the `boom` factory panicked: boom in the factory"),
+        "{line}"
+    );
+    // Still serving the old config.
+    let mut seq = connect(d.addr("seq"));
+    assert_eq!(read_exactly(&mut seq, 1), "*");
+    let mut ctl = Control::connect(&d);
+    let status = ctl.call("status", json!({}));
+    assert!(
+        status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "boom"),
+        "{status}"
+    );
 }

@@ -44,7 +44,7 @@ impl ConfigControl for DaemonConfig {
             .map(|(s, name)| proto::ServiceConfig {
                 name,
                 kind: services::proto_kind(&s.kind),
-                bind: s.bind.to_string(),
+                bind: s.bind.map(|b| b.to_string()).unwrap_or_default(),
                 mode: option_text(&s.options, "mode"),
                 root: option_text(&s.options, "root"),
             })

@@ -23,7 +23,7 @@ use crate::services::{self, RunningService};
 pub(super) struct ServicePlan {
     config: ServiceConfig,
     service: Arc<dyn Service>,
-    bind: std::net::SocketAddr,
+    bind: Option<std::net::SocketAddr>,
     name: String,
     counters: Arc<ServiceCounters>,
 }
@@ -114,7 +114,7 @@ impl LoopState {
         self.services.retain(|s| {
             let gone = names.contains(&s.name);
             if gone {
-                s.listener.close(lp);
+                s.stop(lp);
             }
             !gone
         });
@@ -227,7 +227,7 @@ pub(super) fn begin_shutdown(lp: &mut Loop, state: &Rc<RefCell<LoopState>>) {
         "shutting down: no new connections; finishing in-flight work"
     );
     for s in &st.services {
-        s.listener.close(lp);
+        s.stop(lp);
     }
     drop(st);
     let deadline = lp.now() + SHUTDOWN_GRACE;

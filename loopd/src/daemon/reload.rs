@@ -187,7 +187,7 @@ pub(super) fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<
         .map(|s| s.name.clone())
         .collect();
     for s in st.services.iter().filter(|s| gone.contains(&s.name)) {
-        tracing::info!(service = %s.name, addr = %s.addr, "SIGHUP: service removed");
+        tracing::info!(service = %s.name, addr = ?s.addr, "SIGHUP: service removed");
         registry.unregister(&s.name);
     }
     st.stop(lp, &gone);
@@ -198,7 +198,10 @@ pub(super) fn reload(lp: &mut Loop, state: &Rc<RefCell<LoopState>>, leader: &Rc<
             continue;
         }
         let name = if st.services.iter().any(|s| s.name == name) {
-            format!("{name}@{}", svc.bind)
+            match svc.bind {
+                Some(bind) => format!("{name}@{bind}"),
+                None => format!("{name}@{}", st.services.len()),
+            }
         } else {
             name
         };

@@ -139,7 +139,8 @@ impl crate::service::Service for Http {
             root: self.root.clone(),
             counters: ctx.counters.clone(),
         };
-        Ok(serve(ctx.lp, ctx.listener, options)?)
+        let listener = ctx.require_listener()?;
+        Ok(serve(ctx.lp, listener, options)?)
     }
 }
 

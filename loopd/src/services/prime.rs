@@ -243,12 +243,8 @@ impl crate::service::Service for Prime {
         &self,
         ctx: crate::service::ServiceContext<'_>,
     ) -> Result<(), crate::service::ServiceError> {
-        Ok(start(
-            ctx.lp,
-            ctx.listener,
-            self.mode,
-            ctx.counters.clone(),
-        )?)
+        let listener = ctx.require_listener()?;
+        Ok(start(ctx.lp, listener, self.mode, ctx.counters.clone())?)
     }
 }
 

@@ -38,7 +38,8 @@ impl crate::service::Service for Seq {
         &self,
         ctx: crate::service::ServiceContext<'_>,
     ) -> Result<(), crate::service::ServiceError> {
-        Ok(start(ctx.lp, ctx.listener, ctx.counters.clone())?)
+        let listener = ctx.require_listener()?;
+        Ok(start(ctx.lp, listener, ctx.counters.clone())?)
     }
 }
 
