@@ -56,7 +56,10 @@ pub unsafe extern "C" fn uv_run(uv_loop: Ptr, mode: c_int) -> c_int {
         return 0;
     };
     if !uv_loop.is_null() {
-        let _ = std::panic::catch_unwind(|| attach_here(uv_loop));
+        let _ = std::panic::catch_unwind(|| {
+            let _ = attach_here(uv_loop);
+            loop_agent::loop_entered(uv_loop);
+        });
     }
     // SAFETY: forwarding the host's call.
     unsafe { real(uv_loop, mode) }

@@ -69,8 +69,19 @@ pub struct LoopAgent {
     /// When our prepare callback last ran (start of the poll phase) and the idle total then.
     prepare_at: u64,
     idle_at_prepare: u64,
+    /// The idle total at the last check callback (the end of the last poll).
+    idle_at_check: u64,
     /// Between our prepare and our check callbacks.
     in_poll: bool,
+    /// The last clock read (a callback's end, the check callback) and whether nothing could
+    /// have blocked since (false from the prepare callback — the poll may block — and from
+    /// each `uv_run` entry — the host ran in between): one clock read per callback, as in
+    /// loopd's engine (see `callback_begins`, `poll_begins`).
+    last_clock: u64,
+    clock_valid: bool,
+    /// An attributed callback ended since the check callback: only libuv's bookkeeping ran
+    /// since `last_clock`, not unattributed callbacks.
+    callback_since_check: bool,
     next_publish_ns: u64,
     lists_at_ns: u64,
     known: crate::intercept::PtrMap<Known>,
@@ -105,6 +116,15 @@ pub fn agent_of(uv_loop: Ptr) -> Option<Rc<RefCell<LoopAgent>>> {
         })
         .ok()
         .flatten()
+}
+
+/// `uv_run` is entering `uv_loop`: the host ran its own code since the last clock read.
+pub fn loop_entered(uv_loop: Ptr) {
+    if let Some(agent) = agent_of(uv_loop) {
+        if let Ok(mut a) = agent.try_borrow_mut() {
+            a.clock_valid = false;
+        }
+    }
 }
 
 /// Whether `uv_loop` is attached on this thread.
@@ -208,7 +228,11 @@ pub unsafe fn attach(
         probe_due_ns: now + PROBE_MS * 1_000_000,
         prepare_at: now,
         idle_at_prepare: 0,
+        idle_at_check: 0,
         in_poll: false,
+        last_clock: now,
+        clock_valid: false,
+        callback_since_check: false,
         next_publish_ns: now,
         lists_at_ns: 0,
         known: crate::intercept::PtrMap::default(),
@@ -361,8 +385,19 @@ impl LoopAgent {
 
     /// Our prepare callback: one iteration ends, the poll phase begins.
     fn poll_begins(&mut self) {
-        let now = now_ns();
-        let idle = self.idle_total();
+        // An attributed callback that ended since the check phase read the clock last; only
+        // libuv's own bookkeeping ran since. Otherwise (unattributed callbacks may have run),
+        // read it.
+        let now = if self.clock_valid && self.callback_since_check {
+            self.last_clock
+        } else {
+            now_ns()
+        };
+        // The poll may block: the next callback's start needs a fresh read.
+        self.clock_valid = false;
+        // Idle time grows only inside the poll: what it was at the check callback it still
+        // is (one `uv_metrics_idle_time` call per iteration, not two: it takes a mutex).
+        let idle = self.idle_at_check;
         if self.depth == 0 {
             self.observer.callback_slot().leave();
         }
@@ -394,7 +429,11 @@ impl LoopAgent {
     /// Our check callback: the poll phase (and the I/O callbacks in it) ended.
     fn poll_ends(&mut self) {
         let now = now_ns();
+        self.last_clock = now;
+        self.clock_valid = true;
+        self.callback_since_check = false;
         let idle = self.idle_total();
+        self.idle_at_check = idle;
         let blocked = idle.saturating_sub(self.idle_at_prepare);
         let began = self.prepare_at + blocked;
         let took = now.saturating_sub(began);
@@ -426,7 +465,14 @@ impl LoopAgent {
 
     /// An attributed callback of `target` begins (loop thread).
     pub fn callback_begins(&mut self, phase: Phase, target: Target, label: Option<&str>) -> u64 {
-        let now = now_ns();
+        // As loopd's engine does: the previous read stands for the start when nothing could
+        // block since (the check callback or the previous callback's end); after the poll
+        // began, the first callback reads the clock.
+        let now = if self.clock_valid {
+            self.last_clock
+        } else {
+            now_ns()
+        };
         self.depth += 1;
         self.observer
             .callback_slot()
@@ -437,6 +483,9 @@ impl LoopAgent {
     /// The attributed callback that began at `started` returned.
     pub fn callback_ends(&mut self, phase: Phase, target: Target, started: u64) {
         let now = now_ns();
+        self.last_clock = now;
+        self.clock_valid = true;
+        self.callback_since_check = true;
         self.depth = self.depth.saturating_sub(1);
         let took = now.saturating_sub(started);
         self.phase_callbacks[phase.index()] += 1;
