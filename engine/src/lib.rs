@@ -147,6 +147,10 @@ static NEXT_LOOP_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 /// Size of the loop's read buffer.
 const READ_BUF: usize = 64 * 1024;
+/// How many times pending callbacks queued by the poll phase run right after it (libuv's 8):
+/// enough for writes completed at once, bounded so a callback that keeps queueing cannot
+/// starve the loop.
+const PENDING_AFTER_POLL: usize = 8;
 
 /// A callback deferred to the pending phase.
 pub(crate) struct Pending {
@@ -300,26 +304,34 @@ impl Loop {
         if !alive {
             self.update_time();
         }
-        let mut first = true;
-        while alive && !self.stop_flag {
-            if first || !self.instrument {
-                self.update_time();
-            } else {
-                // The instrumentation read the clock after the last callback or poll, and
-                // nothing but bookkeeping ran since: that reading is the time now.
-                self.now_ns = self.last_clock;
-            }
-            first = false;
-            if self.instrument {
-                self.recorder.begin_iteration(self.now_ns);
-            }
-            // A phase with nothing to run is skipped before any bookkeeping: an empty phase
-            // costs one comparison, timed or not.
+        // libuv (≥ 1.45): a Default run fires the timers already due once before its first
+        // iteration; from then on timers run once per iteration, at its end, after the poll
+        // that waited for them.
+        if mode == RunMode::Default && alive && !self.stop_flag {
+            self.update_time();
             if self.timers_due() {
                 self.phase(Phase::Timers, Loop::run_timers);
             }
-            let ran_pending =
-                !self.pending.is_empty() && self.phase(Phase::Pending, Loop::run_pending);
+        } else if self.instrument {
+            // Once and NoWait keep the loop time as the last run left it (libuv), but the
+            // phase timings start from now, not from the end of the last run.
+            self.last_clock = clock::now_ns();
+        }
+        while alive && !self.stop_flag {
+            if self.instrument {
+                // The clock was read after the last callback or poll, and nothing but
+                // bookkeeping ran since: that reading is when this iteration begins.
+                self.recorder.begin_iteration(self.last_clock);
+            }
+            // Whether the poll may block is decided before pending and idle callbacks run
+            // (libuv PR 3590): an idle handle that stops itself must not let a Once run
+            // block forever.
+            let can_sleep = self.pending.is_empty() && !self.watchers.any_active(WatcherKind::Idle);
+            // A phase with nothing to run is skipped before any bookkeeping: an empty phase
+            // costs one comparison, timed or not.
+            if !self.pending.is_empty() {
+                self.phase(Phase::Pending, Loop::run_pending);
+            }
             if self.watchers.any_active(WatcherKind::Idle) {
                 self.phase(Phase::Idle, |lp| {
                     lp.run_watchers(WatcherKind::Idle, Phase::Idle)
@@ -330,12 +342,20 @@ impl Loop {
                     lp.run_watchers(WatcherKind::Prepare, Phase::Prepare)
                 });
             }
-            let timeout = if (mode == RunMode::Once && !ran_pending) || mode == RunMode::Default {
+            let timeout = if (mode == RunMode::Once && can_sleep) || mode == RunMode::Default {
                 self.backend_timeout()
             } else {
                 Some(0)
             };
             self.phase(Phase::Poll, |lp| lp.poll_io(timeout));
+            // Completions the poll's callbacks queued (a write done at once) run right after
+            // it, a bounded number of times so they cannot starve the loop (libuv PR 3598).
+            for _ in 0..PENDING_AFTER_POLL {
+                if self.pending.is_empty() {
+                    break;
+                }
+                self.phase(Phase::Pending, Loop::run_pending);
+            }
             if self.watchers.any_active(WatcherKind::Check) {
                 self.phase(Phase::Check, |lp| {
                     lp.run_watchers(WatcherKind::Check, Phase::Check)
@@ -344,12 +364,14 @@ impl Loop {
             if !self.handles.closing.is_empty() {
                 self.phase(Phase::Close, Loop::run_closing);
             }
-            if mode == RunMode::Once {
-                // libuv: a Once run fires the timers its poll waited for.
+            if self.instrument {
+                // Read after the last callback: the time now.
+                self.now_ns = self.last_clock;
+            } else {
                 self.update_time();
-                if self.timers_due() {
-                    self.phase(Phase::Timers, Loop::run_timers);
-                }
+            }
+            if self.timers_due() {
+                self.phase(Phase::Timers, Loop::run_timers);
             }
             self.end_iteration();
             alive = self.alive();
@@ -739,12 +761,17 @@ impl Loop {
                 tracing::error!(error = %e, "poll failed");
             }
         }
+        // The loop time moves on when the poll returns (libuv's `uv__io_poll`): a timer
+        // started by a callback of this iteration counts from now, not from before the wait.
         if self.instrument {
             let after = clock::now_ns();
             let idle = after.saturating_sub(self.last_clock);
             self.stats.idle_ns += idle;
             self.stats.last_poll_idle_ns = idle;
             self.last_clock = after;
+            self.now_ns = after;
+        } else {
+            self.update_time();
         }
         // Handles queued to be served again before this poll; those queued while serving
         // events now wait for the next poll phase.

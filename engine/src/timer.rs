@@ -20,10 +20,15 @@ pub(crate) struct TimerData {
     pub cb: Option<TimerCb>,
     pub due_ns: u64,
     pub repeat_ns: u64,
-    /// Sequence of the live heap entry; 0 when the timer is not in the heap.
-    pub seq: u64,
+    /// Sequence of the live heap entry (the low 32 bits the heap keeps, never 0); 0 when
+    /// the timer is not in the heap. 32 bits keep the slot small.
+    pub seq: u32,
     /// Whether `start` was ever called (`again` needs a callback to restart).
     pub started: bool,
+    /// The due time in loop milliseconds, for a timeout past what `due_ns` can hold (about
+    /// 584 years: `due_ns` saturates and `due_in` reports from this, as libuv's millisecond
+    /// clock does — a 0xffffffffffff ms timeout is due in 281474976710655 ms).
+    pub far_due_ms: u64,
 }
 
 /// A heap entry: 16 bytes, so a million timers' heap stays cache-friendly. Ordered by due
@@ -153,7 +158,7 @@ fn entry_handle(lp: &Loop, e: &Entry) -> Option<HandleRef> {
     let HandleData::Timer(t) = &s.data else {
         return None;
     };
-    (t.seq != 0 && t.seq as u32 == e.seq).then_some(r)
+    (t.seq != 0 && t.seq == e.seq).then_some(r)
 }
 
 fn entry_is_live(lp: &Loop, e: &Entry) -> bool {
@@ -235,7 +240,7 @@ impl Loop {
         if t.repeat_ns > 0 {
             let due = now.saturating_add(t.repeat_ns);
             t.due_ns = due;
-            t.seq = self.timers.push(r, due);
+            t.seq = self.timers.push(r, due) as u32;
         } else {
             t.seq = 0;
             self.handles.set_active(r, false);
@@ -296,6 +301,7 @@ impl Timer {
             repeat_ns: 0,
             seq: 0,
             started: false,
+            far_due_ms: 0,
         });
         Timer(lp.handles.insert(HandleType::Timer, data, site, lp.now_ns))
     }
@@ -312,7 +318,16 @@ impl Timer {
         repeat: Duration,
         cb: impl FnMut(&mut Loop, Timer) + 'static,
     ) -> Result<(), EngineError> {
-        self.start_ns(lp, duration_ns(timeout), duration_ns(repeat), Box::new(cb))
+        self.start_ns(lp, duration_ns(timeout), duration_ns(repeat), Box::new(cb))?;
+        if lp.now_ns.checked_add(duration_ns(timeout)).is_none()
+            || timeout.as_nanos() > u128::from(u64::MAX)
+        {
+            let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            if let Some(t) = lp.handles.data_mut::<TimerData>(self.0) {
+                t.far_due_ms = (lp.now_ns / 1_000_000).saturating_add(timeout_ms);
+            }
+        }
+        Ok(())
     }
 
     fn start_ns(
@@ -327,13 +342,14 @@ impl Timer {
         }
         lp.timer_stop(self.0);
         let due = lp.now_ns.saturating_add(timeout);
-        let seq = lp.timers.push(self.0, due);
+        let seq = lp.timers.push(self.0, due) as u32;
         if let Some(t) = lp.handles.data_mut::<TimerData>(self.0) {
             t.cb = Some(cb);
             t.due_ns = due;
             t.repeat_ns = repeat;
             t.seq = seq;
             t.started = true;
+            t.far_due_ms = 0;
         }
         lp.handles.set_active(self.0, true);
         Ok(())
@@ -366,7 +382,7 @@ impl Timer {
         }
         lp.timer_stop(self.0);
         let due = lp.now_ns.saturating_add(repeat);
-        let seq = lp.timers.push(self.0, due);
+        let seq = lp.timers.push(self.0, due) as u32;
         if let Some(t) = lp.handles.data_mut::<TimerData>(self.0) {
             t.due_ns = due;
             t.seq = seq;
@@ -392,6 +408,9 @@ impl Timer {
     /// Time until the timer is due (zero if overdue or stopped).
     pub fn due_in(&self, lp: &Loop) -> Duration {
         match lp.handles.data::<TimerData>(self.0) {
+            Some(t) if t.seq != 0 && t.due_ns == u64::MAX && t.far_due_ms != 0 => {
+                Duration::from_millis(t.far_due_ms.saturating_sub(lp.now_ns / 1_000_000))
+            }
             Some(t) if t.seq != 0 => Duration::from_nanos(t.due_ns.saturating_sub(lp.now_ns)),
             _ => Duration::ZERO,
         }

@@ -1,0 +1,231 @@
+//! libuv's own tests (`test/test-*.c`, libuv HEAD) ported to the engine, for the semantics
+//! issue #19 found different: the run loop's order (timers once, at the end of an
+//! iteration, plus once before the first of a Default run), whether a Once run may block
+//! (decided before pending and idle callbacks run), the loop time moving on after the poll,
+//! and timeouts past what nanoseconds hold. Each test keeps libuv's name and assertions; the
+//! loops are uninstrumented (`plain_loop`: no lag probe) unless the test says otherwise.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use loopd_engine::{Check, Handle, Idle, Loop, LoopOptions, Prepare, RunMode, Timer};
+use support::plain_loop;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// test-idle.c `idle_check`: a Once run whose idle handle stops itself returns after one
+/// iteration (whether the poll may block is decided before the idle callback ran).
+#[test]
+fn idle_check() {
+    let mut lp = plain_loop();
+    let idle = Idle::new(&mut lp);
+    idle.start(&mut lp, |lp, idle| idle.stop(lp)).unwrap();
+    let check = Check::new(&mut lp);
+    let check_cb_called = Rc::new(Cell::new(0));
+    let c = check_cb_called.clone();
+    check
+        .start(&mut lp, move |_, _| c.set(c.get() + 1))
+        .unwrap();
+    let started = Instant::now();
+    // The check handle keeps the loop alive: Once reports it (libuv returns 1).
+    assert!(lp.run(RunMode::Once));
+    assert!(started.elapsed() < Duration::from_secs(5), "Once blocked");
+    assert_eq!(check_cb_called.get(), 1);
+    idle.close(&mut lp);
+    check.close(&mut lp);
+    assert!(!lp.run(RunMode::Once));
+}
+
+/// test-timer-from-check.c `timer_from_check`: a 50 ms timer started in a check callback
+/// fires after the prepare callback of the next iteration — and not early: the loop time
+/// moved on when the poll returned.
+#[test]
+fn timer_from_check() {
+    for instrument in [false, true] {
+        let mut lp = Loop::with_options(LoopOptions {
+            instrument,
+            ..LoopOptions::default()
+        })
+        .unwrap();
+        let prepare = Prepare::new(&mut lp);
+        let check = Check::new(&mut lp);
+        let timer = Timer::new(&mut lp);
+        let prepare_cb_called = Rc::new(Cell::new(0));
+        let check_cb_called = Rc::new(Cell::new(0));
+        let timer_cb_called = Rc::new(Cell::new(0));
+        let started_at = Rc::new(Cell::new(None::<Instant>));
+        let fired_after = Rc::new(Cell::new(Duration::ZERO));
+
+        let (p, c, t) = (
+            prepare_cb_called.clone(),
+            check_cb_called.clone(),
+            timer_cb_called.clone(),
+        );
+        let (s, f) = (started_at.clone(), fired_after.clone());
+        let timer_cb = move |lp: &mut Loop, timer: Timer| {
+            timer.stop(lp);
+            assert_eq!(p.get(), 1);
+            assert_eq!(c.get(), 1);
+            assert_eq!(t.get(), 0);
+            t.set(t.get() + 1);
+            f.set(s.get().map_or(Duration::ZERO, |s| s.elapsed()));
+        };
+        let (p, c, t) = (
+            prepare_cb_called.clone(),
+            check_cb_called.clone(),
+            timer_cb_called.clone(),
+        );
+        let prepare_cb = move |lp: &mut Loop, prepare: Prepare| {
+            prepare.stop(lp);
+            assert_eq!(p.get(), 0);
+            assert_eq!(c.get(), 1);
+            assert_eq!(t.get(), 0);
+            p.set(p.get() + 1);
+        };
+        let (p, c, t) = (
+            prepare_cb_called.clone(),
+            check_cb_called.clone(),
+            timer_cb_called.clone(),
+        );
+        let timer_cb = Rc::new(std::cell::RefCell::new(Some(timer_cb)));
+        let prepare_cb = Rc::new(std::cell::RefCell::new(Some(prepare_cb)));
+        let s = started_at.clone();
+        check
+            .start(&mut lp, move |lp, check| {
+                check.stop(lp);
+                timer.stop(lp); // Runs before timer_cb.
+                if let Some(cb) = timer_cb.borrow_mut().take() {
+                    timer.start(lp, ms(50), Duration::ZERO, cb).unwrap();
+                }
+                s.set(Some(Instant::now()));
+                if let Some(cb) = prepare_cb.borrow_mut().take() {
+                    prepare.start(lp, cb).unwrap();
+                }
+                assert_eq!(p.get(), 0);
+                assert_eq!(c.get(), 0);
+                assert_eq!(t.get(), 0);
+                c.set(c.get() + 1);
+            })
+            .unwrap();
+        // The first timer only keeps the first poll waiting (~50 ms) before the check.
+        timer
+            .start(&mut lp, ms(50), Duration::ZERO, |_, _| {
+                panic!("stopped by the check callback before it fires")
+            })
+            .unwrap();
+        assert!(!lp.run(RunMode::Default));
+        assert_eq!(prepare_cb_called.get(), 1);
+        assert_eq!(check_cb_called.get(), 1);
+        assert_eq!(timer_cb_called.get(), 1);
+        assert!(
+            fired_after.get() >= ms(49),
+            "a 50 ms timer started in a check callback fired after {:?} (instrument {instrument})",
+            fired_after.get()
+        );
+        prepare.close(&mut lp);
+        check.close(&mut lp);
+        timer.close(&mut lp);
+        assert!(!lp.run(RunMode::Once));
+    }
+}
+
+/// test-timer.c `timer_no_double_call_once`: one Once run calls an expired repeating timer
+/// once (timers run at the end of the iteration, not also at its start).
+#[test]
+fn timer_no_double_call_once() {
+    let mut lp = plain_loop();
+    let timer = Timer::new(&mut lp);
+    let called = Rc::new(Cell::new(0));
+    let c = called.clone();
+    timer
+        .start(&mut lp, ms(10), ms(10), move |_, _| c.set(c.get() + 1))
+        .unwrap();
+    std::thread::sleep(ms(20)); // the timer is overdue before the run
+    assert!(lp.run(RunMode::Once));
+    assert_eq!(called.get(), 1);
+    timer.close(&mut lp);
+    lp.run(RunMode::Default);
+}
+
+/// test-timer.c `timer_no_double_call_nowait`: the same with NoWait.
+#[test]
+fn timer_no_double_call_nowait() {
+    let mut lp = plain_loop();
+    let timer = Timer::new(&mut lp);
+    let called = Rc::new(Cell::new(0));
+    let c = called.clone();
+    timer
+        .start(&mut lp, ms(10), ms(10), move |_, _| c.set(c.get() + 1))
+        .unwrap();
+    std::thread::sleep(ms(20));
+    assert!(lp.run(RunMode::NoWait));
+    assert_eq!(called.get(), 1);
+    timer.close(&mut lp);
+    lp.run(RunMode::Default);
+}
+
+/// test-timer.c `timer_huge_timeout`: due times past 584 years of nanoseconds are reported
+/// in milliseconds as libuv's are; the tiny timer closes all three.
+#[test]
+fn timer_huge_timeout() {
+    let mut lp = plain_loop();
+    let tiny = Timer::new(&mut lp);
+    let huge1 = Timer::new(&mut lp);
+    let huge2 = Timer::new(&mut lp);
+    let close_all = move |lp: &mut Loop, _: Timer| {
+        tiny.close(lp);
+        huge1.close(lp);
+        huge2.close(lp);
+    };
+    tiny.start(&mut lp, ms(1), Duration::ZERO, close_all)
+        .unwrap();
+    huge1
+        .start(&mut lp, ms(0xffff_ffff_ffff), Duration::ZERO, |_, _| {})
+        .unwrap();
+    huge2
+        .start(&mut lp, ms(u64::MAX), Duration::ZERO, |_, _| {})
+        .unwrap();
+    assert_eq!(tiny.due_in(&lp), ms(1));
+    assert_eq!(huge1.due_in(&lp), ms(281_474_976_710_655));
+    assert!(huge2.due_in(&lp) >= Duration::ZERO);
+    assert!(!lp.run(RunMode::Default));
+}
+
+/// test-loop-stop.c, as current libuv orders the loop: `stop()` in a timer callback makes
+/// the run return right after the timers — no prepare, poll or check of another iteration.
+#[test]
+fn loop_stop_in_a_timer_callback_returns_after_the_timers() {
+    let mut lp = plain_loop();
+    let timer = Timer::new(&mut lp);
+    let check = Check::new(&mut lp);
+    let checks = Rc::new(Cell::new(0));
+    let c = checks.clone();
+    check
+        .start(&mut lp, move |_, _| c.set(c.get() + 1))
+        .unwrap();
+    let fired = Rc::new(Cell::new(0));
+    let f = fired.clone();
+    timer
+        .start(&mut lp, ms(10), ms(10), move |lp, _| {
+            f.set(f.get() + 1);
+            if f.get() == 3 {
+                lp.stop();
+            }
+        })
+        .unwrap();
+    assert!(lp.run(RunMode::Default));
+    assert_eq!(fired.get(), 3);
+    // Timers run at the end of an iteration, after its check: each firing had a check
+    // before it and the run returned right after the third.
+    assert_eq!(checks.get(), 3);
+    timer.close(&mut lp);
+    check.close(&mut lp);
+    lp.run(RunMode::Default);
+}
