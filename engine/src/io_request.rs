@@ -56,8 +56,10 @@ pub(crate) enum When {
     /// Now, as a callback of this phase (the request completed on readiness, or closing).
     Now(Phase),
     /// In the next pending phase: the request finished as it started, and its callback must
-    /// not run inside the call that started it.
-    Pending,
+    /// not run inside the call that started it. The handle it belongs to: if that handle is
+    /// closed first, the callback runs in the close phase before the handle's close callback
+    /// (libuv's `uv__stream_destroy`).
+    Pending(HandleRef),
 }
 
 impl Loop {
@@ -82,7 +84,7 @@ impl Loop {
         };
         match when {
             When::Now(phase) => self.dispatch(phase, target, req.slot, run),
-            When::Pending => self.defer(target, req.slot, Box::new(run)),
+            When::Pending(owner) => self.defer(target, req.slot, Some(owner), Box::new(run)),
         }
     }
 

@@ -156,6 +156,8 @@ const PENDING_AFTER_POLL: usize = 8;
 pub(crate) struct Pending {
     target: Target,
     slot: u32,
+    /// The handle the deferred request belongs to (its close runs the callback first).
+    owner: Option<HandleRef>,
     cb: Box<dyn FnOnce(&mut Loop)>,
 }
 
@@ -744,8 +746,35 @@ impl Loop {
     }
 
     /// Queues `cb` for the next pending phase.
-    pub(crate) fn defer(&mut self, target: Target, slot: u32, cb: Box<dyn FnOnce(&mut Loop)>) {
-        self.pending.push(Pending { target, slot, cb });
+    pub(crate) fn defer(
+        &mut self,
+        target: Target,
+        slot: u32,
+        owner: Option<HandleRef>,
+        cb: Box<dyn FnOnce(&mut Loop)>,
+    ) {
+        self.pending.push(Pending {
+            target,
+            slot,
+            owner,
+            cb,
+        });
+    }
+
+    /// Close phase, before `r`'s close callback: the deferred callbacks of its requests
+    /// (writes done at once) run now, as libuv runs a closing stream's completed writes
+    /// before its close callback.
+    fn run_deferred_of(&mut self, r: HandleRef) {
+        if !self.pending.iter().any(|p| p.owner == Some(r)) {
+            return;
+        }
+        let (mine, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.owner == Some(r));
+        self.pending = rest;
+        for p in mine {
+            self.dispatch(Phase::Close, p.target, p.slot, p.cb);
+        }
     }
 
     /// Poll phase: waits for I/O up to `timeout_ns` (forever when `None`), then runs the
@@ -884,6 +913,9 @@ impl Loop {
         let mut batch = std::mem::take(&mut self.close_batch);
         std::mem::swap(&mut batch, &mut self.handles.closing);
         for &r in batch.iter().rev() {
+            if !self.pending.is_empty() {
+                self.run_deferred_of(r);
+            }
             self.run_cancelled(r);
             let Some(slot) = self.handles.get_mut(r) else {
                 continue;

@@ -477,7 +477,7 @@ impl Tcp {
                 if let Some(e) = &failed {
                     tracing::debug!(handle_id = self.0.id, error = %e, "write failed");
                 }
-                lp.complete_io(io, failed.map_or(Ok(()), Err), When::Pending);
+                lp.complete_io(io, failed.map_or(Ok(()), Err), When::Pending(self.0));
             } else {
                 let (rest, offset) = data.into_rest(written);
                 t.write_queue_size += rest.len() - offset;
@@ -849,7 +849,7 @@ impl Loop {
         };
         t.write_shut = true;
         self.tcp_update_active(r);
-        self.complete_io(io, result, When::Pending);
+        self.complete_io(io, result, When::Pending(r));
     }
 
     /// Closing a TCP handle: closes the socket now; queued writes, a pending connect and a

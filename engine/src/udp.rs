@@ -175,7 +175,7 @@ impl Udp {
                 if cb.is_some() {
                     let io =
                         IoRequest::start(&mut lp.requests, RequestType::UdpSend, site, now, cb);
-                    lp.complete_io(io, result.map(|_| ()), When::Pending);
+                    lp.complete_io(io, result.map(|_| ()), When::Pending(self.0));
                 } else {
                     // Done at once and nobody waits for it: counted, never listed.
                     lp.count_instant_io(RequestType::UdpSend);

@@ -229,3 +229,104 @@ fn loop_stop_in_a_timer_callback_returns_after_the_timers() {
     check.close(&mut lp);
     lp.run(RunMode::Default);
 }
+
+/// A listener that accepts and holds connections (libuv's tcp_close cannot use an echo
+/// server: it does not expect the reset), unref'd so the run ends with the client.
+fn holding_server(lp: &mut Loop) -> (loopd_engine::Tcp, std::net::SocketAddr) {
+    let server = loopd_engine::Tcp::new(lp);
+    server.bind(lp, "127.0.0.1:0".parse().unwrap()).unwrap();
+    server
+        .listen(lp, 128, |lp, server, status| {
+            status.unwrap();
+            let _ = server.accept(lp);
+        })
+        .unwrap();
+    server.unref(lp);
+    let addr = server.local_addr(lp).unwrap();
+    (server, addr)
+}
+
+const NUM_WRITE_REQS: usize = 32;
+
+/// Writes `NUM_WRITE_REQS` pings on `tcp` and closes it; every write callback must run
+/// before the close callback.
+fn write_then_close(
+    lp: &mut Loop,
+    tcp: loopd_engine::Tcp,
+    writes: &Rc<Cell<usize>>,
+    closed: &Rc<Cell<usize>>,
+) {
+    for _ in 0..NUM_WRITE_REQS {
+        let (w, c) = (writes.clone(), closed.clone());
+        tcp.write(
+            lp,
+            b"PING".to_vec(),
+            Some(Box::new(move |_, _| {
+                // Write callbacks run before the close callback.
+                assert_eq!(c.get(), 0, "a write callback ran after the close callback");
+                w.set(w.get() + 1);
+            })),
+        )
+        .unwrap();
+    }
+    let c = closed.clone();
+    tcp.close_then(lp, move |_| c.set(c.get() + 1));
+}
+
+/// test-tcp-close.c `tcp_close`: write requests pending when the handle is closed have their
+/// callbacks run, all before the close callback.
+#[test]
+fn tcp_close() {
+    let mut lp = plain_loop();
+    let (server, addr) = holding_server(&mut lp);
+    let writes = Rc::new(Cell::new(0));
+    let closed = Rc::new(Cell::new(0));
+    let handle = Rc::new(Cell::new(None));
+    let (w, c, h) = (writes.clone(), closed.clone(), handle.clone());
+    let tcp = loopd_engine::Tcp::connect(&mut lp, addr, move |lp, status| {
+        status.unwrap();
+        let tcp = h.get().expect("the handle");
+        write_then_close(lp, tcp, &w, &c);
+    })
+    .unwrap();
+    handle.set(Some(tcp));
+    assert!(!lp.run(RunMode::Default));
+    assert_eq!(writes.get(), NUM_WRITE_REQS);
+    assert_eq!(closed.get(), 1);
+    server.close(&mut lp);
+    lp.run(RunMode::Default);
+}
+
+/// The same, the writes and the close issued from a check callback — after the poll's
+/// pending callbacks ran: libuv runs a closing stream's write callbacks in the close phase,
+/// before its close callback (`uv__stream_destroy`).
+#[test]
+fn tcp_close_from_a_check_callback() {
+    let mut lp = plain_loop();
+    let (server, addr) = holding_server(&mut lp);
+    let writes = Rc::new(Cell::new(0));
+    let closed = Rc::new(Cell::new(0));
+    let connected = Rc::new(Cell::new(false));
+    let c2 = connected.clone();
+    let tcp = loopd_engine::Tcp::connect(&mut lp, addr, move |_, status| {
+        status.unwrap();
+        c2.set(true);
+    })
+    .unwrap();
+    let check = Check::new(&mut lp);
+    let (w, c) = (writes.clone(), closed.clone());
+    check
+        .start(&mut lp, move |lp, check| {
+            if connected.get() {
+                check.stop(lp);
+                write_then_close(lp, tcp, &w, &c);
+            }
+        })
+        .unwrap();
+    assert!(!lp.run(RunMode::Default));
+    assert_eq!(writes.get(), NUM_WRITE_REQS);
+    assert_eq!(closed.get(), 1);
+    check.close(&mut lp);
+    server.close(&mut lp);
+    lp.run(RunMode::Default);
+}
