@@ -799,7 +799,10 @@ impl Loop {
             self.stats.last_poll_idle_ns = idle;
             self.last_clock = after;
             self.now_ns = after;
-        } else {
+        } else if timeout_ns != Some(0) {
+            // (A poll that could not wait moved the time by one system call: not worth a
+            // clock read on the uninstrumented loop's hot path; the end of the iteration
+            // reads it before the timers.)
             self.update_time();
         }
         // Handles queued to be served again before this poll; those queued while serving

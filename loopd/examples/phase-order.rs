@@ -1,12 +1,13 @@
 //! `phase-order`: Node's "setTimeout(0) vs setImmediate" puzzle on loopd's engine, which runs
-//! libuv's phases in libuv's order: timers → pending → idle → prepare → poll → check → close.
+//! libuv's phases in current libuv's order: timers once when a run starts, then each
+//! iteration pending → idle → prepare → poll → check → close → timers.
 //!
 //! - From the main program, a 0 ms timer and a check callback race: the timer runs first only
 //!   if at least a millisecond has passed when the loop first looks at its timers (the loop
 //!   time was read when the timer was started); otherwise the check phase comes first. Run
 //!   it a few times: both orders happen.
 //! - From inside an I/O callback (the poll phase), the check phase always comes next, before
-//!   the loop goes round to its timers again: the check callback always runs first.
+//!   the iteration reaches its timers: the check callback always runs first.
 #![allow(clippy::print_stdout)]
 
 use std::cell::RefCell;
