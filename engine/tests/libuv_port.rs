@@ -330,3 +330,99 @@ fn tcp_close_from_a_check_callback() {
     server.close(&mut lp);
     lp.run(RunMode::Default);
 }
+
+/// test-run-once.c `run_once` (libuv's spin handle is an idle handle here): Once runs until
+/// the handle stops itself after 64 ticks.
+#[test]
+fn run_once() {
+    const NUM_TICKS: usize = 64;
+    let mut lp = plain_loop();
+    let idle = Idle::new(&mut lp);
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    idle.start(&mut lp, move |lp, idle| {
+        t.set(t.get() + 1);
+        if t.get() == NUM_TICKS {
+            idle.stop(lp);
+        }
+    })
+    .unwrap();
+    while lp.run(RunMode::Once) {}
+    assert_eq!(ticks.get(), NUM_TICKS);
+}
+
+/// test-close-order.c `close_order` (libuv HEAD's version: the 0 ms timer fires before the
+/// first iteration's check): the check callback runs before any close callback; a timer
+/// closed before it fires never fires.
+#[test]
+fn close_order() {
+    let mut lp = plain_loop();
+    let check_cb_called = Rc::new(Cell::new(0));
+    let timer_cb_called = Rc::new(Cell::new(0));
+    let close_cb_called = Rc::new(Cell::new(0));
+    let check = Check::new(&mut lp);
+    let timer1 = Timer::new(&mut lp);
+    let timer2 = Timer::new(&mut lp);
+    let (ch, ti, cl) = (
+        check_cb_called.clone(),
+        timer_cb_called.clone(),
+        close_cb_called.clone(),
+    );
+    check
+        .start(&mut lp, move |lp, check| {
+            assert_eq!(ch.get(), 0);
+            assert_eq!(ti.get(), 1);
+            assert_eq!(cl.get(), 0);
+            let c = cl.clone();
+            check.close_then(lp, move |_| c.set(c.get() + 1));
+            let c = cl.clone();
+            timer2.close_then(lp, move |_| c.set(c.get() + 1));
+            ch.set(ch.get() + 1);
+        })
+        .unwrap();
+    let timer_cb = |ti: Rc<Cell<i32>>, cl: Rc<Cell<i32>>| {
+        move |lp: &mut Loop, t: Timer| {
+            let c = cl.clone();
+            t.close_then(lp, move |_| c.set(c.get() + 1));
+            ti.set(ti.get() + 1);
+        }
+    };
+    timer1
+        .start(
+            &mut lp,
+            Duration::ZERO,
+            Duration::ZERO,
+            timer_cb(timer_cb_called.clone(), close_cb_called.clone()),
+        )
+        .unwrap();
+    timer2
+        .start(
+            &mut lp,
+            ms(100_000),
+            Duration::ZERO,
+            timer_cb(timer_cb_called.clone(), close_cb_called.clone()),
+        )
+        .unwrap();
+    lp.run(RunMode::Default);
+    assert_eq!(check_cb_called.get(), 1);
+    assert_eq!(close_cb_called.get(), 3);
+    assert_eq!(timer_cb_called.get(), 1);
+}
+
+/// test-loop-alive.c `loop_alive`: a loop is alive while it has active handles or requests.
+#[test]
+fn loop_alive() {
+    let mut lp = plain_loop();
+    assert!(!lp.alive());
+    let timer = Timer::new(&mut lp);
+    timer
+        .start(&mut lp, ms(100), Duration::ZERO, |_, _| {})
+        .unwrap();
+    assert!(lp.alive());
+    assert!(!lp.run(RunMode::Default));
+    assert!(!lp.alive());
+    lp.queue_work(|| (), |_, status| status.unwrap());
+    assert!(lp.alive());
+    assert!(!lp.run(RunMode::Default));
+    assert!(!lp.alive());
+}
