@@ -426,3 +426,197 @@ fn loop_alive() {
     assert!(!lp.run(RunMode::Default));
     assert!(!lp.alive());
 }
+
+/// test-timer.c `timer`: ten one-shot timers 0..450 ms apart, a repeating timer closed on
+/// its fifth call, a stopped unref'd timer that never fires; the run takes at least 500 ms.
+#[test]
+fn timer() {
+    let mut lp = plain_loop();
+    let start = lp.now();
+    let once_cb_called = Rc::new(Cell::new(0));
+    let once_close_cb_called = Rc::new(Cell::new(0));
+    for i in 0..10u64 {
+        let once = Timer::new(&mut lp);
+        let (c, cc) = (once_cb_called.clone(), once_close_cb_called.clone());
+        once.start(&mut lp, ms(i * 50), Duration::ZERO, move |lp, t| {
+            assert!(!t.is_active(lp));
+            c.set(c.get() + 1);
+            let cc = cc.clone();
+            t.close_then(lp, move |_| cc.set(cc.get() + 1));
+            lp.update_time();
+        })
+        .unwrap();
+    }
+    let repeat_cb_called = Rc::new(Cell::new(0));
+    let repeat_close_cb_called = Rc::new(Cell::new(0));
+    let repeat = Timer::new(&mut lp);
+    let (r, rc) = (repeat_cb_called.clone(), repeat_close_cb_called.clone());
+    repeat
+        .start(&mut lp, ms(100), ms(100), move |lp, t| {
+            assert!(t.is_active(lp));
+            r.set(r.get() + 1);
+            if r.get() == 5 {
+                let rc = rc.clone();
+                t.close_then(lp, move |_| rc.set(rc.get() + 1));
+            }
+        })
+        .unwrap();
+    let never = Timer::new(&mut lp);
+    never
+        .start(&mut lp, ms(100), ms(100), |_, _| panic!("never_cb"))
+        .unwrap();
+    never.stop(&mut lp);
+    never.unref(&mut lp);
+    lp.run(RunMode::Default);
+    assert_eq!(once_cb_called.get(), 10);
+    assert_eq!(once_close_cb_called.get(), 10);
+    assert_eq!(repeat_cb_called.get(), 5);
+    assert_eq!(repeat_close_cb_called.get(), 1);
+    assert!(lp.now() - start >= ms(500));
+}
+
+/// test-timer.c `timer_start_twice`: a second start replaces the first.
+#[test]
+fn timer_start_twice() {
+    let mut lp = plain_loop();
+    let once = Timer::new(&mut lp);
+    once.start(&mut lp, ms(86_400 * 1000), Duration::ZERO, |_, _| {
+        panic!("never_cb")
+    })
+    .unwrap();
+    let called = Rc::new(Cell::new(0));
+    let c = called.clone();
+    once.start(&mut lp, ms(10), Duration::ZERO, move |lp, t| {
+        assert!(!t.is_active(lp));
+        c.set(c.get() + 1);
+        t.close(lp);
+    })
+    .unwrap();
+    assert!(!lp.run(RunMode::Default));
+    assert_eq!(called.get(), 1);
+}
+
+/// test-timer.c `timer_init`.
+#[test]
+fn timer_init() {
+    let mut lp = plain_loop();
+    let t = Timer::new(&mut lp);
+    assert_eq!(t.repeat(&lp), Duration::ZERO);
+    assert_eq!(t.due_in(&lp), Duration::ZERO);
+    assert!(!t.is_active(&lp));
+}
+
+/// test-timer.c `timer_order`: timers due at the same time fire in start order.
+#[test]
+fn timer_order() {
+    let mut lp = plain_loop();
+    let a = Timer::new(&mut lp);
+    let b = Timer::new(&mut lp);
+    let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+    for (first, second) in [(a, b), (b, a)] {
+        order.borrow_mut().clear();
+        let o = order.clone();
+        first
+            .start(&mut lp, Duration::ZERO, Duration::ZERO, move |_, t| {
+                o.borrow_mut().push(t.id())
+            })
+            .unwrap();
+        let o = order.clone();
+        second
+            .start(&mut lp, Duration::ZERO, Duration::ZERO, move |_, t| {
+                o.borrow_mut().push(t.id())
+            })
+            .unwrap();
+        assert!(!lp.run(RunMode::Default));
+        assert_eq!(*order.borrow(), vec![first.id(), second.id()]);
+        first.stop(&mut lp);
+        second.stop(&mut lp);
+    }
+}
+
+/// test-timer.c `timer_huge_repeat`: a repeat of u64::MAX ms never fires again; the tiny
+/// timer's calls go on.
+#[test]
+fn timer_huge_repeat() {
+    let mut lp = plain_loop();
+    let tiny = Timer::new(&mut lp);
+    let huge = Timer::new(&mut lp);
+    let calls = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let cb = |calls: Rc<std::cell::RefCell<Vec<loopd_engine::HandleId>>>| {
+        move |lp: &mut Loop, t: Timer| {
+            calls.borrow_mut().push(t.id());
+            if calls.borrow().len() == 10 {
+                tiny.close(lp);
+                huge.close(lp);
+            }
+        }
+    };
+    tiny.start(&mut lp, ms(2), ms(2), cb(calls.clone()))
+        .unwrap();
+    huge.start(&mut lp, ms(1), ms(u64::MAX), cb(calls.clone()))
+        .unwrap();
+    assert!(!lp.run(RunMode::Default));
+    let calls = calls.borrow();
+    assert_eq!(calls.len(), 10);
+    assert_eq!(calls[0], huge.id());
+    assert!(calls[1..].iter().all(|&id| id == tiny.id()));
+}
+
+/// test-timer.c `timer_run_once`: a Once run fires a 0 ms and then a 1 ms timer.
+#[test]
+fn timer_run_once() {
+    let mut lp = plain_loop();
+    let t = Timer::new(&mut lp);
+    let called = Rc::new(Cell::new(0));
+    let c = called.clone();
+    t.start(&mut lp, Duration::ZERO, Duration::ZERO, move |_, _| {
+        c.set(c.get() + 1)
+    })
+    .unwrap();
+    assert!(!lp.run(RunMode::Once));
+    assert_eq!(called.get(), 1);
+    let c = called.clone();
+    t.start(&mut lp, ms(1), Duration::ZERO, move |_, _| {
+        c.set(c.get() + 1)
+    })
+    .unwrap();
+    assert!(!lp.run(RunMode::Once));
+    assert_eq!(called.get(), 2);
+    t.close(&mut lp);
+    assert!(!lp.run(RunMode::Once));
+}
+
+/// test-timer.c `timer_is_closing`: a closing timer cannot be started.
+/// (`timer_null_callback` has no equivalent: a Rust callback cannot be null.)
+#[test]
+fn timer_is_closing() {
+    let mut lp = plain_loop();
+    let t = Timer::new(&mut lp);
+    t.close(&mut lp);
+    assert!(t
+        .start(&mut lp, ms(100), ms(100), |_, _| panic!("never_cb"))
+        .is_err());
+}
+
+/// test-timer.c `timer_early_check`: a 10 ms timer never fires before 10 ms of real time
+/// after the loop time it was started at.
+#[test]
+fn timer_early_check() {
+    let mut lp = plain_loop();
+    let started = Instant::now();
+    let expected = lp.now() + ms(10);
+    let t = Timer::new(&mut lp);
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    t.start(&mut lp, ms(10), Duration::ZERO, move |lp, _| {
+        lp.update_time();
+        assert!(lp.now() >= expected);
+        f.set(true);
+    })
+    .unwrap();
+    assert!(!lp.run(RunMode::Default));
+    assert!(fired.get());
+    assert!(started.elapsed() >= ms(9));
+    t.close(&mut lp);
+    assert!(!lp.run(RunMode::Default));
+}
