@@ -715,3 +715,80 @@ fn loop_backend_timeout() {
     assert!(!lp.run(RunMode::Default));
     assert_eq!(lp.backend_timeout(), Some(0));
 }
+
+/// test-loop-stop.c `loop_stop`: stop() in the first timer callback ends the Default run;
+/// the loop carries on with the next runs.
+#[test]
+fn loop_stop() {
+    const NUM_TICKS: u32 = 10;
+    let mut lp = plain_loop();
+    let prepare = Prepare::new(&mut lp);
+    let timer = Timer::new(&mut lp);
+    let prepare_called = Rc::new(Cell::new(0));
+    let timer_called = Rc::new(Cell::new(0));
+    let p = prepare_called.clone();
+    prepare
+        .start(&mut lp, move |lp, h| {
+            p.set(p.get() + 1);
+            if p.get() == NUM_TICKS {
+                h.stop(lp);
+            }
+        })
+        .unwrap();
+    let t = timer_called.clone();
+    timer
+        .start(&mut lp, ms(100), ms(100), move |lp, h| {
+            t.set(t.get() + 1);
+            if t.get() == 1 {
+                lp.stop();
+            } else if t.get() == NUM_TICKS {
+                h.stop(lp);
+            }
+        })
+        .unwrap();
+    assert!(lp.run(RunMode::Default));
+    assert_eq!(timer_called.get(), 1);
+    assert!(lp.run(RunMode::NoWait));
+    assert!(prepare_called.get() > 1);
+    assert!(!lp.run(RunMode::Default));
+    assert_eq!(timer_called.get(), NUM_TICKS);
+    assert_eq!(prepare_called.get(), NUM_TICKS);
+}
+
+/// test-loop-stop.c `loop_stop_before_run`: a stop() before the run returns at once, alive.
+#[test]
+fn loop_stop_before_run() {
+    let mut lp = plain_loop();
+    let timer = Timer::new(&mut lp);
+    timer
+        .start(&mut lp, Duration::ZERO, Duration::ZERO, |_, _| {
+            panic!("abort")
+        })
+        .unwrap();
+    lp.stop();
+    assert!(lp.run(RunMode::Default));
+}
+
+/// test-walk-handles.c `walk_handles`: the walk sees the timer while it lives, not after.
+#[test]
+fn walk_handles() {
+    let mut lp = plain_loop();
+    let timer = Timer::new(&mut lp);
+    let seen = Rc::new(Cell::new(0));
+    let s = seen.clone();
+    timer
+        .start(&mut lp, ms(1), Duration::ZERO, move |lp, t| {
+            lp.walk(|h| {
+                assert_eq!(h.id, t.id(), "unexpected handle");
+                s.set(s.get() + 1);
+            });
+            t.close(lp);
+        })
+        .unwrap();
+    assert_eq!(seen.get(), 0);
+    assert!(!lp.run(RunMode::Default));
+    assert_eq!(seen.get(), 1);
+    seen.set(0);
+    lp.walk(|_| seen.set(seen.get() + 1));
+    assert_eq!(seen.get(), 0);
+}
