@@ -56,6 +56,7 @@ pub use pool::{
 };
 pub use request::{RequestInfo, RequestState};
 pub use signal::Signal;
+pub use sys::kill;
 pub use target::{HandleId, HandleType, RequestId, RequestType, Site, Target};
 pub use tcp::{ReadEvent, Tcp};
 pub use timer::Timer;

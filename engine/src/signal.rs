@@ -19,6 +19,8 @@ pub(crate) type SignalCb = Box<dyn FnMut(&mut Loop, Signal, i32)>;
 pub(crate) struct SignalData {
     signum: i32,
     cb: Option<SignalCb>,
+    /// Stop after the first delivery (libuv's `uv_signal_start_oneshot`).
+    oneshot: bool,
 }
 
 /// The loop's signal pipe, created when the first signal handle starts.
@@ -49,6 +51,7 @@ impl Signal {
             HandleData::Signal(SignalData {
                 signum: 0,
                 cb: None,
+                oneshot: false,
             }),
             site,
             lp.now_ns,
@@ -72,9 +75,28 @@ impl Signal {
         if let Some(s) = lp.handles.data_mut::<SignalData>(self.0) {
             s.signum = signum;
             s.cb = Some(Box::new(cb));
+            s.oneshot = false;
         }
         if lp.handles.set_active(self.0, true) {
             lp.signals.handles.push(self.0);
+        }
+        Ok(())
+    }
+
+    /// As [`Signal::start`], but the handle stops as the first delivery's callback begins
+    /// (libuv's `uv_signal_start_oneshot`).
+    ///
+    /// # Errors
+    /// As [`Signal::start`].
+    pub fn start_oneshot(
+        &self,
+        lp: &mut Loop,
+        signum: i32,
+        cb: impl FnMut(&mut Loop, Signal, i32) + 'static,
+    ) -> Result<(), EngineError> {
+        self.start(lp, signum, cb)?;
+        if let Some(s) = lp.handles.data_mut::<SignalData>(self.0) {
+            s.oneshot = true;
         }
         Ok(())
     }
@@ -121,7 +143,18 @@ impl Loop {
             for r in handles {
                 // Watching this signal, and not closed by an earlier callback.
                 let watching = self.handles.open_data_mut::<SignalData>(r);
-                if watching.is_ok_and(|s| s.signum == signum) {
+                let Ok(&mut SignalData {
+                    signum: s, oneshot, ..
+                }) = watching
+                else {
+                    continue;
+                };
+                // Stopped by an earlier callback of this batch (or a one-shot handle that
+                // already had its delivery): not called.
+                if s == signum && crate::Handle::is_active(&r, self) {
+                    if oneshot {
+                        self.signal_stop(r);
+                    }
                     self.run_handle_callback(
                         Phase::Poll,
                         r,
