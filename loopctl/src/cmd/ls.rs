@@ -301,7 +301,9 @@ pub fn render(l: &Listing, style: &Style) -> String {
             ("SOCKET", Align::Left),
         ]);
         for e in &l.endpoints {
-            let stalls = format!("{}/{}", e.stalls_in_progress, e.stalls_total);
+            // A stall is counted in the total once it closes; the one running now is in it.
+            let total = e.stalls_total.max(e.stalls_in_progress as u64);
+            let stalls = format!("{}/{total}", e.stalls_in_progress);
             t.row(vec![
                 Cell::new(e.program.clone(), Paint::Cyan),
                 e.pid.to_string().into(),
