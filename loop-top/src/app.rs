@@ -545,7 +545,10 @@ impl App {
         match action {
             Action::Quit => self.quit = true,
             Action::NextView => {
-                let next = self.view.position().map_or(0, |p| (p + 1) % View::ALL.len());
+                let next = self
+                    .view
+                    .position()
+                    .map_or(0, |p| (p + 1) % View::ALL.len());
                 calls = self.show(View::ALL[next]);
             }
             Action::PrevView => {

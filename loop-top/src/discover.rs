@@ -55,7 +55,15 @@ impl Discovery {
         let (stop, stopped) = std::sync::mpsc::channel();
         let thread = thread::Builder::new()
             .name("loop-top-discovery".into())
-            .spawn(move || run(&target, Duration::from_millis(interval_ms), &stopped, &sink, wrap))?;
+            .spawn(move || {
+                run(
+                    &target,
+                    Duration::from_millis(interval_ms),
+                    &stopped,
+                    &sink,
+                    wrap,
+                )
+            })?;
         Ok(Discovery {
             stop,
             thread: Some(thread),

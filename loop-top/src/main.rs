@@ -97,9 +97,7 @@ fn parse_interval(s: &str) -> Result<u64, String> {
 
 fn parse_view(s: &str) -> Result<View, String> {
     View::parse(s).ok_or_else(|| {
-        format!(
-            "unknown view `{s}`; one of fleet, overview, handles, requests, threadpool, stalls"
-        )
+        format!("unknown view `{s}`; one of fleet, overview, handles, requests, threadpool, stalls")
     })
 }
 
@@ -207,7 +205,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if found.is_empty() {
                 eprintln!(
                     "loop-top: no endpoint answered in {}",
-                    app.fleet.as_ref().map_or_else(String::new, |f| f.dir.display().to_string())
+                    app.fleet
+                        .as_ref()
+                        .map_or_else(String::new, |f| f.dir.display().to_string())
                 );
                 ExitCode::from(EXIT_CANNOT_CONNECT)
             } else {

@@ -202,7 +202,7 @@ impl Fleet {
         self.endpoints.retain(|e| {
             e.gone
                 .as_ref()
-                .map_or(true, |(since, _)| now_ms.saturating_sub(*since) < GONE_KEEP_MS)
+                .is_none_or(|(since, _)| now_ms.saturating_sub(*since) < GONE_KEEP_MS)
         });
         self.endpoints
             .sort_by(|a, b| a.socket.cmp(&b.socket).then(a.id.cmp(&b.id)));

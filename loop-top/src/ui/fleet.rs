@@ -66,10 +66,7 @@ impl RowView for FleetRow {
 
     fn style(&self, _ctx: &Ctx) -> Style {
         if self.stall.is_some() {
-            Style::new()
-                .white()
-                .on_red()
-                .add_modifier(Modifier::BOLD)
+            Style::new().white().on_red().add_modifier(Modifier::BOLD)
         } else if self.gone.is_some() {
             Style::new().dark_gray()
         } else if self.elu >= 0.9 {
