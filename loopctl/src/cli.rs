@@ -107,7 +107,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Look for sockets in this directory [default: $XDG_RUNTIME_DIR/loopd, else
-    /// /tmp/loopd-<uid>].
+    /// /tmp/loopd-$UID].
     #[arg(long, value_name = "DIR", conflicts_with = "socket")]
     pub dir: Option<PathBuf>,
 }
