@@ -13,6 +13,7 @@ use proto::{MethodCall, Stall};
 
 use crate::conn::ConnEvent;
 use crate::input::{self, Action};
+use crate::state::fleet::{Fleet, FleetRow};
 use crate::state::replay::{Recording, Replay, SEEK_MS};
 use crate::state::table::{Row, TableView};
 use crate::state::{Model, Update};
@@ -20,6 +21,8 @@ use crate::state::{Model, Update};
 /// The views, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum View {
+    /// Every loop of every endpoint found (`0`, `f`); not one of the five endpoint views.
+    Fleet,
     /// Per-loop gauges, lag, phases, thread pool, counts.
     #[default]
     Overview,
@@ -46,6 +49,7 @@ impl View {
     /// The tab title.
     pub fn title(self) -> &'static str {
         match self {
+            View::Fleet => "Fleet",
             View::Overview => "Overview",
             View::Handles => "Handles",
             View::Requests => "Requests",
@@ -54,10 +58,11 @@ impl View {
         }
     }
 
-    /// Parses a view name as given to `--view` (`overview`, `handles`, `requests`,
-    /// `threadpool`, `stalls`, or `1`–`5`).
+    /// Parses a view name as given to `--view` (`fleet`, `overview`, `handles`, `requests`,
+    /// `threadpool`, `stalls`, or `0`–`5`).
     pub fn parse(s: &str) -> Option<View> {
         Some(match s.to_ascii_lowercase().as_str() {
+            "fleet" | "0" => View::Fleet,
             "overview" | "1" => View::Overview,
             "handles" | "2" => View::Handles,
             "requests" | "3" => View::Requests,
@@ -67,14 +72,15 @@ impl View {
         })
     }
 
-    fn position(self) -> usize {
-        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    /// Position in [`View::ALL`]; the fleet view comes before the first.
+    fn position(self) -> Option<usize> {
+        View::ALL.iter().position(|v| *v == self)
     }
 
     /// The request that fetches this view's data (the overview lives on the subscription).
     pub fn data_call(self) -> Option<MethodCall> {
         match self {
-            View::Overview => None,
+            View::Fleet | View::Overview => None,
             View::Handles => Some(MethodCall::Handles(Default::default())),
             View::Requests => Some(MethodCall::Requests(Default::default())),
             View::ThreadPool => Some(MethodCall::ThreadPool),
@@ -100,6 +106,8 @@ pub enum AppEvent {
         /// Rows.
         height: u16,
     },
+    /// A discovery scan of every endpoint (the fleet view's data).
+    Fleet(proto::discovery::Scan),
     /// Time passed (the wall clock now, unix ms): ages tick, a replay plays.
     Tick {
         /// Unix ms.
@@ -184,6 +192,13 @@ pub struct App {
     pub workers: TableView,
     /// Stalls view state.
     pub stalls: TableView,
+    /// Every endpoint found (live only; `None` in a replay).
+    pub fleet: Option<Fleet>,
+    /// Fleet view state.
+    pub fleet_table: TableView,
+    /// The endpoint to connect to instead of the current one (Enter in the fleet view); the
+    /// event loop takes it and replaces the connection.
+    switch: Option<PathBuf>,
     live: Model,
     frozen: Option<Model>,
     last_tick_ms: u64,
@@ -211,6 +226,9 @@ impl App {
             requests: TableView::default(),
             workers: TableView::default(),
             stalls: TableView::default(),
+            fleet: None,
+            fleet_table: TableView::default(),
+            switch: None,
             live: Model::default(),
             frozen: None,
             last_tick_ms: now_ms,
@@ -232,6 +250,63 @@ impl App {
         );
         app.interval_ms = interval_ms;
         app
+    }
+
+    /// Turns the fleet view on (live): discovery scans arrive as [`AppEvent::Fleet`].
+    pub fn enable_fleet(&mut self) {
+        if matches!(self.source, Source::Live { .. }) && self.fleet.is_none() {
+            self.fleet = Some(Fleet::default());
+        }
+    }
+
+    /// The fleet row selected in the fleet view.
+    pub fn selected_fleet_row(&self) -> Option<&FleetRow> {
+        let f = self.fleet.as_ref()?;
+        self.fleet_table.selected_row().and_then(|i| f.rows.get(i))
+    }
+
+    /// The endpoint the user opened, to connect to now (taken once).
+    pub fn take_switch(&mut self) -> Option<PathBuf> {
+        self.switch.take()
+    }
+
+    /// The socket watched by the endpoint views, when live.
+    pub fn socket(&self) -> Option<&std::path::Path> {
+        match &self.source {
+            Source::Live { socket, .. } => Some(socket),
+            Source::Replay(_) => None,
+        }
+    }
+
+    /// Opens the endpoint views on `socket`: a new connection unless it is the current one.
+    fn open_endpoint(&mut self, target: PathBuf) {
+        let Source::Live {
+            socket,
+            link,
+            pending,
+        } = &mut self.source
+        else {
+            return;
+        };
+        if *socket != target {
+            *socket = target.clone();
+            *link = Link::Connecting {
+                attempt: 1,
+                last_error: None,
+            };
+            pending.clear();
+            self.live = Model::default();
+            self.frozen = None;
+            self.paused = false;
+            self.detail = None;
+            self.handles = TableView::default();
+            self.requests = TableView::default();
+            self.workers = TableView::default();
+            self.stalls = TableView::default();
+            self.switch = Some(target);
+        }
+        self.view = View::Overview;
+        self.filtering = false;
     }
 
     /// An app replaying `rec`, paused at its start.
@@ -336,6 +411,12 @@ impl App {
                 Vec::new()
             }
             AppEvent::Conn(ev) => self.on_conn(ev),
+            AppEvent::Fleet(scan) => {
+                if let Some(f) = &mut self.fleet {
+                    f.apply(&scan, self.now_ms);
+                }
+                Vec::new()
+            }
         };
         self.refresh_tables();
         calls
@@ -463,8 +544,19 @@ impl App {
         self.note = None;
         match action {
             Action::Quit => self.quit = true,
-            Action::NextView => calls = self.show(View::ALL[(self.view.position() + 1) % 5]),
-            Action::PrevView => calls = self.show(View::ALL[(self.view.position() + 4) % 5]),
+            Action::NextView => {
+                let next = self
+                    .view
+                    .position()
+                    .map_or(0, |p| (p + 1) % View::ALL.len());
+                calls = self.show(View::ALL[next]);
+            }
+            Action::PrevView => {
+                let n = View::ALL.len();
+                let prev = self.view.position().map_or(n - 1, |p| (p + n - 1) % n);
+                calls = self.show(View::ALL[prev]);
+            }
+            Action::Show(View::Fleet) if self.fleet.is_none() => {}
             Action::Show(v) => calls = self.show(v),
             Action::TogglePause => match &mut self.source {
                 Source::Replay(r) => r.toggle(&mut self.live),
@@ -502,6 +594,16 @@ impl App {
                     t.filter.clear();
                 }
             }
+            Action::Open if self.view == View::Fleet => {
+                if let Some(socket) = self
+                    .selected_fleet_row()
+                    .filter(|r| r.gone.is_none())
+                    .map(|r| r.socket.clone())
+                {
+                    self.open_endpoint(socket);
+                    calls = self.data_calls();
+                }
+            }
             Action::Open => {
                 if self.view == View::Stalls {
                     let model = self.frozen.as_ref().unwrap_or(&self.live);
@@ -517,8 +619,12 @@ impl App {
                     self.help = false;
                 } else if self.detail.is_some() {
                     self.detail = None;
-                } else if let Some(t) = self.table_mut() {
-                    t.filter.clear();
+                } else if self.table_mut().is_some_and(|t| !t.filter.is_empty()) {
+                    if let Some(t) = self.table_mut() {
+                        t.filter.clear();
+                    }
+                } else if self.fleet.is_some() && self.view != View::Fleet {
+                    self.view = View::Fleet;
                 }
             }
             Action::StepForward | Action::StepBack | Action::Seek(_) | Action::JumpStall(_) => {
@@ -559,6 +665,7 @@ impl App {
     fn table_mut(&mut self) -> Option<&mut TableView> {
         Some(match self.view {
             View::Overview => return None,
+            View::Fleet => &mut self.fleet_table,
             View::Handles => &mut self.handles,
             View::Requests => &mut self.requests,
             View::ThreadPool => &mut self.workers,
@@ -570,6 +677,11 @@ impl App {
         let m = self.frozen.as_ref().unwrap_or(&self.live);
         match self.view {
             View::Overview => {}
+            View::Fleet => {
+                if let Some(f) = &self.fleet {
+                    op.run(&mut self.fleet_table, &f.rows);
+                }
+            }
             View::Handles => op.run(&mut self.handles, &m.handles.rows),
             View::Requests => op.run(&mut self.requests, &m.requests.rows),
             View::ThreadPool => op.run(&mut self.workers, &m.workers.rows),
@@ -590,6 +702,10 @@ impl App {
         self.workers.scroll_into_view(h);
         self.stalls.refresh(m.stalls.rows(), m.stalls.version());
         self.stalls.scroll_into_view(h);
+        if let Some(f) = &self.fleet {
+            self.fleet_table.refresh(&f.rows, f.version);
+            self.fleet_table.scroll_into_view(h);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ pub enum Action {
     NextView,
     /// Previous view (`Shift-Tab`).
     PrevView,
-    /// Show this view (`1`–`5`).
+    /// Show this view (`0`/`f` the fleet, `1`–`5` the endpoint's).
     Show(View),
     /// Freeze or unfreeze the screen (live); pause or play (replay).
     TogglePause,
@@ -41,9 +41,9 @@ pub enum Action {
     FilterDone,
     /// Clear the filter and stop typing.
     FilterCancel,
-    /// Open the selected item (a stall's detail).
+    /// Open the selected item (a stall's detail; the fleet's endpoint).
     Open,
-    /// Close the overlay or detail on top.
+    /// Close the overlay or detail on top; from an endpoint's views, back to the fleet.
     Back,
     /// Replay: apply one more event.
     StepForward,
@@ -96,6 +96,7 @@ pub fn action(key: KeyEvent, mode: Mode) -> Option<Action> {
         KeyCode::Char('q') | KeyCode::Char('Q') => Action::Quit,
         KeyCode::Tab => Action::NextView,
         KeyCode::BackTab => Action::PrevView,
+        KeyCode::Char('0') | KeyCode::Char('f') => Action::Show(View::Fleet),
         KeyCode::Char(c @ '1'..='5') => Action::Show(View::ALL[usize::from(c as u8 - b'1')]),
         KeyCode::Char('p') | KeyCode::Char('P') | KeyCode::Char(' ') => Action::TogglePause,
         KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1) => Action::ToggleHelp,

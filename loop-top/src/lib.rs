@@ -4,6 +4,7 @@
 //!
 //! - [`conn`]: the connection thread (blocking `UnixStream`, reconnect with capped backoff) and
 //!   the synchronous [`conn::Client`] used by `--once`;
+//! - [`discover`]: the discovery thread that scans the runtime directory for the fleet view;
 //! - [`state`]: wire data → model ([`state::Model`], [`state::Update`]), the generic table state
 //!   and the replay reader;
 //! - [`input`]: pure key → [`input::Action`] mapping;
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod conn;
+pub mod discover;
 pub mod input;
 pub mod state;
 pub mod ui;

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use loop_top::app::{App, AppEvent, Link, View};
 use loop_top::conn::{self, Client, Connection};
+use loop_top::discover::{self, Discovery, Target};
 use loop_top::state::replay::Recording;
 use loop_top::state::Update;
 use loop_top::ui;
@@ -27,10 +28,21 @@ const ONCE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Parser)]
 #[command(name = "loop-top", version, about, long_about = None)]
 struct Cli {
-    /// Control socket of the daemon [default: $XDG_RUNTIME_DIR/loopd/control.sock, else
-    /// /tmp/loopd-<uid>/control.sock].
+    /// Control socket of the daemon [default: the one endpoint found, else
+    /// $XDG_RUNTIME_DIR/loopd/control.sock, else /tmp/loopd-<uid>/control.sock]. With it, the
+    /// fleet view shows only this endpoint.
     #[arg(long, env = "LOOPD_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+
+    /// Start in the fleet view: every loop of every endpoint found (the first view anyway when
+    /// more than one endpoint answers).
+    #[arg(long)]
+    fleet: bool,
+
+    /// Look for endpoints in this directory [default: $XDG_RUNTIME_DIR/loopd, else
+    /// /tmp/loopd-<uid>].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 
     /// Refresh interval: `500ms`, `1s`, `2.5s` or plain seconds (0.1 s to 60 s).
     #[arg(long, default_value = "1s", value_parser = parse_interval, value_name = "DURATION")]
@@ -44,7 +56,7 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
 
-    /// Start in this view: overview, handles, requests, threadpool, stalls (or 1-5).
+    /// Start in this view: fleet, overview, handles, requests, threadpool, stalls (or 0-5).
     #[arg(long, value_parser = parse_view, value_name = "VIEW")]
     view: Option<View>,
 
@@ -85,7 +97,7 @@ fn parse_interval(s: &str) -> Result<u64, String> {
 
 fn parse_view(s: &str) -> Result<View, String> {
     View::parse(s).ok_or_else(|| {
-        format!("unknown view `{s}`; one of overview, handles, requests, threadpool, stalls")
+        format!("unknown view `{s}`; one of fleet, overview, handles, requests, threadpool, stalls")
     })
 }
 
@@ -130,7 +142,26 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let socket = cli.socket.clone().unwrap_or_else(conn::default_socket_path);
+    // Discovery: the directory (`--dir`, else the runtime directory), or the one `--socket`.
+    let target = match (&cli.dir, &cli.socket) {
+        (Some(dir), _) => Target::Dir(dir.clone()),
+        (None, Some(socket)) => Target::Socket(socket.clone()),
+        (None, None) => Target::Dir(proto::discovery::runtime_dir()),
+    };
+    // `--once` on one `--socket` without the fleet view asks only that endpoint.
+    let fleet_shown = cli.fleet || cli.view == Some(View::Fleet) || cli.socket.is_none();
+    let first_scan =
+        (cli.replay.is_none() && (!cli.once || fleet_shown)).then(|| discover::scan(&target));
+    let found: Vec<PathBuf> = first_scan
+        .iter()
+        .flat_map(|s| s.answered().map(|(p, _)| p.to_path_buf()))
+        .collect();
+    // The endpoint views watch `--socket`, else the one endpoint found, else the default path.
+    let socket = match (&cli.socket, found.as_slice()) {
+        (Some(s), _) => s.clone(),
+        (None, [one]) => one.clone(),
+        (None, _) => conn::default_socket_path(),
+    };
     let mut app = match &cli.replay {
         Some(path) => {
             let rec = Recording::open(path)?;
@@ -146,6 +177,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => App::live(socket.clone(), cli.interval, now_ms()),
     };
+    if let Some(scan) = first_scan {
+        app.enable_fleet();
+        app.update(AppEvent::Fleet(scan));
+        if cli.fleet || found.len() > 1 {
+            app.view = View::Fleet;
+        }
+    }
     if let Some(v) = cli.view {
         app.view = v;
     }
@@ -163,6 +201,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         });
         let code = if cli.replay.is_some() {
             ExitCode::SUCCESS
+        } else if app.view == View::Fleet {
+            if found.is_empty() {
+                eprintln!(
+                    "loop-top: no endpoint answered in {}",
+                    app.fleet
+                        .as_ref()
+                        .map_or_else(String::new, |f| f.dir.display().to_string())
+                );
+                ExitCode::from(EXIT_CANNOT_CONNECT)
+            } else {
+                ExitCode::SUCCESS
+            }
         } else {
             fetch_once(&mut app, &socket)?
         };
@@ -173,7 +223,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         out.flush()?;
         return Ok(code);
     }
-    interactive(app, &socket, cli.interval, cli.replay.is_some())
+    let discovery = (cli.replay.is_none()).then_some(target);
+    interactive(app, &socket, cli.interval, discovery)
 }
 
 fn seek_seconds(app: &mut App, at: f64) {
@@ -223,8 +274,9 @@ fn interactive(
     mut app: App,
     socket: &std::path::Path,
     interval_ms: u64,
-    replay: bool,
+    discovery: Option<Target>,
 ) -> anyhow::Result<ExitCode> {
+    let replay = discovery.is_none();
     let (tx, rx) = mpsc::channel::<AppEvent>();
     let keys = tx.clone();
     std::thread::Builder::new()
@@ -243,27 +295,78 @@ fn interactive(
             }
         })
         .context("cannot start the input thread")?;
-    let conn = if replay {
-        None
-    } else {
-        Some(
-            Connection::spawn(socket.to_path_buf(), interval_ms, tx, AppEvent::Conn)
-                .context("cannot start the connection thread")?,
-        )
+    let _discovery = match discovery {
+        Some(target) => Some(
+            Discovery::spawn(target, interval_ms, tx.clone(), AppEvent::Fleet)
+                .context("cannot start the discovery thread")?,
+        ),
+        None => None,
     };
+    let mut conn = Conns {
+        current: None,
+        tx,
+        interval_ms,
+    };
+    if !replay {
+        conn.connect(socket)?;
+    }
     // Restores the terminal on panic too (ratatui installs the hook).
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
-    let result = event_loop(&mut terminal, &mut app, &rx, conn.as_ref(), replay);
+    let result = event_loop(&mut terminal, &mut app, &rx, &mut conn, replay);
     ratatui::restore();
     drop(conn);
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The connection of the endpoint views, replaced when the fleet view opens another endpoint.
+struct Conns {
+    current: Option<Connection>,
+    tx: mpsc::Sender<AppEvent>,
+    interval_ms: u64,
+}
+
+impl Conns {
+    fn connect(&mut self, socket: &std::path::Path) -> anyhow::Result<()> {
+        self.current = Some(
+            Connection::spawn(
+                socket.to_path_buf(),
+                self.interval_ms,
+                self.tx.clone(),
+                AppEvent::Conn,
+            )
+            .context("cannot start the connection thread")?,
+        );
+        Ok(())
+    }
+
+    /// Connects to `socket` instead: the old thread is joined first, and what it had already
+    /// queued is dropped from `rx` (it belongs to the other endpoint); other events are kept.
+    fn switch(
+        &mut self,
+        socket: &std::path::Path,
+        rx: &Receiver<AppEvent>,
+    ) -> anyhow::Result<Vec<AppEvent>> {
+        drop(self.current.take());
+        let kept = rx
+            .try_iter()
+            .filter(|e| !matches!(e, AppEvent::Conn(_)))
+            .collect();
+        self.connect(socket)?;
+        Ok(kept)
+    }
+
+    fn call(&self, call: MethodCall) {
+        if let Some(c) = &self.current {
+            c.call(call);
+        }
+    }
 }
 
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     rx: &Receiver<AppEvent>,
-    conn: Option<&Connection>,
+    conn: &mut Conns,
     replay: bool,
 ) -> anyhow::Result<()> {
     let tick = Duration::from_millis(if replay { 100 } else { 250 });
@@ -273,31 +376,40 @@ fn event_loop(
         height: size.height,
     });
     let mut last_tick = 0u64;
-    let handle = |app: &mut App, ev: AppEvent| {
-        for call in app.update(ev) {
-            if let Some(c) = conn {
-                c.call(call);
+    let handle = |app: &mut App, conn: &mut Conns, ev: AppEvent| -> anyhow::Result<()> {
+        let calls = app.update(ev);
+        if let Some(socket) = app.take_switch() {
+            for kept in conn.switch(&socket, rx)? {
+                for call in app.update(kept) {
+                    conn.call(call);
+                }
             }
+            // The calls were for the new endpoint; it asks for its data once connected.
+            return Ok(());
         }
+        for call in calls {
+            conn.call(call);
+        }
+        Ok(())
     };
     loop {
         terminal.draw(|f| ui::draw(f, app))?;
         match rx.recv_timeout(tick) {
-            Ok(ev) => handle(app, ev),
+            Ok(ev) => handle(app, conn, ev)?,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
         // Take whatever else is queued before drawing again (bounded, so keys stay snappy).
         for _ in 0..1000 {
             match rx.try_recv() {
-                Ok(ev) => handle(app, ev),
+                Ok(ev) => handle(app, conn, ev)?,
                 Err(_) => break,
             }
         }
         let now = now_ms();
         if now.saturating_sub(last_tick) >= tick.as_millis() as u64 {
             last_tick = now;
-            handle(app, AppEvent::Tick { now_ms: now });
+            handle(app, conn, AppEvent::Tick { now_ms: now })?;
         }
         if app.quit {
             return Ok(());

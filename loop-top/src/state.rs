@@ -1,6 +1,7 @@
 //! Wire data → model: what loop-top knows about the daemon, fed by live notifications and
 //! responses or by a replayed recording, through the same [`Model::apply`].
 
+pub mod fleet;
 pub mod replay;
 pub mod rows;
 pub mod stalls;

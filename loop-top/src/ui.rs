@@ -4,6 +4,7 @@
 //! replay timeline (replay only), the footer; the help overlay on top.
 
 pub mod chrome;
+pub mod fleet;
 pub mod format;
 pub mod lists;
 pub mod overview;
@@ -36,6 +37,10 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     };
     let m = app.model();
     match app.view {
+        View::Fleet => match &app.fleet {
+            Some(fl) => fleet::draw(f, body, app, fl, &ctx),
+            None => chrome::no_data(f, body, app),
+        },
         View::Overview => match &m.status {
             Some(s) => overview::draw(f, body, s),
             None => chrome::no_data(f, body, app),

@@ -15,7 +15,9 @@ Exit codes:
   3  cannot reach the daemon: no socket, refused, timed out, connection closed
 
 Socket: --socket, else $LOOPD_SOCKET, else $XDG_RUNTIME_DIR/loopd/control.sock,
-else /tmp/loopd-<uid>/control.sock (the daemon's own rule).";
+else /tmp/loopd-<uid>/control.sock (the daemon's own rule).
+`ls` looks at every socket of that directory (--dir to look elsewhere, --socket for one):
+exit 0 when at least one answered, 3 when none did.";
 
 /// Inspect and control a running loopd over its control socket.
 #[derive(Debug, Parser)]
@@ -39,9 +41,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Give up connecting or waiting for an answer after this long (e.g. 500ms, 5s, 1m).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Give up connecting or waiting for an answer after this long (e.g. 500ms, 5s, 1m)
+    /// [default: 5s; `ls`: 1s per endpoint].
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
     /// When to colour the output (auto: only on a terminal, and never with NO_COLOR set).
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
@@ -66,6 +69,9 @@ pub enum ColorWhen {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Every loopd and observed program on this machine: one line per endpoint of the runtime
+    /// directory (program, pid, kind, loops, uptime, ELU, lag, stalls, handles, requests, pool).
+    Ls(LsArgs),
     /// The daemon at a glance: loops, utilization, lag, phases, handles, thread pool, services.
     Status,
     /// List handles (timers, sockets, …) with their state, age, bytes and creation site.
@@ -95,6 +101,15 @@ pub enum Command {
     },
     /// Print the man page (roff; e.g. `loopctl man | man -l -`).
     Man,
+}
+
+/// `ls` options.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Look for sockets in this directory [default: $XDG_RUNTIME_DIR/loopd, else
+    /// /tmp/loopd-$UID].
+    #[arg(long, value_name = "DIR", conflicts_with = "socket")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `handles` filters; the daemon filters, sorts and limits.

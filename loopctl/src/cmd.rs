@@ -17,6 +17,7 @@ use crate::output::{Out, Style};
 pub mod config;
 pub mod docs;
 pub mod handles;
+pub mod ls;
 pub mod ping;
 pub mod record;
 pub mod stalls;
@@ -24,6 +25,12 @@ pub mod status;
 pub mod threadpool;
 pub mod trace;
 pub mod watch;
+
+/// `--timeout` when not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `--timeout` of `ls` when not given: per endpoint, all asked at once.
+pub const LS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A usage error found after parsing (e.g. a `config set` value of the wrong kind): exit 2.
 #[derive(Debug, thiserror::Error)]
@@ -80,15 +87,25 @@ impl Ctx {
 ///
 /// [`ClientError`] (exit 1 or 3), [`UsageError`] (exit 2), anything else (exit 1).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let explicit_socket = cli.socket.clone();
     let ctx = Ctx {
         socket: cli.socket.unwrap_or_else(default_socket_path),
-        timeout: cli.timeout,
+        timeout: cli.timeout.unwrap_or(DEFAULT_TIMEOUT),
         out: Out {
             json: cli.json,
             style: Style::detect(cli.color),
         },
     };
     match cli.command {
+        Command::Ls(args) => {
+            // `$LOOPD_SOCKET` names one socket, not the directory: only `--socket` narrows `ls`.
+            let place = match (args.dir, explicit_socket) {
+                (Some(dir), _) => ls::Where::Dir(dir),
+                (None, Some(socket)) => ls::Where::Socket(socket),
+                (None, None) => ls::Where::Dir(proto::discovery::runtime_dir()),
+            };
+            ls::run(&ctx, &place, cli.timeout.unwrap_or(LS_TIMEOUT))
+        }
         Command::Status => status::run(&ctx),
         Command::Handles(args) => handles::run_handles(&ctx, &args),
         Command::Requests(args) => handles::run_requests(&ctx, &args),

@@ -8,6 +8,8 @@
 //!   [`ServerEvent`], the typed notifications a client receives.
 //! - [`snapshot`]: what the daemon returns ([`Status`], [`HandlesResult`], [`Stall`], …).
 //! - [`error`]: [`ErrorCode`] and the typed errors, each convertible to an [`ErrorObject`].
+//! - [`discovery`]: every endpoint of the runtime directory, asked for `hello` and `status`
+//!   (`loopctl ls`, loop-top's fleet view); `std` only.
 //!
 //! Compatibility: protocol changes only add. Result types ignore unknown fields and default
 //! missing ones; string enums that may grow keep unknown values as `Other(String)`. Params are
@@ -146,6 +148,7 @@ macro_rules! wire_enum {
 }
 
 pub mod codec;
+pub mod discovery;
 pub mod envelope;
 pub mod error;
 pub mod methods;

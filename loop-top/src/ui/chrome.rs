@@ -10,6 +10,7 @@ use ratatui::Frame;
 use super::format::{clip, offset, secs, since};
 use super::lists::stall_age;
 use crate::app::{App, Link, View};
+use crate::state::fleet::{Fleet, FleetRow};
 use crate::state::replay::Replay;
 use crate::state::rows::{stall_target, top_frame};
 
@@ -24,8 +25,47 @@ fn who(host: &proto::Host, version: &str) -> String {
     }
 }
 
+/// The fleet view's header: how many endpoints and loops, where, how fresh.
+fn fleet_header(f: &mut Frame<'_>, area: Rect, app: &App, fleet: &Fleet) {
+    let mut spans = vec![
+        Span::styled(" loop-top ", Style::new().bold().reversed()),
+        Span::styled(" FLEET", Style::new().cyan().bold()),
+    ];
+    let n = fleet.live_endpoints();
+    let loops = fleet.live_loops();
+    let mut text = format!(
+        " {n} endpoint{} · {loops} loop{}",
+        if n == 1 { "" } else { "s" },
+        if loops == 1 { "" } else { "s" }
+    );
+    let gone = fleet.endpoints.len() - n;
+    if gone > 0 {
+        text.push_str(&format!(" · {gone} gone"));
+    }
+    if !fleet.unreachable.is_empty() {
+        text.push_str(&format!(" · {} unreachable", fleet.unreachable.len()));
+    }
+    text.push_str(&format!(" · {}", fleet.dir.display()));
+    match app.now_ms.saturating_sub(fleet.scanned_at_ms) {
+        _ if fleet.scanned_at_ms == 0 => {}
+        0..=999 => text.push_str(" · scanned just now"),
+        _ => text.push_str(&format!(
+            " · scanned {} ago",
+            since(app.now_ms, fleet.scanned_at_ms)
+        )),
+    }
+    spans.push(Span::raw(text));
+    if app.paused {
+        spans.push(Span::styled(" [PAUSED]", Style::new().yellow().bold()));
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
 /// The header line: who we watch and how fresh the data is.
 pub fn header(f: &mut Frame<'_>, area: Rect, app: &App) {
+    if let (View::Fleet, Some(fleet)) = (app.view, &app.fleet) {
+        return fleet_header(f, area, app, fleet);
+    }
     let m = app.model();
     let mut spans = vec![Span::styled(" loop-top ", Style::new().bold().reversed())];
     let daemon = match (&m.status, &m.hello) {
@@ -111,6 +151,17 @@ pub fn header(f: &mut Frame<'_>, area: Rect, app: &App) {
 pub fn tabs(f: &mut Frame<'_>, area: Rect, app: &App) {
     let wide = area.width >= 70;
     let mut spans = Vec::new();
+    if let Some(fleet) = &app.fleet {
+        let mut style = Style::new();
+        if app.view == View::Fleet {
+            style = style.reversed().bold();
+        }
+        if fleet.stalled().next().is_some() {
+            style = style.red();
+        }
+        spans.push(Span::styled(" 0 Fleet ", style));
+        spans.push(Span::raw("│"));
+    }
     for (i, v) in View::ALL.iter().enumerate() {
         let name = if wide {
             v.title()
@@ -135,16 +186,56 @@ pub fn tabs(f: &mut Frame<'_>, area: Rect, app: &App) {
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// The fleet's stalls in progress, in the fleet view (else `None`).
+fn fleet_stalls(app: &App) -> Option<Vec<&FleetRow>> {
+    match (app.view, &app.fleet) {
+        (View::Fleet, Some(f)) => Some(f.stalled().collect()),
+        _ => None,
+    }
+}
+
 /// How many rows the stall banner takes (2 per stall in progress).
 pub fn banner_height(app: &App) -> u16 {
-    let n = app.model().stalls_in_progress().count();
+    let n = match fleet_stalls(app) {
+        Some(rows) => rows.len(),
+        None => app.model().stalls_in_progress().count(),
+    };
     u16::try_from(n * 2).unwrap_or(u16::MAX)
 }
 
-/// The red banner: each stall in progress, its age, what it blocked on, its top frame.
+/// The red banner: each stall in progress, its age, what it blocked on, its top frame; in the
+/// fleet view, each of the fleet's, naming the process.
 pub fn banner(f: &mut Frame<'_>, area: Rect, app: &App) {
     let style = Style::new().white().on_red().add_modifier(Modifier::BOLD);
     let w = usize::from(area.width);
+    if let Some(rows) = fleet_stalls(app) {
+        let mut lines = Vec::new();
+        for r in rows {
+            let Some(s) = &r.stall else { continue };
+            let label = s
+                .label
+                .as_deref()
+                .map(|l| format!(" \"{l}\""))
+                .unwrap_or_default();
+            let text = format!(
+                " STALL IN PROGRESS  {} pid {} loop {} blocked {} in {} · {}{}",
+                r.program,
+                r.pid,
+                s.loop_index,
+                secs(stall_age(s, app.clock_ms())),
+                s.phase,
+                stall_target(s),
+                label
+            );
+            lines.push(Line::from(format!("{:<w$}", clip(&text, w))).style(style));
+            let at = format!("   at {} (Enter opens it)", top_frame(s));
+            lines.push(
+                Line::from(format!("{:<w$}", clip(&at, w))).style(Style::new().white().on_red()),
+            );
+        }
+        f.render_widget(Paragraph::new(lines), area);
+        return;
+    }
     let mut lines = Vec::new();
     for s in app.model().stalls_in_progress() {
         let label = s
@@ -176,7 +267,8 @@ pub fn footer(f: &mut Frame<'_>, area: Rect, app: &App) {
             View::Handles => &app.handles,
             View::Requests => &app.requests,
             View::ThreadPool => &app.workers,
-            _ => &app.stalls,
+            View::Fleet => &app.fleet_table,
+            View::Overview | View::Stalls => &app.stalls,
         };
         Line::from(vec![
             Span::styled(" filter: ", Style::new().yellow().bold()),
@@ -188,6 +280,14 @@ pub fn footer(f: &mut Frame<'_>, area: Rect, app: &App) {
     } else if app.replay_state().is_some() {
         Line::from(
             " q quit  ? help  Tab/1-5 views  space play/pause  ←/→ step  [/] ±10s  n/N stall".dim(),
+        )
+    } else if app.view == View::Fleet {
+        Line::from(
+            " q quit  ? help  Enter open  1-5 views  ↑/↓ select  s sort  / filter  p pause".dim(),
+        )
+    } else if app.fleet.is_some() {
+        Line::from(
+            " q quit  ? help  Esc/0 fleet  Tab/1-5 views  ↑/↓ select  s sort  / filter".dim(),
         )
     } else {
         Line::from(" q quit  ? help  Tab/1-5 views  ↑/↓ select  s sort  / filter  p pause".dim())
@@ -317,6 +417,13 @@ pub fn help(f: &mut Frame<'_>, area: Rect, app: &App) {
         ("Enter", "open a stall's stack (Stalls)"),
         ("Esc", "close / clear the filter"),
     ];
+    if app.fleet.is_some() {
+        rows.extend([
+            ("0, f", "Fleet: every loop of every endpoint found"),
+            ("Enter (Fleet)", "open that endpoint's views (1 … 5)"),
+            ("Esc", "back to the Fleet from an endpoint's views"),
+        ]);
+    }
     if app.replay_state().is_some() {
         rows.extend([
             ("space, p", "play / pause"),

@@ -189,3 +189,53 @@ fn help_toggles_and_any_key_closes_it() {
     key(&mut app, KeyCode::Esc);
     assert!(!app.help);
 }
+
+/// The fleet view: sort by ELU, Enter opens the selected endpoint (a new connection), Esc
+/// comes back; a vanished endpoint stays, greyed, and cannot be opened.
+#[test]
+fn fleet_sort_open_and_back() {
+    use loop_top::input::Action;
+
+    let mut app = crate::support::fleet_app(false, 120, 40);
+    // PROGRAM, PID, KIND, LOOP, ELU: the fifth sort is ELU, largest first.
+    for _ in 0..5 {
+        app.act(Action::CycleSort);
+    }
+    assert!(app.fleet_table.descending);
+    app.act(Action::Home);
+    assert_eq!(
+        app.selected_fleet_row().map(|r| r.pid),
+        Some(7311),
+        "93% first"
+    );
+    app.act(Action::Open);
+    assert_eq!(app.view, View::Overview);
+    let socket = app.take_switch().expect("a new endpoint to connect to");
+    assert!(socket.ends_with("node-7311.sock"), "{}", socket.display());
+    assert_eq!(app.take_switch(), None, "taken once");
+    app.act(Action::Back);
+    assert_eq!(app.view, View::Fleet);
+    // `0` / `f` show it too, and the current endpoint opens without reconnecting.
+    app.act(Action::Show(View::Handles));
+    app.act(Action::Show(View::Fleet));
+    assert_eq!(app.view, View::Fleet);
+    app.act(Action::Open);
+    assert_eq!(app.take_switch(), None, "already connected to it");
+    // node goes away: its row stays, grey, and Enter on it does nothing.
+    app.act(Action::Back);
+    let mut scan = crate::support::fleet_scan(false);
+    scan.probes
+        .retain(|p| !p.socket.ends_with("node-7311.sock"));
+    app.update(AppEvent::Fleet(scan));
+    let row = app.selected_fleet_row().unwrap();
+    assert_eq!(row.pid, 7311);
+    assert!(row.gone.is_some());
+    app.act(Action::Open);
+    assert_eq!(app.view, View::Fleet);
+    assert_eq!(app.take_switch(), None);
+    let text = loop_top::ui::render_lines(&app, 120, 40)
+        .unwrap()
+        .join("\n");
+    assert!(text.contains("gone 0 ago: its socket is gone"), "{text}");
+    assert!(text.contains("2 endpoints · 3 loops · 1 gone"), "{text}");
+}

@@ -185,3 +185,58 @@ fn ten_thousand_handles() {
     assert!(last_row.starts_with("1 "), "{last_row}");
     assert!(lines[2].contains("rows 9966-10000"), "{}", lines[2]);
 }
+
+#[test]
+fn fleet_80x24() {
+    let app = support::fleet_app(true, 80, 24);
+    let text = snapshot("fleet_80x24", &app, 80, 24);
+    assert!(
+        text.contains("STALL IN PROGRESS  loopd pid 4242 loop 0 blocked 2.50s in poll"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 endpoints · 4 loops · 1 unreachable"),
+        "{text}"
+    );
+    assert!(text.contains("unreachable old-99.sock"), "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80);
+    }
+}
+
+#[test]
+fn fleet_160x48() {
+    let app = support::fleet_app(true, 160, 48);
+    let text = snapshot("fleet_160x48", &app, 160, 48);
+    // The stalled row names its callback; the others show their socket.
+    let row = text
+        .lines()
+        .find(|l| l.contains("4242") && l.contains("STALL"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        row.contains("tcp #12 \"prime peer 127.0.0.1:50500\""),
+        "{row}"
+    );
+    assert!(text.contains("node-7311.sock"), "{text}");
+    assert!(text.contains("agent"), "{text}");
+}
+
+#[test]
+fn fleet_stalled_row_is_red_and_others_are_not() {
+    let app = support::fleet_app(true, 160, 48);
+    let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    t.draw(|f| loop_top::ui::draw(f, &app)).unwrap();
+    let buf = t.backend().buffer();
+    let lines = loop_top::ui::render_lines(&app, 160, 48).unwrap();
+    let y = |pid: &str| {
+        u16::try_from(
+            lines
+                .iter()
+                .rposition(|l| l.contains(pid) && !l.contains("STALL IN PROGRESS"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(buf[(2, y("4242"))].bg, Color::Red);
+    assert_ne!(buf[(2, y("7311"))].bg, Color::Red);
+}

@@ -463,3 +463,103 @@ pub fn snapshot(name: &str, app: &App, w: u16, h: u16) -> String {
     }
     text
 }
+
+/// A discovery scan of `/run/user/1000/loopd`: loopd (stalled or not, 1 loop), loopd with 2
+/// loops, an agent in node, and a stale socket.
+pub fn fleet_scan(stalled: bool) -> proto::discovery::Scan {
+    use proto::discovery::{Answer, Probe, Scan, Unreachable};
+    let dir = PathBuf::from("/run/user/1000/loopd");
+    let with = |pid: u32, loops: u32, elu: f64, host: proto::Host, stalled: bool| {
+        let mut s = status(stalled);
+        s.pid = pid;
+        s.host = host.clone();
+        let one = s.loops[0].clone();
+        s.loops = (0..loops)
+            .map(|i| {
+                let mut l = one.clone();
+                l.loop_index = i;
+                l.utilization.last_1s = if stalled {
+                    1.0
+                } else {
+                    elu + 0.1 * f64::from(i)
+                };
+                if let Some(st) = &mut l.stall_in_progress {
+                    st.loop_index = i;
+                }
+                l
+            })
+            .collect();
+        let mut h = hello();
+        h.pid = pid;
+        h.loops = loops;
+        h.host = host;
+        Answer {
+            hello: h,
+            status: s,
+        }
+    };
+    let loopd = proto::Host {
+        kind: "loopd".into(),
+        program: "loopd".into(),
+        ..proto::Host::default()
+    };
+    let agent = proto::Host {
+        kind: "agent".into(),
+        program: "node".into(),
+        libuv_version: Some("1.44.2".into()),
+        capabilities: vec![],
+    };
+    Scan {
+        dir: dir.clone(),
+        probes: vec![
+            Probe {
+                socket: dir.join("control.sock"),
+                outcome: Ok(with(4242, 1, 0.27, loopd, stalled)),
+            },
+            Probe {
+                socket: dir.join("edge-proxy-5100.sock"),
+                outcome: Ok(with(
+                    5100,
+                    2,
+                    0.55,
+                    proto::Host {
+                        kind: "program".into(),
+                        program: "edge-proxy".into(),
+                        ..proto::Host::default()
+                    },
+                    false,
+                )),
+            },
+            Probe {
+                socket: dir.join("node-7311.sock"),
+                outcome: Ok(with(7311, 1, 0.93, agent, false)),
+            },
+            Probe {
+                socket: dir.join("old-99.sock"),
+                outcome: Err(Unreachable {
+                    reason: "connection refused: nobody listens (a stale socket; left in place)"
+                        .into(),
+                    stale: true,
+                }),
+            },
+        ],
+        ..Scan::default()
+    }
+}
+
+/// A live app in the fleet view with [`fleet_scan`], at `w`×`h`.
+pub fn fleet_app(stalled: bool, w: u16, h: u16) -> App {
+    let mut app = App::live(
+        PathBuf::from("/run/user/1000/loopd/control.sock"),
+        1000,
+        NOW,
+    );
+    app.update(AppEvent::Resize {
+        width: w,
+        height: h,
+    });
+    app.enable_fleet();
+    app.update(AppEvent::Fleet(fleet_scan(stalled)));
+    app.view = View::Fleet;
+    app
+}
