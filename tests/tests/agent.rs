@@ -514,3 +514,90 @@ fn a_control_socket_path_that_cannot_be_used_gets_one_line_and_the_program_runs_
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/proc/nonexistent/agent.sock"), "{err}");
 }
+
+/// Discovery (issue #18) with the defaults: a daemon without `--control` and a preloaded
+/// program without `LOOPD_SOCKET`, both under one `$XDG_RUNTIME_DIR`, are the two endpoints
+/// `loopctl ls` finds there with no flag, each with its kind and program.
+#[test]
+fn loopctl_ls_finds_a_daemon_and_a_preloaded_program_in_the_default_runtime_directory() {
+    let daemon = support::Daemon::launch(
+        "[[service]]\nkind = \"seq\"\nbind = \"127.0.0.1:0\"\n",
+        support::Launch {
+            default_control: true,
+            ..support::Launch::default()
+        },
+    );
+    let runtime = daemon.dir.0.clone();
+    let program = build_shared(&runtime, "timer_sleep");
+    let host = Host(
+        Command::new(&program)
+            .env("LD_PRELOAD", agent_so())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("LOOPD_SOCKET")
+            .env_remove("LOOPD_METRICS_ADDR")
+            .env_remove("LOOPD_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let agent_socket = runtime
+        .join("loopd")
+        .join(format!("timer_sleep-{}.sock", host.0.id()));
+    let _ = wait_for_socket(&agent_socket);
+
+    let ls = || {
+        let out = Command::new(binary("loopctl"))
+            .args(["ls", "--json"])
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("LOOPD_SOCKET")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "loopctl ls: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let listing = ls();
+    let endpoints = listing["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2, "{listing:#}");
+    let by_kind = |kind: &str| {
+        endpoints
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} endpoint: {listing:#}"))
+    };
+    let agent = by_kind("agent");
+    assert_eq!(agent["program"], "timer_sleep", "{agent}");
+    assert_eq!(agent["pid"], host.0.id(), "{agent}");
+    assert_eq!(agent["loops"], 1, "{agent}");
+    let loopd = by_kind("loopd");
+    assert_eq!(loopd["pid"], daemon.pid(), "{loopd}");
+    assert_eq!(listing["unreachable"].as_array().unwrap().len(), 0);
+
+    // Killed (no atexit: its socket file stays): its line goes, the socket is reported stale.
+    drop(host);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let listing = ls();
+        let kinds: Vec<&Value> = listing["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["kind"])
+            .collect();
+        let stale = listing["unreachable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["stale"] == true && u["socket"] == agent_socket.display().to_string());
+        if kinds == [&json!("loopd")] && stale {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listing:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
