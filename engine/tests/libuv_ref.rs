@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod support;
 
 use std::cell::Cell;
@@ -11,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use loopd_engine::{Async, Check, Handle, Idle, Loop, Prepare, RunMode, Tcp, Timer, Udp};
-use support::plain_loop;
+use support::port_loop;
 
 /// libuv's `do_close`: close `h`; its close callback runs within one Default run, once.
 fn do_close(lp: &mut Loop, h: impl Handle) {
@@ -35,13 +36,13 @@ fn run_returns(lp: &mut Loop) {
 
 #[test]
 fn r#ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     run_returns(&mut lp);
 }
 
 #[test]
 fn idle_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Idle::new(&mut lp);
     h.start(&mut lp, |_, _| {}).unwrap();
     h.unref(&mut lp);
@@ -51,7 +52,7 @@ fn idle_ref() {
 
 #[test]
 fn async_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Async::new(&mut lp, |_, _| {});
     h.unref(&mut lp);
     run_returns(&mut lp);
@@ -60,7 +61,7 @@ fn async_ref() {
 
 #[test]
 fn prepare_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Prepare::new(&mut lp);
     h.start(&mut lp, |_, _| {}).unwrap();
     h.unref(&mut lp);
@@ -70,7 +71,7 @@ fn prepare_ref() {
 
 #[test]
 fn check_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Check::new(&mut lp);
     h.start(&mut lp, |_, _| {}).unwrap();
     h.unref(&mut lp);
@@ -80,7 +81,7 @@ fn check_ref() {
 
 #[test]
 fn unref_in_prepare_cb() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Prepare::new(&mut lp);
     h.start(&mut lp, |lp, h| h.unref(lp)).unwrap();
     run_returns(&mut lp);
@@ -89,7 +90,7 @@ fn unref_in_prepare_cb() {
 
 #[test]
 fn timer_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Timer::new(&mut lp);
     h.unref(&mut lp);
     run_returns(&mut lp);
@@ -98,7 +99,7 @@ fn timer_ref() {
 
 #[test]
 fn timer_ref2() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Timer::new(&mut lp);
     h.start(
         &mut lp,
@@ -114,7 +115,7 @@ fn timer_ref2() {
 
 #[test]
 fn tcp_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Tcp::new(&mut lp);
     h.unref(&mut lp);
     run_returns(&mut lp);
@@ -125,7 +126,7 @@ fn tcp_ref() {
 /// explicit.)
 #[test]
 fn tcp_ref2() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Tcp::new(&mut lp);
     h.bind(&mut lp, "127.0.0.1:0".parse().unwrap()).unwrap();
     h.listen(&mut lp, 128, |_, _, _| panic!("fail_cb")).unwrap();
@@ -136,7 +137,7 @@ fn tcp_ref2() {
 
 #[test]
 fn tcp_ref2b() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Tcp::new(&mut lp);
     h.bind(&mut lp, "127.0.0.1:0".parse().unwrap()).unwrap();
     h.listen(&mut lp, 128, |_, _, _| panic!("fail_cb")).unwrap();
@@ -165,7 +166,7 @@ fn server(lp: &mut Loop) -> (Tcp, std::net::SocketAddr) {
 /// `tcp_ref3`: an unref'd handle's connect and shutdown requests keep the loop alive.
 #[test]
 fn tcp_ref3() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let (srv, addr) = server(&mut lp);
     let connect_cb_called = Rc::new(Cell::new(0));
     let shutdown_cb_called = Rc::new(Cell::new(0));
@@ -200,7 +201,7 @@ fn tcp_ref3() {
 /// `tcp_ref4`: the same with a write before the shutdown.
 #[test]
 fn tcp_ref4() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let (srv, addr) = server(&mut lp);
     let connect_cb_called = Rc::new(Cell::new(0));
     let write_cb_called = Rc::new(Cell::new(0));
@@ -247,7 +248,7 @@ fn tcp_ref4() {
 
 #[test]
 fn udp_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Udp::new(&mut lp);
     h.unref(&mut lp);
     run_returns(&mut lp);
@@ -256,7 +257,7 @@ fn udp_ref() {
 
 #[test]
 fn udp_ref2() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Udp::new(&mut lp);
     h.bind(&mut lp, "127.0.0.1:0".parse().unwrap()).unwrap();
     h.recv_start(&mut lp, |_, _, _| panic!("fail_cb")).unwrap();
@@ -269,7 +270,7 @@ fn udp_ref2() {
 /// unbound socket, which binds it; here it is bound first.)
 #[test]
 fn udp_ref3() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let h = Udp::new(&mut lp);
     h.bind(&mut lp, "127.0.0.1:0".parse().unwrap()).unwrap();
@@ -290,10 +291,30 @@ fn udp_ref3() {
 
 #[test]
 fn has_ref() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Idle::new(&mut lp);
     h.ref_(&mut lp);
     assert!(h.has_ref(&lp));
     h.unref(&mut lp);
     assert!(!h.has_ref(&lp));
 }
+
+on_instrumented_loops!(
+    r#ref,
+    idle_ref,
+    async_ref,
+    prepare_ref,
+    check_ref,
+    unref_in_prepare_cb,
+    timer_ref,
+    timer_ref2,
+    tcp_ref,
+    tcp_ref2,
+    tcp_ref2b,
+    tcp_ref3,
+    tcp_ref4,
+    udp_ref,
+    udp_ref2,
+    udp_ref3,
+    has_ref
+);

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod support;
 
 use std::cell::Cell;
@@ -11,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use loopd_engine::{Handle, Loop, RunMode, Signal, Timer};
-use support::plain_loop;
+use support::port_loop;
 
 const NSIGNALS: u32 = 10;
 
@@ -67,7 +68,7 @@ fn watch(lp: &mut Loop, h: Signal, signum: i32, then: Then, calls: &Rc<Cell<u32>
 
 #[test]
 fn we_get_signal() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let tc = start_timer(&mut lp, libc::SIGCHLD);
     let (sc_handle, sc) = start_watcher(&mut lp, libc::SIGCHLD, Then::Stop);
     assert!(!lp.run(RunMode::Default));
@@ -90,7 +91,7 @@ fn we_get_signal() {
 
 #[test]
 fn we_get_signals() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let sc: Vec<_> = [libc::SIGUSR1, libc::SIGUSR1, libc::SIGUSR2, libc::SIGUSR2]
         .into_iter()
         .map(|s| start_watcher(&mut lp, s, Then::Close).1)
@@ -111,7 +112,7 @@ fn we_get_signals() {
 /// `uv_signal_start_oneshot`: the handle stops at its first delivery.
 #[test]
 fn signal_oneshot() {
-    let mut lp = plain_loop();
+    let mut lp = port_loop();
     let h = Signal::new(&mut lp);
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
@@ -134,3 +135,5 @@ fn kill_errors() {
     assert!(loopd_engine::kill(std::process::id() as i32, 4096).is_err());
     assert!(loopd_engine::kill(i32::MAX, libc::SIGTERM).is_err());
 }
+
+on_instrumented_loops!(we_get_signal, we_get_signals, signal_oneshot, kill_errors);
