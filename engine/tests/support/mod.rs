@@ -56,6 +56,7 @@ pub fn on_instrumented(test: fn()) {
 
 /// Runs each named ported test a second time, on instrumented loops (lag probe, recorder,
 /// callback slot), as `instrumented::NAME`.
+#[allow(unused_macros)] // only the libuv ports use it
 macro_rules! on_instrumented_loops {
     ($($name:ident),* $(,)?) => {
         /// The same ports on instrumented loops.
