@@ -1,5 +1,7 @@
 //! File-system requests and name lookups, run on the thread pool (libuv's `uv_fs_*` and
-//! `uv_getaddrinfo`): the loop thread never blocks on a disk or a resolver.
+//! `uv_getaddrinfo`): the loop thread never blocks on a disk or a resolver. Each returns its
+//! [`WorkRequest`]: while no worker has taken it, [`WorkRequest::cancel`] stops it and its
+//! callback gets `ECANCELED` (libuv's `uv_cancel` on an fs or getaddrinfo request).
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -11,8 +13,8 @@ use std::sync::Arc;
 
 use super::pool::{JobFn, JobOutput, WorkContext, WorkError};
 use super::request::AfterWork;
-use super::target::{RequestId, RequestType};
-use super::Loop;
+use super::target::RequestType;
+use super::{Loop, WorkRequest};
 
 /// An open file, shareable between requests (reads at an offset need no shared cursor).
 pub type FsFile = Arc<File>;
@@ -43,7 +45,7 @@ impl Loop {
         label: String,
         op: impl FnOnce() -> io::Result<T> + Send + 'static,
         cb: impl FnOnce(&mut Loop, io::Result<T>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let run = move || {
             let result = op();
             let failed = result.is_err();
@@ -72,7 +74,7 @@ impl Loop {
         if let Some(slot) = self.requests.get_mut(r) {
             slot.label = Some(label.into());
         }
-        r.id()
+        WorkRequest(r)
     }
 
     /// Opens a file for reading.
@@ -81,7 +83,7 @@ impl Loop {
         &mut self,
         path: impl Into<PathBuf>,
         cb: impl FnOnce(&mut Loop, io::Result<FsFile>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         self.fs_open_with(path, OpenOptions::new().read(true).clone(), cb)
     }
 
@@ -92,7 +94,7 @@ impl Loop {
         path: impl Into<PathBuf>,
         options: OpenOptions,
         cb: impl FnOnce(&mut Loop, io::Result<FsFile>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let path = path.into();
         let label = format!("open {}", path.display());
         self.pool_io(
@@ -112,7 +114,7 @@ impl Loop {
         offset: u64,
         len: usize,
         cb: impl FnOnce(&mut Loop, io::Result<Vec<u8>>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         self.fs_read_into(file, offset, vec![0; len], move |lp, read, mut buf| {
             cb(
                 lp,
@@ -137,7 +139,7 @@ impl Loop {
         offset: u64,
         mut buf: Vec<u8>,
         cb: impl FnOnce(&mut Loop, io::Result<usize>, Vec<u8>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let file = file.clone();
         let len = buf.len();
         self.pool_io(
@@ -174,7 +176,7 @@ impl Loop {
         offset: u64,
         data: Vec<u8>,
         cb: impl FnOnce(&mut Loop, io::Result<()>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let file = file.clone();
         self.pool_io(
             RequestType::Fs,
@@ -192,7 +194,7 @@ impl Loop {
         &mut self,
         file: FsFile,
         cb: impl FnOnce(&mut Loop, io::Result<()>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         self.pool_io(
             RequestType::Fs,
             Location::caller(),
@@ -211,7 +213,7 @@ impl Loop {
         &mut self,
         path: impl Into<PathBuf>,
         cb: impl FnOnce(&mut Loop, io::Result<Metadata>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let path = path.into();
         let label = format!("stat {}", path.display());
         self.pool_io(
@@ -229,7 +231,7 @@ impl Loop {
         &mut self,
         path: impl Into<PathBuf>,
         cb: impl FnOnce(&mut Loop, io::Result<PathBuf>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let path = path.into();
         let label = format!("realpath {}", path.display());
         self.pool_io(
@@ -247,7 +249,7 @@ impl Loop {
         &mut self,
         path: impl Into<PathBuf>,
         cb: impl FnOnce(&mut Loop, io::Result<Vec<DirEntry>>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let path = path.into();
         let label = format!("readdir {}", path.display());
         self.pool_io(
@@ -277,7 +279,7 @@ impl Loop {
         host: impl Into<String>,
         port: u16,
         cb: impl FnOnce(&mut Loop, io::Result<Vec<SocketAddr>>) + 'static,
-    ) -> RequestId {
+    ) -> WorkRequest {
         let host = host.into();
         let label = format!("getaddrinfo {host}:{port}");
         self.pool_io(

@@ -94,6 +94,25 @@ pub enum EngineError {
     Io(#[from] io::Error),
 }
 
+/// [`Loop::close`] on a loop with live handles or requests (libuv's `UV_EBUSY`): the loop is
+/// given back, unchanged.
+#[derive(Debug, thiserror::Error)]
+#[error("the loop is busy: {handles} handles and {requests} requests live")]
+pub struct LoopBusy {
+    /// Handles not yet closed (closing ones included: their close callbacks have not run).
+    pub handles: usize,
+    /// Requests in flight.
+    pub requests: usize,
+    lp: Box<Loop>,
+}
+
+impl LoopBusy {
+    /// The loop, to run it until its handles closed and its requests completed.
+    pub fn into_loop(self) -> Loop {
+        *self.lp
+    }
+}
+
 /// How [`Loop::run`] runs (libuv's `uv_run_mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunMode {
@@ -207,6 +226,8 @@ pub struct Loop {
     cancel_flags: HashMap<u64, Arc<AtomicBool>>,
     /// Guards against running the loop from inside one of its callbacks.
     running: bool,
+    /// The lag probe's timer (instrumented loops): internal, so [`Loop::close`] ignores it.
+    lag_probe: Option<HandleRef>,
 }
 
 impl std::fmt::Debug for Loop {
@@ -271,6 +292,7 @@ impl Loop {
             pool_jobs_slow: false,
             cancel_flags: HashMap::new(),
             running: false,
+            lag_probe: None,
         };
         if lp.instrument {
             lp.start_lag_probe(options.lag_probe_interval);
@@ -290,6 +312,33 @@ impl Loop {
         });
         debug_assert!(started.is_ok());
         probe.unref(self);
+        self.lag_probe = Some(probe.raw());
+    }
+
+    /// Closes the loop (libuv's `uv_loop_close`): only once every handle's close callback
+    /// ran and no request is in flight; otherwise the loop comes back in [`LoopBusy`]
+    /// (libuv's `UV_EBUSY`), unchanged. Dropping a busy loop instead is safe too: its
+    /// handles are dropped without their close callbacks, work the pool has not started is
+    /// dropped, and results of running work are discarded.
+    ///
+    /// # Errors
+    /// [`LoopBusy`] while handles or requests live; the instrumented loop's own lag probe
+    /// does not count.
+    pub fn close(self) -> Result<(), LoopBusy> {
+        let probe = self
+            .lag_probe
+            .filter(|p| self.handles.get(*p).is_some())
+            .map_or(0, |_| 1);
+        let handles = self.handles.len() - probe;
+        let requests = self.requests.active_total;
+        if handles > 0 || requests > 0 {
+            return Err(LoopBusy {
+                handles,
+                requests,
+                lp: Box::new(self),
+            });
+        }
+        Ok(())
     }
 
     /// Runs the loop (libuv's `uv_run`). Returns whether the loop is still alive (something
@@ -980,7 +1029,8 @@ fn typed_after<T: Send + 'static>(
     })
 }
 
-/// A thread-pool work request (libuv's `uv_work_t`).
+/// A request on the thread pool: work (libuv's `uv_work_t`), an fs request (`uv_fs_t`) or a
+/// name lookup (`uv_getaddrinfo_t`); [`cancel`](WorkRequest::cancel) is libuv's `uv_cancel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WorkRequest(RequestRef);
 
@@ -993,7 +1043,8 @@ impl WorkRequest {
     /// Cancels the work: if no worker has taken it yet, it never runs; slow work that is
     /// running ([`Loop::queue_work_slow`]) sees it at its next
     /// [`checkpoint`](WorkContext::checkpoint). Either way its after-callback then runs with
-    /// [`WorkError::Cancelled`] in a later poll phase.
+    /// [`WorkError::Cancelled`] (fs and getaddrinfo callbacks: an `ECANCELED` error) in a
+    /// later poll phase.
     ///
     /// # Errors
     /// [`EngineError::Busy`] when it is done, or running and not slow work (libuv's

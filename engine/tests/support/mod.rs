@@ -70,3 +70,13 @@ macro_rules! on_instrumented_loops {
         }
     };
 }
+
+/// [`port_loop`] on its own thread pool (libuv's tests set `UV_THREADPOOL_SIZE`).
+pub fn port_loop_with_pool(pool: std::sync::Arc<loopd_engine::ThreadPool>) -> Loop {
+    Loop::with_options(LoopOptions {
+        instrument: instrumented(),
+        pool: Some(pool),
+        ..LoopOptions::default()
+    })
+    .unwrap()
+}
