@@ -74,6 +74,15 @@ pub struct RetainedIterations {
     chunks: Vec<Arc<Vec<IterationRecord>>>,
 }
 
+/// Iterations kept elsewhere (a stall's window), read the same way as the ring's.
+impl From<Vec<IterationRecord>> for RetainedIterations {
+    fn from(records: Vec<IterationRecord>) -> Self {
+        RetainedIterations {
+            chunks: vec![Arc::new(records)],
+        }
+    }
+}
+
 impl RetainedIterations {
     /// The `i`-th run of consecutive iterations (oldest first); `None` past the last.
     pub fn chunk(&self, i: usize) -> Option<&[IterationRecord]> {

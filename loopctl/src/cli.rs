@@ -192,6 +192,20 @@ pub struct StallsArgs {
     /// Leave out the sampled stacks.
     #[arg(long)]
     pub no_stacks: bool,
+    /// Stall ID's profile: its hottest functions by self and total samples.
+    #[arg(long, value_name = "ID", group = "profile_view")]
+    pub profile: Option<u64>,
+    /// Stall ID's profile as folded stacks (`frame;frame;frame count`, root first), for
+    /// flamegraph.pl or inferno-flamegraph.
+    #[arg(long, value_name = "ID", group = "profile_view")]
+    pub folded: Option<u64>,
+    /// Stall ID's profile as a speedscope file (open it at https://www.speedscope.app);
+    /// needs -o.
+    #[arg(long, value_name = "ID", group = "profile_view", requires = "output")]
+    pub speedscope: Option<u64>,
+    /// Where --folded or --speedscope write (`-` for stdout; --folded default: stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `watch` options.
@@ -226,8 +240,12 @@ pub struct TraceArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
     /// Only the last this-long of the flight recorder (default: all of it).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "stall")]
     pub last: Option<Duration>,
+    /// Instead, the window kept with stall ID: from 2 s before it opened to its end, with its
+    /// stack samples on the loop's track (the last 16 closed stalls keep one).
+    #[arg(long, value_name = "ID")]
+    pub stall: Option<u64>,
 }
 
 /// `config` subcommands.
@@ -241,7 +259,7 @@ pub enum ConfigCommand {
         #[arg(value_enum)]
         key: ConfigKey,
         /// The new value (threadpool_size: 1..=1024; stall_threshold_ms: ms or a duration like
-        /// 250ms; log_filter: a RUST_LOG-style filter).
+        /// 250ms; stall_sample_interval_ms: 1..=1000 ms; log_filter: a RUST_LOG-style filter).
         value: String,
     },
 }
@@ -256,6 +274,9 @@ pub enum ConfigKey {
     /// Stall threshold in ms, 1..=600000.
     #[value(alias = "stall-threshold-ms", alias = "stall_threshold")]
     StallThresholdMs,
+    /// How often a stalled loop's stack is sampled, ms, 1..=1000.
+    #[value(alias = "stall-sample-interval-ms", alias = "stall_sample_interval")]
+    StallSampleIntervalMs,
     /// The log filter, e.g. `info,loopd::engine=debug`.
     #[value(alias = "log-filter", alias = "log")]
     LogFilter,
@@ -267,6 +288,7 @@ impl ConfigKey {
         match self {
             ConfigKey::ThreadpoolSize => "threadpool_size",
             ConfigKey::StallThresholdMs => "stall_threshold_ms",
+            ConfigKey::StallSampleIntervalMs => "stall_sample_interval_ms",
             ConfigKey::LogFilter => "log_filter",
         }
     }

@@ -19,6 +19,7 @@ pub mod docs;
 pub mod handles;
 pub mod ls;
 pub mod ping;
+pub mod profile;
 pub mod record;
 pub mod stalls;
 pub mod status;

@@ -102,6 +102,7 @@ struct FileConfig {
     threadpool_size: Option<usize>,
     loops: Option<usize>,
     stall_threshold_ms: Option<u64>,
+    stall_sample_interval_ms: Option<u64>,
     log: Option<String>,
     #[serde(default)]
     service: Vec<ServiceConfig>,
@@ -120,6 +121,8 @@ pub enum Key {
     Loops,
     /// `stall_threshold_ms` / `--stall-threshold`.
     StallThresholdMs,
+    /// `stall_sample_interval_ms`.
+    StallSampleIntervalMs,
     /// `log` / `--log`, `$LOOPD_LOG`, `$RUST_LOG`.
     Log,
 }
@@ -133,6 +136,7 @@ impl Key {
             Key::ThreadpoolSize => "threadpool_size",
             Key::Loops => "loops",
             Key::StallThresholdMs => "stall_threshold_ms",
+            Key::StallSampleIntervalMs => "stall_sample_interval_ms",
             Key::Log => "log",
         }
     }
@@ -169,6 +173,8 @@ pub struct Config {
     pub loops: usize,
     /// Stall threshold in milliseconds.
     pub stall_threshold_ms: u64,
+    /// How often a stalled loop's stack is sampled, milliseconds.
+    pub stall_sample_interval_ms: u64,
     /// Log filter (env-filter syntax).
     pub log: String,
     /// Services to run.
@@ -190,6 +196,7 @@ impl Default for Config {
             threadpool_size: crate::engine::THREADPOOL_DEFAULT_SIZE,
             loops: 1,
             stall_threshold_ms: 100,
+            stall_sample_interval_ms: proto::methods::DEFAULT_STALL_SAMPLE_INTERVAL_MS,
             log: "info".to_string(),
             services: vec![
                 ServiceConfig::new("seq", local(7070)),
@@ -236,6 +243,10 @@ impl Config {
             (Key::ThreadpoolSize, file.threadpool_size.is_some()),
             (Key::Loops, file.loops.is_some()),
             (Key::StallThresholdMs, file.stall_threshold_ms.is_some()),
+            (
+                Key::StallSampleIntervalMs,
+                file.stall_sample_interval_ms.is_some(),
+            ),
             (Key::Log, file.log.is_some()),
         ] {
             if set {
@@ -256,6 +267,9 @@ impl Config {
         }
         if let Some(ms) = file.stall_threshold_ms {
             c.stall_threshold_ms = ms;
+        }
+        if let Some(ms) = file.stall_sample_interval_ms {
+            c.stall_sample_interval_ms = ms;
         }
         if let Some(log) = file.log {
             c.log = log;
@@ -289,6 +303,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "stall_threshold_ms must be at least 1".into(),
             ));
+        }
+        let max = proto::methods::MAX_STALL_SAMPLE_INTERVAL_MS;
+        if !(1..=max).contains(&self.stall_sample_interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "stall_sample_interval_ms = {} is out of range 1..={max}",
+                self.stall_sample_interval_ms
+            )));
         }
         for (i, s) in self.services.iter().enumerate() {
             let Some(bind) = s.bind else {

@@ -155,6 +155,7 @@ pub fn run_with_kinds(
         control_name: None,
         control: true,
         stall_threshold: Duration::from_millis(config.stall_threshold_ms),
+        stall_sample_interval: Duration::from_millis(config.stall_sample_interval_ms),
         health_threshold: HEALTH_THRESHOLD,
         input: ObserveInput::from_engine(observers, pool.clone(), registry.clone()),
         config: control.clone(),

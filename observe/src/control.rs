@@ -563,7 +563,18 @@ impl Server {
             MethodCall::Handles(p) => Response::result(id, &convert::handles(shared, &p)),
             MethodCall::Requests(p) => Response::result(id, &convert::requests(shared, &p)),
             MethodCall::ThreadPool => Response::result(id, &convert::threadpool(shared)),
-            MethodCall::Stalls(p) => Response::result(id, &convert::stalls(shared, &p)),
+            MethodCall::Stalls(p) => match convert::stalls(shared, &p) {
+                Some(result) => Response::result(id, &result),
+                None => error_response(
+                    Some(id),
+                    ErrorCode::NOT_FOUND,
+                    format!(
+                        "no stall {} is kept (the last {} closed stalls are)",
+                        p.id.unwrap_or_default(),
+                        crate::STALLS_KEPT
+                    ),
+                ),
+            },
             MethodCall::Trace(p) => {
                 // Megabytes: streamed as the client reads (this connection is not streaming,
                 // or its line would not have been read).
@@ -584,7 +595,26 @@ impl Server {
                 }
                 match proto::codec::response_frame(&id) {
                     Ok((head, tail)) => {
-                        let answer = trace::TraceStream::new(shared, p.last_ms, head, tail);
+                        let answer = match p.stall {
+                            None => trace::TraceStream::new(shared, p.last_ms, head, tail),
+                            Some(stall) => {
+                                match trace::TraceStream::for_stall(shared, stall, head, tail) {
+                                    Some(answer) => answer,
+                                    None => {
+                                        return Some(error_response(
+                                            Some(id),
+                                            ErrorCode::NOT_FOUND,
+                                            format!(
+                                            "no flight-recorder window is kept for stall {stall} \
+                                                 (the last {} closed stalls keep one, once their \
+                                                 iteration was recorded)",
+                                            proto::STALL_PROFILES_KEPT
+                                        ),
+                                        ))
+                                    }
+                                }
+                            }
+                        };
                         conn.stream(Box::new(answer));
                         return None;
                     }
@@ -655,6 +685,7 @@ fn config_set(
         peer_uid = peer.uid,
         threadpool_size = ?p.threadpool_size,
         stall_threshold_ms = ?p.stall_threshold_ms,
+        stall_sample_interval_ms = ?p.stall_sample_interval_ms,
         log_filter = ?p.log_filter,
         "config.set"
     );
@@ -681,6 +712,12 @@ fn config_set(
         shared
             .stall_threshold_ns
             .store(ms.saturating_mul(1_000_000).max(1), Ordering::Relaxed);
+    }
+    if let Some(ms) = p.stall_sample_interval_ms {
+        shared.stall_sample_interval_ns.store(
+            ms.clamp(1, 1_000).saturating_mul(1_000_000),
+            Ordering::Relaxed,
+        );
     }
     Response::result(id, &convert::config(shared))
 }

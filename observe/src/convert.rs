@@ -408,16 +408,34 @@ pub(crate) fn threadpool(shared: &Shared) -> ThreadPoolStatus {
 }
 
 /// The `stalls` result.
-pub(crate) fn stalls(shared: &Shared, params: &StallsParams) -> StallsResult {
+/// The `stalls` result; `None` when `params.id` names no kept stall.
+pub(crate) fn stalls(shared: &Shared, params: &StallsParams) -> Option<StallsResult> {
     let now = now_ns();
-    StallsResult {
+    let (in_progress, recent) = match params.id {
+        Some(id) => {
+            let stall = if params.profile {
+                shared.stalls.get_with_profile(id, now)
+            } else {
+                shared.stalls.get(id, now)
+            }?;
+            if stall.in_progress {
+                (vec![stall], Vec::new())
+            } else {
+                (Vec::new(), vec![stall])
+            }
+        }
+        None => shared.stalls.listing(
+            params.limit.map_or(usize::MAX, |l| l as usize),
+            params.profile,
+            now,
+        ),
+    };
+    Some(StallsResult {
         as_of_ms: wall_ms(now),
-        in_progress: shared.stalls.in_progress(now),
-        recent: shared
-            .stalls
-            .recent(params.limit.map_or(usize::MAX, |l| l as usize)),
+        in_progress,
+        recent,
         total: shared.stalls.total(),
-    }
+    })
 }
 
 /// The `config.get` result: the daemon's answer with the fields `Observe` owns filled in.
@@ -426,6 +444,7 @@ pub(crate) fn config(shared: &Shared) -> ConfigResult {
     c.as_of_ms = wall_ms(now_ns());
     c.threadpool_size = shared.pool.size() as u32;
     c.stall_threshold_ms = shared.stall_threshold_ms();
+    c.stall_sample_interval_ms = shared.stall_sample_interval_ms();
     if let Some(a) = shared.metrics_addr.get() {
         c.metrics_addr = a.to_string();
     }

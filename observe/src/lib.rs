@@ -64,6 +64,7 @@ pub mod env;
 pub mod http1;
 mod input;
 pub mod metrics;
+mod profile;
 mod rates;
 mod services;
 mod stalls;
@@ -140,6 +141,8 @@ pub struct ObserveOptions {
     pub control: bool,
     /// A callback running longer than this is a stall (settable live with `config.set`).
     pub stall_threshold: Duration,
+    /// While a stall lasts, the loop thread's stack is sampled this often (settable live).
+    pub stall_sample_interval: Duration,
     /// `/healthz` answers 503 while a stall longer than this is in progress.
     pub health_threshold: Duration,
     /// What to serve: the loops, the thread pool and the services ([`ObserveInput`]).
@@ -158,6 +161,9 @@ impl Default for ObserveOptions {
             control_name: None,
             control: true,
             stall_threshold: DEFAULT_STALL_THRESHOLD,
+            stall_sample_interval: Duration::from_millis(
+                proto::methods::DEFAULT_STALL_SAMPLE_INTERVAL_MS,
+            ),
             health_threshold: DEFAULT_HEALTH_THRESHOLD,
             input: ObserveInput::default(),
             config: Arc::new(StaticConfig::default()),
@@ -178,6 +184,7 @@ impl std::fmt::Debug for ObserveOptions {
             .field("control_name", &self.control_name)
             .field("control", &self.control)
             .field("stall_threshold", &self.stall_threshold)
+            .field("stall_sample_interval", &self.stall_sample_interval)
             .field("health_threshold", &self.health_threshold)
             .field("input", &self.input)
             .finish_non_exhaustive()
@@ -230,6 +237,8 @@ pub(crate) struct Shared {
     pub rates: Rates,
     /// Stall threshold, nanoseconds (live-settable).
     pub stall_threshold_ns: AtomicU64,
+    /// Stall sampling interval, nanoseconds (live-settable).
+    pub stall_sample_interval_ns: AtomicU64,
     pub health_threshold_ns: u64,
     /// When observation started ([`now_ns`]); reported as the daemon's start.
     pub started_ns: u64,
@@ -246,6 +255,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn stall_threshold_ms(&self) -> u64 {
         self.stall_threshold_ns.load(Ordering::Relaxed) / 1_000_000
+    }
+
+    pub fn stall_sample_interval_ms(&self) -> u64 {
+        self.stall_sample_interval_ns.load(Ordering::Relaxed) / 1_000_000
     }
 }
 
@@ -270,6 +283,9 @@ impl Observe {
             stalls: StallBook::default(),
             rates: Rates::default(),
             stall_threshold_ns: AtomicU64::new(duration_ns(options.stall_threshold).max(1)),
+            stall_sample_interval_ns: AtomicU64::new(sample_interval_ns(
+                options.stall_sample_interval,
+            )),
             health_threshold_ns: duration_ns(options.health_threshold),
             started_ns: now_ns(),
             metrics_addr: OnceLock::new(),
@@ -342,6 +358,19 @@ impl ObserveHandle {
             .store(duration_ns(threshold).max(1), Ordering::Relaxed);
     }
 
+    /// The stall sampling interval in force.
+    pub fn stall_sample_interval(&self) -> Duration {
+        Duration::from_nanos(self.shared.stall_sample_interval_ns.load(Ordering::Relaxed))
+    }
+
+    /// Changes the stall sampling interval (as `config.set stall_sample_interval_ms` does),
+    /// clamped to 1 ms..=1 s.
+    pub fn set_stall_sample_interval(&self, interval: Duration) {
+        self.shared
+            .stall_sample_interval_ns
+            .store(sample_interval_ns(interval), Ordering::Relaxed);
+    }
+
     /// How long past the threshold the watchdog saw the last stall it opened (its detection
     /// latency); `None` before the first stall.
     pub fn last_stall_detection_latency(&self) -> Option<Duration> {
@@ -353,7 +382,7 @@ impl ObserveHandle {
 
     /// The stalls in progress and the recent ones, as the `stalls` method answers.
     pub fn stalls(&self) -> proto::StallsResult {
-        convert::stalls(&self.shared, &proto::methods::StallsParams::default())
+        convert::stalls(&self.shared, &proto::methods::StallsParams::default()).unwrap_or_default()
     }
 
     /// The daemon at a glance, as the `status` method answers.
@@ -383,4 +412,12 @@ impl Drop for ObserveHandle {
 
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A sampling interval in nanoseconds, within 1 ms..=[`proto::methods::MAX_STALL_SAMPLE_INTERVAL_MS`].
+fn sample_interval_ns(d: Duration) -> u64 {
+    duration_ns(d).clamp(
+        1_000_000,
+        proto::methods::MAX_STALL_SAMPLE_INTERVAL_MS * 1_000_000,
+    )
 }

@@ -194,6 +194,7 @@ enum Pos {
         at: usize,
     },
     Stalls(usize),
+    Samples(usize),
     End,
     Done,
 }
@@ -213,6 +214,10 @@ pub(crate) struct TraceStream {
     suffix: &'static [u8],
     loops: Vec<LoopRecords>,
     stalls: Vec<StallRecord>,
+    /// Events after the stalls: a stall trace's sampled stacks.
+    samples: Vec<Value>,
+    /// A stall trace's window, for `otherData`.
+    window: Option<Value>,
     pos: Pos,
 }
 
@@ -246,8 +251,56 @@ impl TraceStream {
             suffix,
             loops,
             stalls: shared.stalls.records_since(since),
+            samples: Vec::new(),
+            window: None,
             pos: Pos::Start,
         }
+    }
+
+    /// The trace of stall `id`'s flight-recorder window: its loop's iterations and slow
+    /// callbacks from 2 s before it opened to its end, the stall, and its samples as nested
+    /// slices on the loop's track (a flame chart in time order). `None` when no window is
+    /// kept for it.
+    pub(crate) fn for_stall(
+        shared: &Shared,
+        id: u64,
+        prefix: Vec<u8>,
+        suffix: &'static [u8],
+    ) -> Option<TraceStream> {
+        let view = shared.stalls.window(id)?;
+        let tid = view.record.stall.loop_index as usize;
+        let pid = std::process::id();
+        let samples = view
+            .profile
+            .as_ref()
+            .map(|p| sample_slices(p, &view.record, pid))
+            .unwrap_or_default();
+        Some(TraceStream {
+            w: TraceWriter {
+                out: Vec::new(),
+                pid,
+                first: true,
+            },
+            now: now_ns(),
+            since: view.window.from_ns,
+            prefix,
+            suffix,
+            loops: vec![LoopRecords {
+                tid,
+                iterations: view.window.iterations.clone().into(),
+                slow: view.window.slow.clone(),
+            }],
+            window: Some(json!({
+                "stall": id,
+                "from_unix_ms": wall_ms(view.window.from_ns),
+                "iterations": view.window.iterations.len(),
+                "iterations_cut": view.window.iterations_cut,
+                "samples": view.profile.as_ref().map_or(0, |p| p.samples.len()),
+            })),
+            stalls: vec![view.record],
+            samples,
+            pos: Pos::Start,
+        })
     }
 
     /// Appends at least `want` bytes of the trace to `out` (less at the end); true once the
@@ -328,10 +381,18 @@ impl TraceStream {
                 }
             }
             Pos::Stalls(i) => match self.stalls.get(i) {
-                None => Pos::End,
+                None => Pos::Samples(0),
                 Some(r) => {
                     self.w.stall(r, self.now);
                     Pos::Stalls(i + 1)
+                }
+            },
+            Pos::Samples(i) => match self.samples.get(i) {
+                None => Pos::End,
+                Some(v) => {
+                    self.w.sep();
+                    let _ = serde_json::to_writer(&mut self.w.out, v);
+                    Pos::Samples(i + 1)
                 }
             },
             Pos::End => {
@@ -346,6 +407,7 @@ impl TraceStream {
                         "as_of_ms": wall_ms(self.now),
                         "clock": "ts is microseconds since the daemon's monotonic clock epoch",
                         "epoch_unix_ms": wall_ms(0),
+                        "stall_window": self.window,
                     }),
                 );
                 self.w.out.push(b'}');
@@ -355,4 +417,57 @@ impl TraceStream {
             Pos::Done => Pos::Done,
         }
     }
+}
+
+/// A stall's samples as nested slices on its loop's track: each sample's stack holds from
+/// when it was taken to the next sample (the last one: one interval, within the stall);
+/// consecutive samples sharing frames from the root share those frames' slices.
+fn sample_slices(profile: &proto::StallProfile, stall: &StallRecord, pid: u32) -> Vec<Value> {
+    let tid = stall.stall.loop_index as usize;
+    let stall_end = stall.started_ns + (stall.stall.duration_seconds * 1e9) as u64;
+    let at = |us: u64| (stall.started_ns + us * 1_000).min(stall_end);
+    let mut out = Vec::new();
+    // Open slices, root first: (frame index, start).
+    let mut open: Vec<(u32, u64)> = Vec::new();
+    let close_from = |open: &mut Vec<(u32, u64)>, depth: usize, end: u64, out: &mut Vec<Value>| {
+        while open.len() > depth {
+            let Some((frame, start)) = open.pop() else {
+                break;
+            };
+            let f = profile.frames.get(frame as usize);
+            out.push(json!({
+                "name": f.map_or("?", |f| f.function.as_str()),
+                "cat": "sample",
+                "ph": "X",
+                "ts": start as f64 / 1e3,
+                "dur": end.saturating_sub(start) as f64 / 1e3,
+                "pid": pid,
+                "tid": tid,
+                "args": {
+                    "file": f.and_then(|f| f.file.as_deref()),
+                    "line": f.and_then(|f| f.line),
+                    "depth": open.len(),
+                },
+            }));
+        }
+    };
+    let mut last = stall.started_ns;
+    for s in &profile.samples {
+        let Some(stack) = profile.stacks.get(s.stack as usize) else {
+            continue;
+        };
+        let t = at(s.at_us);
+        let root_first: Vec<u32> = stack.iter().rev().copied().collect();
+        let common = open
+            .iter()
+            .zip(&root_first)
+            .take_while(|((f, _), g)| f == *g)
+            .count();
+        close_from(&mut open, common, t, &mut out);
+        open.extend(root_first[common..].iter().map(|&f| (f, t)));
+        last = t;
+    }
+    let end = (last + profile.interval_ms * 1_000_000).min(stall_end);
+    close_from(&mut open, 0, end, &mut out);
+    out
 }

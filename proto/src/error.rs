@@ -47,6 +47,9 @@ impl ErrorCode {
     pub const PERMISSION_DENIED: ErrorCode = ErrorCode(-32004);
     /// -32005: `config.set` with a value the daemon refuses (e.g. `threadpool_size` 0, a bad log filter).
     pub const INVALID_CONFIG: ErrorCode = ErrorCode(-32005);
+    /// -32006: the thing asked for is not (or no longer) kept, e.g. `stalls` or `trace` for a
+    /// stall id whose record or window was evicted.
+    pub const NOT_FOUND: ErrorCode = ErrorCode(-32006);
 
     /// Every code this version of the protocol defines.
     pub const KNOWN: &'static [ErrorCode] = &[
@@ -60,6 +63,7 @@ impl ErrorCode {
         Self::BUSY,
         Self::PERMISSION_DENIED,
         Self::INVALID_CONFIG,
+        Self::NOT_FOUND,
     ];
 
     /// A short human name for the code (`"unknown error"` for codes this version does not know).
@@ -75,6 +79,7 @@ impl ErrorCode {
             Self::BUSY => "daemon busy",
             Self::PERMISSION_DENIED => "permission denied",
             Self::INVALID_CONFIG => "invalid config value",
+            Self::NOT_FOUND => "not found",
             ErrorCode(-32099..=-32000) => "server error",
             _ => "unknown error",
         }

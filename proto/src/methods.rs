@@ -80,6 +80,12 @@ pub const MAX_INTERVAL_MS: u64 = 60_000;
 pub const MAX_THREADPOOL_SIZE: u32 = 1024;
 /// Largest stall threshold, ms.
 pub const MAX_STALL_THRESHOLD_MS: u64 = 600_000;
+/// Largest stall sampling interval, ms.
+pub const MAX_STALL_SAMPLE_INTERVAL_MS: u64 = 1_000;
+/// The stall sampling interval unless configured, ms.
+pub const DEFAULT_STALL_SAMPLE_INTERVAL_MS: u64 = 10;
+/// Most samples kept per stall; later ones are counted in `samples_dropped`.
+pub const MAX_STALL_SAMPLES: u64 = 1_000;
 
 wire_enum! {
     /// A subscription topic; its notifications have the same name.
@@ -155,6 +161,12 @@ pub struct StallsParams {
     /// At most this many recent stalls (default: all kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Only this stall (in progress or recent); an unknown id is error -32006 (not found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// Include each stall's sample profile, where still kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub profile: bool,
 }
 
 /// `subscribe` params.
@@ -185,6 +197,11 @@ pub struct TraceParams {
     /// Only the last this-many ms of the flight recorder (default: all of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_ms: Option<u64>,
+    /// Instead, the window kept with this stall: the iterations from 2 s before it opened
+    /// to its end, and its samples on the loop's track. Not with `last_ms`; a stall whose
+    /// window is no longer kept is error -32006 (not found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall: Option<u64>,
 }
 
 /// `config.set` params: at least one field.
@@ -197,6 +214,9 @@ pub struct ConfigSetParams {
     /// New stall threshold, ms, 1..=600000.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stall_threshold_ms: Option<u64>,
+    /// New stall sampling interval, ms, 1..=1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_sample_interval_ms: Option<u64>,
     /// New tracing filter (`RUST_LOG` syntax); the daemon validates it (-32005 if bad).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_filter: Option<String>,
@@ -360,6 +380,12 @@ impl MethodCall {
                 if p.last_ms == Some(0) {
                     return Err(invalid_params(method, "`last_ms` must be at least 1"));
                 }
+                if p.last_ms.is_some() && p.stall.is_some() {
+                    return Err(invalid_params(
+                        method,
+                        "give `last_ms` or `stall`, not both",
+                    ));
+                }
                 MethodCall::Trace(p)
             }
             CONFIG_GET => {
@@ -371,7 +397,7 @@ impl MethodCall {
                 if p == ConfigSetParams::default() {
                     return Err(invalid_params(
                         method,
-                        "nothing to set; give at least one of `threadpool_size`, `stall_threshold_ms`, `log_filter`",
+                        "nothing to set; give at least one of `threadpool_size`, `stall_threshold_ms`, `stall_sample_interval_ms`, `log_filter`",
                     ));
                 }
                 if let Some(n) = p.threadpool_size {
@@ -379,6 +405,16 @@ impl MethodCall {
                         return Err(CallError::InvalidConfig {
                             field: "threadpool_size",
                             detail: format!("must be between 1 and {MAX_THREADPOOL_SIZE}, got {n}"),
+                        });
+                    }
+                }
+                if let Some(ms) = p.stall_sample_interval_ms {
+                    if !(1..=MAX_STALL_SAMPLE_INTERVAL_MS).contains(&ms) {
+                        return Err(CallError::InvalidConfig {
+                            field: "stall_sample_interval_ms",
+                            detail: format!(
+                                "must be between 1 and {MAX_STALL_SAMPLE_INTERVAL_MS}, got {ms}"
+                            ),
                         });
                     }
                 }
@@ -683,7 +719,15 @@ mod tests {
                 limit: Some(1),
             }),
             MethodCall::ThreadPool,
-            MethodCall::Stalls(StallsParams { limit: Some(5) }),
+            MethodCall::Stalls(StallsParams {
+                limit: Some(5),
+                ..StallsParams::default()
+            }),
+            MethodCall::Stalls(StallsParams {
+                limit: None,
+                id: Some(7),
+                profile: true,
+            }),
             MethodCall::Subscribe(SubscribeParams {
                 topics: vec![Topic::Status, Topic::Stalls, Topic::Handles],
                 interval_ms: Some(250),
@@ -694,12 +738,18 @@ mod tests {
             }),
             MethodCall::Trace(TraceParams {
                 last_ms: Some(5000),
+                stall: None,
+            }),
+            MethodCall::Trace(TraceParams {
+                last_ms: None,
+                stall: Some(3),
             }),
             MethodCall::Trace(TraceParams::default()),
             MethodCall::ConfigGet,
             MethodCall::ConfigSet(ConfigSetParams {
                 threadpool_size: Some(8),
                 stall_threshold_ms: Some(50),
+                stall_sample_interval_ms: Some(5),
                 log_filter: Some("debug".into()),
             }),
         ];

@@ -507,7 +507,7 @@ pub struct ThreadPoolStatus {
 }
 
 /// One frame of a sampled stack, innermost first.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Frame {
     /// The symbol, demangled (`"<unknown>"` when it could not be resolved).
@@ -551,6 +551,123 @@ pub struct Stall {
     pub stack: Vec<Frame>,
     /// Why `stack` is empty, when sampling failed or is unsupported.
     pub stack_error: Option<String>,
+    /// Stack samples taken while it blocked (every `stall_sample_interval_ms`), kept in
+    /// its profile.
+    pub samples: u64,
+    /// Samples not kept: past the per-stall bound, or the loop did not answer.
+    pub samples_dropped: u64,
+    /// The frame most samples were in (self time), so far: the line to read first.
+    pub hot_frame: Option<String>,
+    /// The samples as a profile: in `stalls` results asked `profile: true`, for the stalls
+    /// whose profile is still kept (the last [`STALL_PROFILES_KEPT`] closed ones and those in
+    /// progress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StallProfile>,
+}
+
+/// Closed stalls whose profile and flight-recorder window are kept (older ones keep their
+/// summary: `samples`, `hot_frame`, `stack`).
+pub const STALL_PROFILES_KEPT: usize = 16;
+
+/// What the sampled loop thread was doing during a stall: the distinct stacks, the samples
+/// in time order. Folded stacks, top-frame tables, flame graphs and speedscope files are
+/// all views of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StallProfile {
+    /// The sampling interval in force, ms.
+    pub interval_ms: u64,
+    /// Every distinct frame, referred to by index from `stacks`.
+    pub frames: Vec<Frame>,
+    /// Every distinct stack, innermost frame first, as indices into `frames`.
+    pub stacks: Vec<Vec<u32>>,
+    /// The samples in the order taken.
+    pub samples: Vec<ProfileSample>,
+}
+
+/// One stack sample of a [`StallProfile`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProfileSample {
+    /// When it was taken, µs after the stalled callback started.
+    pub at_us: u64,
+    /// Its stack, an index into `stacks`.
+    pub stack: u32,
+}
+
+impl StallProfile {
+    /// The stacks with how many samples each, root first, as Brendan Gregg's folded format
+    /// reads them (`main;run;parse 12`): one line per distinct stack. Stacks whose indices
+    /// do not resolve (a malformed profile) are skipped.
+    pub fn folded(&self) -> Vec<(Vec<&str>, u64)> {
+        let mut counts = vec![0u64; self.stacks.len()];
+        for s in &self.samples {
+            if let Some(c) = counts.get_mut(s.stack as usize) {
+                *c += 1;
+            }
+        }
+        self.stacks
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .filter_map(|(stack, n)| {
+                let names: Option<Vec<&str>> = stack
+                    .iter()
+                    .rev()
+                    .map(|&f| self.frames.get(f as usize).map(|f| f.function.as_str()))
+                    .collect();
+                names.map(|names| (names, n))
+            })
+            .collect()
+    }
+
+    /// Per function: samples in which it is the innermost frame (self) and in which it
+    /// appears at all (total, counted once per sample even when recursive), sorted by self
+    /// then total, descending.
+    pub fn top_functions(&self) -> Vec<FunctionSamples> {
+        let mut by_name: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for (stack, n) in self.folded() {
+            if let Some(leaf) = stack.last() {
+                by_name.entry(leaf).or_default().0 += n;
+            }
+            let mut seen: Vec<&str> = Vec::with_capacity(stack.len());
+            for f in stack {
+                if !seen.contains(&f) {
+                    seen.push(f);
+                    by_name.entry(f).or_default().1 += n;
+                }
+            }
+        }
+        let mut out: Vec<FunctionSamples> = by_name
+            .into_iter()
+            .map(
+                |(function, (self_samples, total_samples))| FunctionSamples {
+                    function: function.to_string(),
+                    self_samples,
+                    total_samples,
+                },
+            )
+            .collect();
+        out.sort_by(|a, b| {
+            (b.self_samples, b.total_samples, &a.function).cmp(&(
+                a.self_samples,
+                a.total_samples,
+                &b.function,
+            ))
+        });
+        out
+    }
+}
+
+/// A function's share of a [`StallProfile`]'s samples.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FunctionSamples {
+    /// The function, demangled.
+    pub function: String,
+    /// Samples in which it was the innermost frame.
+    pub self_samples: u64,
+    /// Samples in which it was on the stack.
+    pub total_samples: u64,
 }
 
 /// The `stalls` result.
@@ -614,6 +731,8 @@ pub struct ConfigResult {
     pub threadpool_size: u32,
     /// Stall threshold, ms (settable).
     pub stall_threshold_ms: u64,
+    /// How often a stalled loop's stack is sampled, ms (settable).
+    pub stall_sample_interval_ms: u64,
     /// The tracing filter, e.g. `info,loopd::engine=debug` (settable).
     pub log_filter: String,
     /// The metrics endpoint address.
@@ -681,6 +800,25 @@ pub(crate) mod tests {
                 },
             ],
             stack_error: None,
+            samples: 2,
+            samples_dropped: 1,
+            hot_frame: Some("loopd::services::prime::is_prime (prime.rs:40)".into()),
+            profile: Some(StallProfile {
+                interval_ms: 10,
+                frames: vec![Frame {
+                    function: "is_prime".into(),
+                    file: None,
+                    line: None,
+                }],
+                stacks: vec![vec![0]],
+                samples: vec![
+                    ProfileSample { at_us: 0, stack: 0 },
+                    ProfileSample {
+                        at_us: 10_000,
+                        stack: 0,
+                    },
+                ],
+            }),
         }
     }
 
@@ -881,6 +1019,7 @@ pub(crate) mod tests {
             as_of_ms: 1,
             threadpool_size: 4,
             stall_threshold_ms: 100,
+            stall_sample_interval_ms: 10,
             log_filter: "info".into(),
             metrics_addr: "127.0.0.1:9464".into(),
             control_path: "/run/user/1000/loopd/control.sock".into(),

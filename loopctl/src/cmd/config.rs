@@ -1,6 +1,8 @@
 //! `loopctl config get` and `loopctl config set KEY VALUE`.
 
-use proto::methods::{ConfigSetParams, MAX_STALL_THRESHOLD_MS, MAX_THREADPOOL_SIZE};
+use proto::methods::{
+    ConfigSetParams, MAX_STALL_SAMPLE_INTERVAL_MS, MAX_STALL_THRESHOLD_MS, MAX_THREADPOOL_SIZE,
+};
 use proto::{ConfigResult, MethodCall};
 
 use crate::cli::{parse_duration, ConfigCommand, ConfigKey};
@@ -51,21 +53,10 @@ pub fn set_params(key: ConfigKey, value: &str) -> Result<ConfigSetParams, UsageE
             p.threadpool_size = Some(n);
         }
         ConfigKey::StallThresholdMs => {
-            // A bare number is ms here (the key says so); `250ms` or `1s` also work.
-            let ms = match value.trim().parse::<u64>() {
-                Ok(ms) => Some(ms),
-                Err(_) => parse_duration(value)
-                    .ok()
-                    .and_then(|d| u64::try_from(d.as_millis()).ok()),
-            };
-            let ms = ms
-                .filter(|ms| (1..=MAX_STALL_THRESHOLD_MS).contains(ms))
-                .ok_or_else(|| {
-                    UsageError(format!(
-                        "invalid value `{value}` for {name}: expected milliseconds from 1 to {MAX_STALL_THRESHOLD_MS} (or a duration like 250ms, 2s)"
-                    ))
-                })?;
-            p.stall_threshold_ms = Some(ms);
+            p.stall_threshold_ms = Some(millis(name, value, MAX_STALL_THRESHOLD_MS)?);
+        }
+        ConfigKey::StallSampleIntervalMs => {
+            p.stall_sample_interval_ms = Some(millis(name, value, MAX_STALL_SAMPLE_INTERVAL_MS)?);
         }
         ConfigKey::LogFilter => {
             if value.trim().is_empty() {
@@ -77,6 +68,22 @@ pub fn set_params(key: ConfigKey, value: &str) -> Result<ConfigSetParams, UsageE
         }
     }
     Ok(p)
+}
+
+/// Milliseconds from 1 to `max`: a bare number is ms here (the key says so); `250ms` or `1s`
+/// also work.
+fn millis(name: &str, value: &str, max: u64) -> Result<u64, UsageError> {
+    let ms = match value.trim().parse::<u64>() {
+        Ok(ms) => Some(ms),
+        Err(_) => parse_duration(value)
+            .ok()
+            .and_then(|d| u64::try_from(d.as_millis()).ok()),
+    };
+    ms.filter(|ms| (1..=max).contains(ms)).ok_or_else(|| {
+        UsageError(format!(
+            "invalid value `{value}` for {name}: expected milliseconds from 1 to {max} (or a duration like 250ms, 2s)"
+        ))
+    })
 }
 
 /// The configuration as `key value` lines and a services table.
@@ -93,6 +100,10 @@ pub fn render(c: &ConfigResult, style: &Style, now_ms: u64) -> String {
                     c.stall_threshold_ms,
                     output::duration(c.stall_threshold_ms as f64 / 1e3)
                 )),
+            ),
+            (
+                "stall_sample_interval_ms",
+                settable(c.stall_sample_interval_ms.to_string()),
             ),
             ("log_filter", settable(c.log_filter.clone())),
             ("metrics_addr", c.metrics_addr.clone()),

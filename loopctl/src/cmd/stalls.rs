@@ -1,13 +1,16 @@
 //! `loopctl stalls`: the stall in progress and recent ones, with the loop thread's stack.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
+use anyhow::Context as _;
 use proto::methods::StallsParams;
 use proto::{MethodCall, Stall, StallsResult};
 
 use crate::cli::StallsArgs;
+use crate::cmd::profile;
 use crate::cmd::status::target;
-use crate::cmd::Ctx;
+use crate::cmd::{Ctx, UsageError};
 use crate::output::{self, Paint, Style};
 
 /// Runs `stalls`.
@@ -16,11 +19,73 @@ use crate::output::{self, Paint, Style};
 ///
 /// The client's errors, or a broken stdout.
 pub fn run(ctx: &Ctx, args: &StallsArgs) -> anyhow::Result<()> {
+    if let Some(id) = args.profile.or(args.folded).or(args.speedscope) {
+        return run_profile(ctx, args, id);
+    }
     let stacks = !args.no_stacks;
     ctx.show(
-        MethodCall::Stalls(StallsParams { limit: args.limit }),
+        MethodCall::Stalls(StallsParams {
+            limit: args.limit,
+            ..StallsParams::default()
+        }),
         |r: &StallsResult, style: &Style, now_ms| render(r, style, now_ms, stacks),
     )
+}
+
+/// `--profile`, `--folded` or `--speedscope` for stall `id`.
+fn run_profile(ctx: &Ctx, args: &StallsArgs, id: u64) -> anyhow::Result<()> {
+    let mut client = ctx.connect()?;
+    let value = client.call(MethodCall::Stalls(StallsParams {
+        id: Some(id),
+        profile: true,
+        ..StallsParams::default()
+    }))?;
+    let r: StallsResult =
+        serde_json::from_value(value).context("the daemon's `stalls` answer is malformed")?;
+    let Some(stall) = r.in_progress.into_iter().chain(r.recent).next() else {
+        anyhow::bail!("the daemon answered without stall {id}");
+    };
+    let Some(profile) = stall.profile.as_ref() else {
+        return Err(UsageError(format!(
+            "stall {id} has no profile any more (the last {} closed stalls keep one)",
+            proto::STALL_PROFILES_KEPT
+        ))
+        .into());
+    };
+    if args.profile.is_some() {
+        if ctx.out.json {
+            return Ok(ctx.out.json(&stall)?);
+        }
+        let mut text = render_stall(&stall, &ctx.out.style, false);
+        text.push('\n');
+        text.push_str(&profile::render_top(&stall, profile, &ctx.out.style));
+        return Ok(ctx.out.text(&text)?);
+    }
+    let (body, what) = if args.folded.is_some() {
+        (profile::folded(profile), "folded stacks")
+    } else {
+        let mut text = serde_json::to_string(&profile::speedscope(&stall, profile))?;
+        text.push('\n');
+        (text, "speedscope profile")
+    };
+    match args.output.as_deref() {
+        None => Ok(ctx.out.text(&body)?),
+        Some(p) if p == Path::new("-") => Ok(ctx.out.text(&body)?),
+        Some(path) => {
+            std::fs::write(path, &body)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let hint = if args.folded.is_some() {
+                "render it: inferno-flamegraph FILE > flame.svg (or flamegraph.pl FILE)"
+            } else {
+                "open it: https://www.speedscope.app → Browse"
+            };
+            Ok(ctx.out.text(&format!(
+                "wrote {} ({what} of stall #{id}, {} samples)\n{hint}\n",
+                path.display(),
+                profile.samples.len()
+            ))?)
+        }
+    }
 }
 
 /// `stalls` as text: in-progress stalls first, then recent ones newest first.
@@ -67,6 +132,19 @@ pub fn render_stall(s: &Stall, style: &Style, stack: bool) -> String {
         target(s),
         output::utc(s.started_at_ms)
     );
+    if s.samples > 0 {
+        let _ = writeln!(
+            out,
+            "  {} samples{} · hottest: {}",
+            s.samples,
+            if s.samples_dropped > 0 {
+                format!(" ({} not kept)", s.samples_dropped)
+            } else {
+                String::new()
+            },
+            style.paint(Paint::Cyan, s.hot_frame.as_deref().unwrap_or("?"))
+        );
+    }
     if !stack {
         return out;
     }

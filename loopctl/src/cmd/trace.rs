@@ -23,7 +23,10 @@ pub fn run(ctx: &Ctx, args: &TraceArgs) -> anyhow::Result<()> {
         .last
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
     let mut client = ctx.connect()?;
-    let trace = client.call(MethodCall::Trace(TraceParams { last_ms }))?;
+    let trace = client.call(MethodCall::Trace(TraceParams {
+        last_ms,
+        stall: args.stall,
+    }))?;
     let events = event_count(&trace);
 
     let to_stdout = args.output == Path::new("-");

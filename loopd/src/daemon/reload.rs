@@ -39,8 +39,8 @@ pub(super) struct Leader {
 impl Leader {
     /// SIGHUP, top-level keys. A key the file sets decides, unless the command line or the
     /// environment fixed it (they win at startup, so they win on reload too); a key the file
-    /// leaves out keeps its value in force. `threadpool_size`, `stall_threshold_ms` and `log`
-    /// are applied live, as `config.set` does; `metrics_addr`, `control` and `loops` need a
+    /// leaves out keeps its value in force. `threadpool_size`, `stall_threshold_ms`,
+    /// `stall_sample_interval_ms` and `log` are applied live, as `config.set` does; `metrics_addr`, `control` and `loops` need a
     /// restart, which is said (once per new value) only when the file changed them.
     fn reload_settings(&mut self, new: &Config) {
         let pool_now = self.pool.size();
@@ -62,6 +62,18 @@ impl Leader {
                 from = stall_now,
                 to = stall_new,
                 "SIGHUP: stall_threshold_ms changed"
+            );
+        }
+        let interval_now =
+            u64::try_from(self.observe.stall_sample_interval().as_millis()).unwrap_or(u64::MAX);
+        let interval_new = new.stall_sample_interval_ms;
+        if self.decides(new, Key::StallSampleIntervalMs, interval_new, interval_now) {
+            self.observe
+                .set_stall_sample_interval(Duration::from_millis(interval_new));
+            tracing::info!(
+                from = interval_now,
+                to = interval_new,
+                "SIGHUP: stall_sample_interval_ms changed"
             );
         }
         let log_now = self.control.log();

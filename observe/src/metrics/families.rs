@@ -145,6 +145,19 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         "loopd_stall_in_progress_seconds",
         "How long the callback stalling the loop right now has run; 0 when none.",
     );
+    let mut stall_samples = counter(
+        "loopd_stall_samples_total",
+        "Stack samples of stalled loop threads kept in stall profiles.",
+    );
+    let mut stall_samples_dropped = counter(
+        "loopd_stall_samples_dropped_total",
+        "Stack samples of stalled loops not kept: past the per-stall bound, or not answered.",
+    );
+    let mut stall_profiles_evicted = counter(
+        "loopd_stall_profiles_evicted_total",
+        "Stall profiles and flight-recorder windows dropped to keep the last 16.",
+    );
+    stall_profiles_evicted.value(&[], shared.stalls.profiles_evicted() as f64);
 
     for lp in &shared.loops {
         let snap = lp.snapshot();
@@ -182,6 +195,12 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         stalls_total.value(lb, total as f64);
         stall_duration.histogram(lb, &durations);
         stall_in_progress.value(lb, open_s);
+    }
+    for (index, kept, dropped) in shared.stalls.samples_per_loop() {
+        let l = index.to_string();
+        let lb: &[(&str, &str)] = &[("loop", &l)];
+        stall_samples.value(lb, kept as f64);
+        stall_samples_dropped.value(lb, dropped as f64);
     }
 
     let pool = shared.pool.snapshot();
@@ -300,6 +319,9 @@ pub(crate) fn collect(shared: &Shared) -> Vec<MetricFamily> {
         stalls_total,
         stall_duration,
         stall_in_progress,
+        stall_samples,
+        stall_samples_dropped,
+        stall_profiles_evicted,
         panics,
         connections,
         received,
