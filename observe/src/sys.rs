@@ -57,6 +57,36 @@ pub fn effective_uid() -> u32 {
 
 pub use stack_sample::{sample_signal, sample_stack, set_sample_signal, StackSample};
 
+/// The dynamic symbol (or at least the object) holding `ip`, from the loader (`dladdr`):
+/// the fallback for addresses without debug info, e.g. the vDSO's `__vdso_clock_gettime`
+/// or a stripped library's exported functions.
+pub fn loader_symbol(ip: usize) -> Option<String> {
+    // SAFETY: a zeroed Dl_info is valid storage for dladdr to fill.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables; `info` is valid for writes.
+    if unsafe { libc::dladdr(ip as *const libc::c_void, &mut info) } == 0 {
+        return None;
+    }
+    // SAFETY: dladdr filled the fields; non-null names are NUL-terminated strings owned by
+    // the loader, alive while the object is loaded (we copy them at once).
+    let name = |p: *const libc::c_char| {
+        (!p.is_null()).then(|| {
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        })
+    };
+    match (name(info.dli_sname), name(info.dli_fname)) {
+        (Some(sym), _) => Some(sym),
+        (None, Some(file)) => {
+            let base = info.dli_fbase as usize;
+            let short = file.rsplit('/').next().unwrap_or(&file).to_string();
+            Some(format!("{short}+{:#x}", ip.saturating_sub(base)))
+        }
+        (None, None) => None,
+    }
+}
+
 /// Sampling another thread's stack with a signal (the stall watchdog's stack traces).
 ///
 /// How it works:

@@ -432,7 +432,7 @@ fn resolve(ip: usize, exact_first: bool) -> Vec<Frame> {
     });
     if out.is_empty() {
         out.push(Frame {
-            function: format!("<unknown {ip:#x}>"),
+            function: crate::sys::loader_symbol(ip).unwrap_or_else(|| format!("<unknown {ip:#x}>")),
             file: None,
             line: None,
         });

@@ -57,6 +57,7 @@ pub fn stall(in_progress: bool) -> Stall {
             },
         ],
         stack_error: None,
+        ..Stall::default()
     }
 }
 

@@ -71,6 +71,10 @@ pub fn stall(in_progress: bool) -> Stall {
             },
         ],
         stack_error: None,
+        samples: 40,
+        samples_dropped: 0,
+        hot_frame: Some("loopd::services::prime::is_prime (prime.rs:52)".into()),
+        profile: None,
     }
 }
 
@@ -373,6 +377,7 @@ pub fn config() -> ConfigResult {
         as_of_ms: AS_OF_MS,
         threadpool_size: 4,
         stall_threshold_ms: 100,
+        stall_sample_interval_ms: 10,
         log_filter: "info,loopd::engine=debug".into(),
         metrics_addr: "127.0.0.1:9464".into(),
         control_path: "/run/user/1000/loopd/control.sock".into(),
