@@ -33,11 +33,10 @@ use proto::{Frame, StallEventKind};
 
 use super::{ObserveError, Shared};
 use crate::stalls::{StallWindow, WINDOW_BEFORE_NS, WINDOW_ITERATIONS_MAX};
-use crate::sys::{sample_stack, StackSample};
 use loopd_engine::instrument::clock::now_ns;
 use loopd_engine::instrument::LoopObserver;
 
-pub use crate::sys::{sample_signal, set_sample_signal};
+pub use crate::sys::{sample_signal, sample_stack, set_sample_signal, StackSample};
 
 /// How often the watchdog reads the current-callback slots.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
@@ -313,7 +312,7 @@ fn capture_window(shared: &Shared, w: &PendingWindow, now: u64) -> bool {
 }
 
 /// Symbolized frames by address (and whether it is an exact first frame).
-type SymbolCache = HashMap<(usize, bool), Vec<Frame>>;
+pub type SymbolCache = HashMap<(usize, bool), Vec<Frame>>;
 
 fn report(shared: &Shared, rx: Receiver<Report>) {
     let mut cache = SymbolCache::new();
@@ -441,7 +440,7 @@ fn resolve(ip: usize, exact_first: bool) -> Vec<Frame> {
 }
 
 /// [`symbolize`] with resolved addresses looked up in (and added to) `cache`.
-fn symbolize_cached(sample: &StackSample, cache: &mut SymbolCache) -> Vec<Frame> {
+pub fn symbolize_cached(sample: &StackSample, cache: &mut SymbolCache) -> Vec<Frame> {
     let mut out = Vec::with_capacity(sample.frames.len());
     for (i, &ip) in sample.frames.iter().enumerate() {
         if ip == 0 {
