@@ -203,7 +203,10 @@ pub struct StallsArgs {
     /// needs -o.
     #[arg(long, value_name = "ID", group = "profile_view", requires = "output")]
     pub speedscope: Option<u64>,
-    /// Where --folded or --speedscope write (`-` for stdout; --folded default: stdout).
+    /// Stall ID's profile as a flame graph SVG (open it in a browser); needs -o.
+    #[arg(long, value_name = "ID", group = "profile_view", requires = "output")]
+    pub svg: Option<u64>,
+    /// Where --folded, --speedscope or --svg write (`-` for stdout; --folded default: stdout).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -121,6 +121,14 @@ fn an_inline_prime_stall_has_a_profile_that_names_the_primality_function() {
         .flat_map(|s| s.as_array().unwrap())
         .all(|f| f.as_u64().unwrap() < frames));
 
+    // --svg: inferno's flame graph.
+    let svg_file = d.dir.0.join("stall.svg");
+    let svg_path = svg_file.display().to_string();
+    let (code, _, err) = loopctl(&d, &["stalls", "--svg", &ids, "-o", &svg_path]);
+    assert_eq!(code, 0, "{err}");
+    let svg = std::fs::read_to_string(&svg_file).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("is_prime"));
+
     // --profile: the primality function first by self time.
     let (code, table, err) = loopctl(&d, &["stalls", "--profile", &ids]);
     assert_eq!(code, 0, "{err}");

@@ -23,7 +23,10 @@ fn nested_work(count: &AtomicU64, stop: &AtomicBool) {
     let mut x = 1u64;
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..1_000 {
-            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407));
+            x = black_box(
+                x.wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407),
+            );
         }
         count.fetch_add(1, Ordering::Relaxed);
     }
@@ -83,7 +86,9 @@ fn run(secs: f64, interval: Option<Duration>) -> Run {
 }
 
 fn pct(v: &[u64], p: f64) -> u64 {
-    v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0)
+    v.get(((v.len() as f64 - 1.0) * p) as usize)
+        .copied()
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -117,7 +122,10 @@ fn main() {
     let rate_plain = med(plain.iter().map(|r| r.rate).collect());
     let rate_sampled = med(sampled.iter().map(|r| r.rate).collect());
     let waits: Vec<u64> = {
-        let mut w: Vec<u64> = sampled.iter().flat_map(|r| r.waits.iter().copied()).collect();
+        let mut w: Vec<u64> = sampled
+            .iter()
+            .flat_map(|r| r.waits.iter().copied())
+            .collect();
         w.sort_unstable();
         w
     };

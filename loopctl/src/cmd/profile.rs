@@ -1,5 +1,6 @@
 //! A stall's profile in the formats people open: a top-functions table, Brendan Gregg's
-//! folded stacks (flamegraph.pl, inferno) and a speedscope file (https://www.speedscope.app).
+//! folded stacks (flamegraph.pl, inferno), a flame graph SVG (drawn by `inferno`) and a
+//! speedscope file (https://www.speedscope.app).
 
 use std::fmt::Write as _;
 
@@ -24,6 +25,29 @@ pub fn folded(p: &StallProfile) -> String {
         let _ = writeln!(out, "{} {n}", names.join(";"));
     }
     out
+}
+
+/// The flame graph of stall `s` as an SVG document (inferno's renderer, the folded stacks as
+/// input; widths are sample counts).
+///
+/// # Errors
+/// When inferno cannot render it (e.g. no samples).
+pub fn svg(s: &Stall, p: &StallProfile) -> anyhow::Result<String> {
+    let folded = folded(p);
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = format!(
+        "stall #{} · loop {} · {} {} · {:.0} ms",
+        s.id,
+        s.loop_index,
+        s.target_type,
+        s.label.as_deref().unwrap_or(""),
+        s.duration_seconds * 1e3
+    );
+    opts.count_name = "samples".into();
+    let mut out = Vec::new();
+    inferno::flamegraph::from_lines(&mut opts, folded.lines(), &mut out)
+        .map_err(|e| anyhow::anyhow!("cannot draw the flame graph: {e}"))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The speedscope file of stall `s`: one sampled profile, each sample weighted by the time
@@ -147,6 +171,13 @@ mod tests {
             folded(&profile()),
             "main;<T as Trait>::regex 2\nmain;parse 1\n"
         );
+    }
+
+    #[test]
+    fn the_flame_graph_is_an_svg_naming_the_frames() {
+        let svg = svg(&Stall::default(), &profile()).unwrap();
+        assert!(svg.starts_with("<?xml"), "{}", &svg[..80]);
+        assert!(svg.contains("parse") && svg.contains("regex"));
     }
 
     #[test]

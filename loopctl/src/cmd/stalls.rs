@@ -19,7 +19,12 @@ use crate::output::{self, Paint, Style};
 ///
 /// The client's errors, or a broken stdout.
 pub fn run(ctx: &Ctx, args: &StallsArgs) -> anyhow::Result<()> {
-    if let Some(id) = args.profile.or(args.folded).or(args.speedscope) {
+    if let Some(id) = args
+        .profile
+        .or(args.folded)
+        .or(args.speedscope)
+        .or(args.svg)
+    {
         return run_profile(ctx, args, id);
     }
     let stacks = !args.no_stacks;
@@ -63,6 +68,8 @@ fn run_profile(ctx: &Ctx, args: &StallsArgs, id: u64) -> anyhow::Result<()> {
     }
     let (body, what) = if args.folded.is_some() {
         (profile::folded(profile), "folded stacks")
+    } else if args.svg.is_some() {
+        (profile::svg(&stall, profile)?, "flame graph")
     } else {
         let mut text = serde_json::to_string(&profile::speedscope(&stall, profile))?;
         text.push('\n');
@@ -76,6 +83,8 @@ fn run_profile(ctx: &Ctx, args: &StallsArgs, id: u64) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             let hint = if args.folded.is_some() {
                 "render it: inferno-flamegraph FILE > flame.svg (or flamegraph.pl FILE)"
+            } else if args.svg.is_some() {
+                "open it in a browser (click a frame to zoom)"
             } else {
                 "open it: https://www.speedscope.app → Browse"
             };
