@@ -4,6 +4,8 @@
 //!
 //! `cargo run --release -p loopd-bench --bin stall-sampling -- [--seconds S] [--interval-us U]`
 
+#![allow(clippy::print_stdout)] // a report on stdout is this program's output
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +34,16 @@ fn nested_work(count: &AtomicU64, stop: &AtomicBool) {
     }
 }
 
+/// The worker's identity, once it noted it.
+fn noted_thread(observer: &LoopObserver) -> loopd::engine::instrument::ThreadIdentity {
+    loop {
+        if let Some(t) = observer.thread() {
+            return t;
+        }
+        std::thread::yield_now();
+    }
+}
+
 struct Run {
     /// Work units per second done by the "loop".
     rate: f64,
@@ -49,10 +61,7 @@ fn run(secs: f64, interval: Option<Duration>) -> Run {
         o.note_thread();
         stalled_callback(&c, &s);
     });
-    while observer.thread().is_none() {
-        std::thread::yield_now();
-    }
-    let thread = observer.thread().expect("noted");
+    let thread = noted_thread(&observer);
     std::thread::sleep(Duration::from_millis(100)); // warm up
     let start_count = count.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -141,11 +150,14 @@ fn main() {
         o.note_thread();
         stalled_callback(&AtomicU64::new(0), &s);
     });
-    while observer.thread().is_none() {
-        std::thread::yield_now();
-    }
-    let thread = observer.thread().expect("noted");
-    let first = sample_stack(thread, Duration::from_millis(200)).expect("a sample");
+    let thread = noted_thread(&observer);
+    let first = match sample_stack(thread, Duration::from_millis(200)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stall-sampling: {e}");
+            std::process::exit(1);
+        }
+    };
     let t = Instant::now();
     let frames = symbolize(&first);
     let cold = t.elapsed();
