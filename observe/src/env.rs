@@ -13,6 +13,8 @@ pub use crate::control::SOCKET_ENV;
 pub const METRICS_ADDR_ENV: &str = "LOOPD_METRICS_ADDR";
 /// The stall threshold (`100ms`, `1s`, `250`).
 pub const STALL_THRESHOLD_ENV: &str = "LOOPD_STALL_THRESHOLD";
+/// How often a stalled loop's stack is sampled (ms, or a duration like `50ms`), 1 ms..=1 s.
+pub const STALL_SAMPLE_INTERVAL_ENV: &str = "LOOPD_STALL_SAMPLE_INTERVAL";
 
 /// A bad value in one of the variables; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,9 @@ pub fn program_file_name() -> String {
 /// Options for observing a program's loops as its environment asks: the control socket at
 /// `$LOOPD_SOCKET`, else `<program>-<pid>.sock` beside the daemon's `control.sock`; the
 /// metrics endpoint only when `$LOOPD_METRICS_ADDR` is set; the stall threshold from
-/// `$LOOPD_STALL_THRESHOLD` (default 100 ms). `host.kind` is `kind`. The caller fills `input`.
+/// `$LOOPD_STALL_THRESHOLD` (default 100 ms), the stall sampling interval from
+/// `$LOOPD_STALL_SAMPLE_INTERVAL` (default 10 ms). `host.kind` is `kind`. The caller fills
+/// `input`.
 ///
 /// # Errors
 /// A variable with a bad value.
@@ -117,6 +121,22 @@ pub fn program_options(kind: &str) -> Result<ObserveOptions, EnvError> {
             reason,
         })?;
         options.stall_threshold = Duration::from_millis(ms);
+    }
+    if let Some(text) = var(STALL_SAMPLE_INTERVAL_ENV) {
+        let max = proto::methods::MAX_STALL_SAMPLE_INTERVAL_MS;
+        let ms = parse_millis(&text)
+            .and_then(|ms| {
+                if (1..=max).contains(&ms) {
+                    Ok(ms)
+                } else {
+                    Err(format!("{ms} ms is out of range 1..={max}"))
+                }
+            })
+            .map_err(|reason| EnvError {
+                var: STALL_SAMPLE_INTERVAL_ENV,
+                reason,
+            })?;
+        options.stall_sample_interval = Duration::from_millis(ms);
     }
     Ok(options)
 }

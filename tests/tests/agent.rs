@@ -172,7 +172,15 @@ fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks(
     let socket = dir.0.join("agent.sock");
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
-    let _host = preloaded(&program, &[], &socket, &[("LOOPD_METRICS_ADDR", &metrics)]);
+    let _host = preloaded(
+        &program,
+        &[],
+        &socket,
+        &[
+            ("LOOPD_METRICS_ADDR", &metrics),
+            ("LOOPD_STALL_SAMPLE_INTERVAL", "20ms"),
+        ],
+    );
     let mut ctl = wait_for_socket(&socket);
 
     let host = &ctl.hello["params"]["host"];
@@ -199,6 +207,39 @@ fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks(
         "{frames:?}"
     );
     assert!(frames.iter().any(|f| f.contains("on_timer")), "{frames:?}");
+
+    // The stall keeps being sampled at the interval asked for: its profile shows the
+    // blocking function (the sleep inside it is resolved through the loader).
+    let id = stall["id"].clone();
+    let deadline = Instant::now() + DEADLINE;
+    let profiled = loop {
+        let r = ctl.call("stalls", json!({"id": id, "profile": true}));
+        let s = r["in_progress"]
+            .get(0)
+            .or_else(|| r["recent"].get(0))
+            .cloned()
+            .unwrap();
+        if s["samples"].as_u64().unwrap_or(0) >= 3 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(profiled["profile"]["interval_ms"], 20, "{profiled}");
+    let names: Vec<&str> = profiled["profile"]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    assert!(
+        names.iter().any(|f| f.contains("block_in_timer_callback")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|f| f.contains("nanosleep")),
+        "the libc frame is named: {names:?}"
+    );
 
     // Through the real loopctl: the attributed handle is the program's timer, and the loop
     // iterates.
@@ -513,6 +554,17 @@ fn a_control_socket_path_that_cannot_be_used_gets_one_line_and_the_program_runs_
     assert!(out.contains("on_timer 3\n"), "{out}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/proc/nonexistent/agent.sock"), "{err}");
+}
+
+#[test]
+fn a_bad_sampling_interval_gets_one_line_naming_it_and_the_program_runs_on() {
+    let (out, err) = timer_program_with(
+        &[("LOOPD_STALL_SAMPLE_INTERVAL", "0")],
+        Duration::from_millis(1500),
+    );
+    assert!(out.contains("on_timer 3\n"), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("LOOPD_STALL_SAMPLE_INTERVAL"), "{err}");
 }
 
 /// Discovery (issue #18) with the defaults: a daemon without `--control` and a preloaded
