@@ -199,7 +199,7 @@ pub struct StallsArgs {
     /// flamegraph.pl or inferno-flamegraph.
     #[arg(long, value_name = "ID", group = "profile_view")]
     pub folded: Option<u64>,
-    /// Stall ID's profile as a speedscope file (open it at https://www.speedscope.app);
+    /// Stall ID's profile as a speedscope file (open it at <https://www.speedscope.app>);
     /// needs -o.
     #[arg(long, value_name = "ID", group = "profile_view", requires = "output")]
     pub speedscope: Option<u64>,

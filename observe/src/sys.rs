@@ -55,7 +55,7 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-pub use stack_sample::{sample_signal, sample_stack, set_sample_signal, StackSample};
+pub use stack_sample::{sample_signal, sample_stack, set_sample_signal, SampleError, StackSample};
 
 /// The dynamic symbol (or at least the object) holding `ip`, from the loader (`dladdr`):
 /// the fallback for addresses without debug info, e.g. the vDSO's `__vdso_clock_gettime`

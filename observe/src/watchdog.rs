@@ -36,7 +36,7 @@ use crate::stalls::{StallWindow, WINDOW_BEFORE_NS, WINDOW_ITERATIONS_MAX};
 use loopd_engine::instrument::clock::now_ns;
 use loopd_engine::instrument::LoopObserver;
 
-pub use crate::sys::{sample_signal, sample_stack, set_sample_signal, StackSample};
+pub use crate::sys::{sample_signal, sample_stack, set_sample_signal, SampleError, StackSample};
 
 /// How often the watchdog reads the current-callback slots.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(5);

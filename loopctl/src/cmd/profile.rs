@@ -1,6 +1,6 @@
 //! A stall's profile in the formats people open: a top-functions table, Brendan Gregg's
 //! folded stacks (flamegraph.pl, inferno), a flame graph SVG (drawn by `inferno`) and a
-//! speedscope file (https://www.speedscope.app).
+//! speedscope file (<https://www.speedscope.app>).
 
 use std::fmt::Write as _;
 
