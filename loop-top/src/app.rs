@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crossterm::event::KeyEvent;
-use proto::methods::{HANDLES, REQUESTS, STALLS, THREADPOOL};
+use proto::methods::{StallsParams, HANDLES, REQUESTS, STALLS, THREADPOOL};
 use proto::{MethodCall, Stall};
 
-use crate::conn::ConnEvent;
+use crate::conn::{ConnEvent, STALL_DETAIL};
 use crate::input::{self, Action};
 use crate::state::fleet::{Fleet, FleetRow};
 use crate::state::replay::{Recording, Replay, SEEK_MS};
+use crate::state::stalls::ProfileState;
 use crate::state::table::{Row, TableView};
 use crate::state::{Model, Update};
 
@@ -461,7 +462,14 @@ impl App {
             }
             ConnEvent::CallFailed { method, error } => {
                 pending.remove(method.as_str());
-                self.note = Some(format!("`{method}` failed: {error}"));
+                if method == STALL_DETAIL {
+                    // Not kept any more (-32006) or refused: the detail says so.
+                    if let Some(id) = self.detail {
+                        self.live.stalls.profile_missing(id, error);
+                    }
+                } else {
+                    self.note = Some(format!("`{method}` failed: {error}"));
+                }
                 Vec::new()
             }
             ConnEvent::Update(u) => {
@@ -470,6 +478,7 @@ impl App {
                     Update::Requests(_) => Some(REQUESTS),
                     Update::ThreadPool(_) => Some(THREADPOOL),
                     Update::Stalls(_) => Some(STALLS),
+                    Update::StallDetail(_) => Some(STALL_DETAIL),
                     _ => None,
                 };
                 if let Some(m) = answered {
@@ -531,10 +540,30 @@ impl App {
         if !matches!(link, Link::Connected { .. }) {
             return Vec::new();
         }
-        match self.view.data_call() {
+        let mut calls: Vec<MethodCall> = match self.view.data_call() {
             Some(call) if pending.insert(call.name()) => vec![call],
             _ => Vec::new(),
+        };
+        // The open stall's profile: once, and again at each status push while the stall
+        // lasts (its samples grow).
+        if let Some(id) = self.detail.filter(|_| self.view == View::Stalls) {
+            let in_progress = self.live.stalls.in_progress().any(|s| s.id == id);
+            let known = self.live.stalls.profile(id).is_some();
+            if (in_progress || !known) && pending.insert(STALL_DETAIL) {
+                calls.push(MethodCall::Stalls(StallsParams {
+                    id: Some(id),
+                    profile: true,
+                    ..StallsParams::default()
+                }));
+            }
         }
+        calls
+    }
+
+    /// What is known of the open stall's profile: `None` while it is being fetched.
+    pub fn detail_profile(&self) -> Option<&ProfileState> {
+        let id = self.detail?;
+        self.model().stalls.profile(id)
     }
 
     /// Performs one action.
@@ -612,6 +641,14 @@ impl App {
                         .selected_row()
                         .and_then(|i| model.stalls.rows().get(i))
                         .map(|s| s.id);
+                    if let (Some(id), Source::Replay(_)) = (self.detail, &self.source) {
+                        self.live.stalls.profile_missing(
+                            id,
+                            "a recording keeps no profiles (loopctl stalls --profile on the live daemon)"
+                                .into(),
+                        );
+                    }
+                    calls = self.data_calls();
                 }
             }
             Action::Back => {

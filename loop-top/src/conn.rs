@@ -17,6 +17,18 @@ use proto::{encode, Id, LineDecoder, Message, MethodCall, Response, ServerEvent}
 
 use crate::state::Update;
 
+/// The name a `stalls` call for one stall (the open detail's profile) is tracked under: its
+/// answer is not a listing and must not be read as one.
+pub const STALL_DETAIL: &str = "stalls(id)";
+
+/// The name `call` is tracked under until answered.
+pub fn tracked_name(call: &MethodCall) -> &'static str {
+    match call {
+        MethodCall::Stalls(p) if p.id.is_some() => STALL_DETAIL,
+        c => c.name(),
+    }
+}
+
 /// First reconnect delay.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest reconnect delay.
@@ -161,7 +173,7 @@ impl Client {
     pub fn send(&mut self, call: MethodCall) -> io::Result<Id> {
         let id = Id::from(self.next_id);
         self.next_id += 1;
-        let name = call.name();
+        let name = tracked_name(&call);
         let line = encode(&call.into_request(id.clone())).map_err(io::Error::other)?;
         self.stream.write_all(&line)?;
         self.pending.insert(id.clone(), name);
@@ -266,6 +278,13 @@ fn decode_response(id: Id, method: &'static str, r: Response) -> Option<Incoming
                 Err(e) => Some(failed(id, format!("malformed result: {e}"))),
             }
         }
+        STALL_DETAIL => match serde_json::from_value(value) {
+            Ok(r) => Some(Incoming::Answer {
+                id,
+                update: Update::StallDetail(r),
+            }),
+            Err(e) => Some(failed(id, format!("malformed result: {e}"))),
+        },
         _ => None,
     }
 }

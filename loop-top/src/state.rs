@@ -28,6 +28,8 @@ pub enum Update {
     Stall(Box<StallEvent>),
     /// A `stalls` result (in progress + recent).
     Stalls(StallsResult),
+    /// A `stalls` result for one stall, with its profile (the open detail's fetch).
+    StallDetail(StallsResult),
     /// A `handles` notification or result.
     Handles(HandlesResult),
     /// A `requests` result.
@@ -175,6 +177,7 @@ impl Model {
             }
             Update::Stall(e) => self.stalls.observe_event(&e),
             Update::Stalls(r) => self.stalls.observe_result(&r),
+            Update::StallDetail(r) => self.stalls.observe_detail(&r),
             Update::Handles(h) => self.handles.replace(h.handles, h.as_of_ms, h.total),
             Update::Requests(r) => self.requests.replace(r.requests, r.as_of_ms, r.total),
             Update::ThreadPool(mut t) => {

@@ -3,10 +3,46 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::{Stall, StallEvent, StallEventKind, StallsResult, Status};
+use proto::{Stall, StallEvent, StallEventKind, StallProfile, StallsResult, Status};
 
 /// Recent stalls kept, newest first.
 pub const RECENT_CAP: usize = 500;
+/// Stall profiles kept (fetched one at a time, for the stall whose detail is open).
+pub const PROFILES_CAP: usize = 16;
+
+/// What is known of a stall's profile.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProfileState {
+    /// Fetched (the latest copy, while the stall is in progress).
+    Kept(StallProfile),
+    /// The daemon has none for it (evicted, or a replay, which records none): why.
+    Missing(String),
+}
+
+/// One function of a profile with its share of the samples, for the detail's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotFrame {
+    /// The function, demangled.
+    pub function: String,
+    /// Percent of samples in which it was the innermost frame.
+    pub self_pct: f64,
+    /// Percent of samples in which it was on the stack.
+    pub total_pct: f64,
+}
+
+/// The `n` hottest functions of `p`: by self share, then total share (as `perf report`).
+pub fn hottest(p: &StallProfile, n: usize) -> Vec<HotFrame> {
+    let samples = p.samples.len().max(1) as f64;
+    p.top_functions()
+        .into_iter()
+        .take(n)
+        .map(|f| HotFrame {
+            function: f.function,
+            self_pct: f.self_samples as f64 * 100.0 / samples,
+            total_pct: f.total_samples as f64 * 100.0 / samples,
+        })
+        .collect()
+}
 
 /// In-progress and recent stalls.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,6 +59,8 @@ pub struct StallBook {
     version: u64,
     /// Stalls since the daemon started (from `status` or `stalls`).
     total: u64,
+    /// Profiles asked for, by stall id (at most [`PROFILES_CAP`], the newest ids).
+    profiles: BTreeMap<u64, ProfileState>,
 }
 
 impl StallBook {
@@ -79,6 +117,48 @@ impl StallBook {
         }
         self.total = self.total.max(r.total);
         self.rebuild();
+    }
+
+    /// A `stalls` result for one stall with its profile (the detail's fetch): that stall's
+    /// latest state and its profile, or, without one, why.
+    pub fn observe_detail(&mut self, r: &StallsResult) {
+        for s in r.in_progress.iter().chain(&r.recent) {
+            let state = match &s.profile {
+                Some(p) => ProfileState::Kept(p.clone()),
+                None => ProfileState::Missing(
+                    "the daemon keeps no profile for this stall any more".into(),
+                ),
+            };
+            self.set_profile(s.id, state);
+            let mut s = s.clone();
+            s.profile = None;
+            if s.in_progress {
+                if !self.closed.contains(&s.id) {
+                    self.in_progress.insert(s.loop_index, (s, r.as_of_ms));
+                }
+            } else {
+                self.close(s);
+            }
+        }
+        self.rebuild();
+    }
+
+    /// Records that stall `id` has no profile to show, and why.
+    pub fn profile_missing(&mut self, id: u64, why: String) {
+        self.set_profile(id, ProfileState::Missing(why));
+    }
+
+    /// What is known of stall `id`'s profile (`None`: not asked yet).
+    pub fn profile(&self, id: u64) -> Option<&ProfileState> {
+        self.profiles.get(&id)
+    }
+
+    fn set_profile(&mut self, id: u64, state: ProfileState) {
+        self.profiles.insert(id, state);
+        while self.profiles.len() > PROFILES_CAP {
+            self.profiles.pop_first();
+        }
+        self.version += 1;
     }
 
     /// The `stall_in_progress` of each loop in a `status`.
@@ -150,6 +230,37 @@ fn secs_to_ms(s: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hottest_functions_are_sorted_by_self_then_total_share() {
+        use proto::{Frame, ProfileSample};
+        let f = |n: &str| Frame {
+            function: n.into(),
+            file: None,
+            line: None,
+        };
+        let p = StallProfile {
+            interval_ms: 10,
+            frames: vec![f("parse"), f("main"), f("regex")],
+            stacks: vec![vec![0, 1], vec![2, 1]],
+            samples: [0, 1, 1, 1]
+                .iter()
+                .enumerate()
+                .map(|(i, &stack)| ProfileSample {
+                    at_us: i as u64 * 10_000,
+                    stack,
+                })
+                .collect(),
+        };
+        let rows = hottest(&p, 2);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].function, "regex");
+        assert_eq!((rows[0].self_pct, rows[0].total_pct), (75.0, 75.0));
+        assert_eq!(rows[1].function, "parse");
+        assert_eq!((rows[1].self_pct, rows[1].total_pct), (25.0, 25.0));
+        assert_eq!(hottest(&p, 9)[2].function, "main");
+        assert_eq!(hottest(&p, 9)[2].total_pct, 100.0);
+    }
     use proto::LoopStatus;
 
     fn stall(id: u64, started: u64, in_progress: bool) -> Stall {

@@ -194,6 +194,15 @@ fn fleet_stalls(app: &App) -> Option<Vec<&FleetRow>> {
     }
 }
 
+/// Where a stall in progress is: the hottest frame of its samples so far (the first thing
+/// to read), else the top frame of its first stack.
+fn where_it_is(s: &proto::Stall) -> String {
+    match (s.samples, s.hot_frame.as_deref()) {
+        (0, _) | (_, None) => format!("at {}", top_frame(s)),
+        (n, Some(hot)) => format!("hottest: {hot} · {n} samples · first at {}", top_frame(s)),
+    }
+}
+
 /// How many rows the stall banner takes (2 per stall in progress).
 pub fn banner_height(app: &App) -> u16 {
     let n = match fleet_stalls(app) {
@@ -228,7 +237,7 @@ pub fn banner(f: &mut Frame<'_>, area: Rect, app: &App) {
                 label
             );
             lines.push(Line::from(format!("{:<w$}", clip(&text, w))).style(style));
-            let at = format!("   at {} (Enter opens it)", top_frame(s));
+            let at = format!("   {} (Enter opens it)", where_it_is(s));
             lines.push(
                 Line::from(format!("{:<w$}", clip(&at, w))).style(Style::new().white().on_red()),
             );
@@ -253,7 +262,7 @@ pub fn banner(f: &mut Frame<'_>, area: Rect, app: &App) {
             s.threshold_ms
         );
         lines.push(Line::from(format!("{:<w$}", clip(&text, w))).style(style));
-        let at = format!("   at {}", top_frame(s));
+        let at = format!("   {}", where_it_is(s));
         lines
             .push(Line::from(format!("{:<w$}", clip(&at, w))).style(Style::new().white().on_red()));
     }

@@ -11,6 +11,7 @@ use super::format::{bytes, count, pct, secs, since};
 use super::table::{self, Ctx, RowView, Spec};
 use crate::app::App;
 use crate::state::rows::{handle_state, stall_target, top_frame};
+use crate::state::stalls::{hottest, ProfileState};
 
 /// Seconds a stall has run: its own figure, or longer by the clock while it is in progress.
 pub fn stall_age(s: &Stall, clock_ms: u64) -> f64 {
@@ -288,11 +289,54 @@ pub fn stalls(f: &mut Frame<'_>, area: Rect, app: &App, ctx: &Ctx) {
         ctx,
     );
     if let Some(s) = app.detail_stall() {
-        detail(f, area, s, ctx);
+        detail(f, area, s, app.detail_profile(), ctx);
     }
 }
 
-fn detail(f: &mut Frame<'_>, area: Rect, s: &Stall, ctx: &Ctx) {
+/// Functions listed in the detail's profile table.
+const HOT_FRAMES: usize = 8;
+
+/// The open stall's hottest functions (self and total share of its samples), or why not.
+fn profile_lines(s: &Stall, profile: Option<&ProfileState>) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    match profile {
+        None if s.samples > 0 => lines.push(Line::from(format!(
+            "hottest frames: fetching the profile ({} samples)…",
+            s.samples
+        ))),
+        None => lines.push(Line::from("hottest frames: no samples yet").dim()),
+        Some(ProfileState::Missing(why)) => {
+            lines.push(Line::from(format!("hottest frames: none ({why})")).dim());
+        }
+        Some(ProfileState::Kept(p)) => {
+            let dropped = if s.samples_dropped > 0 {
+                format!(", {} not kept", s.samples_dropped)
+            } else {
+                String::new()
+            };
+            lines.push(Line::from(vec![
+                "hottest frames".bold(),
+                Span::raw(format!(
+                    " ({} samples every {} ms{dropped}):",
+                    p.samples.len(),
+                    p.interval_ms
+                )),
+            ]));
+            lines.push(Line::from("    SELF   TOTAL  FUNCTION").dim());
+            for h in hottest(p, HOT_FRAMES) {
+                lines.push(Line::from(vec![
+                    Span::styled(format!("  {:>5.1}%", h.self_pct), Style::new().red().bold()),
+                    Span::raw(format!(" {:>6.1}%  ", h.total_pct)),
+                    Span::raw(h.function),
+                ]));
+            }
+        }
+    }
+    lines.push(Line::from(""));
+    lines
+}
+
+fn detail(f: &mut Frame<'_>, area: Rect, s: &Stall, profile: Option<&ProfileState>, ctx: &Ctx) {
     let w = area.width.saturating_sub(4).max(area.width.min(20));
     let h = area.height.saturating_sub(2).max(area.height.min(5));
     let popup = Rect {
@@ -327,8 +371,9 @@ fn detail(f: &mut Frame<'_>, area: Rect, s: &Stall, ctx: &Ctx) {
             )),
         ]),
         Line::from(""),
-        Line::from("stack, innermost first:".bold()),
     ];
+    lines.extend(profile_lines(s, profile));
+    lines.push(Line::from("first sampled stack, innermost first:".bold()));
     if s.stack.is_empty() {
         lines.push(Line::from(format!(
             "  (none{})",

@@ -240,3 +240,101 @@ fn fleet_stalled_row_is_red_and_others_are_not() {
     assert_eq!(buf[(2, y("4242"))].bg, Color::Red);
     assert_ne!(buf[(2, y("7311"))].bg, Color::Red);
 }
+
+/// A stall of the fixtures as it is while being profiled: samples, a hot frame, a profile.
+fn profiled_stall() -> proto::Stall {
+    use proto::{Frame, ProfileSample, StallProfile};
+    let f = |n: &str| Frame {
+        function: n.into(),
+        file: None,
+        line: None,
+    };
+    let mut s = support::stall(true);
+    s.samples = 40;
+    s.hot_frame = Some("loopd::services::prime::is_prime (prime.rs:52)".into());
+    s.profile = Some(StallProfile {
+        interval_ms: 10,
+        frames: vec![
+            f("loopd::services::prime::is_prime"),
+            f("loopd::services::prime::on_line"),
+            f("core::num::<impl u64>::is_multiple_of"),
+        ],
+        stacks: vec![vec![0, 1], vec![2, 0, 1]],
+        samples: (0..40)
+            .map(|i| ProfileSample {
+                at_us: 100_000 + i * 10_000,
+                stack: u32::from(i % 4 == 0),
+            })
+            .collect(),
+    });
+    s
+}
+
+#[test]
+fn a_stall_detail_shows_the_hottest_frames_and_the_banner_the_samples() {
+    let mut app = live_app(true, View::Stalls, 120, 40);
+    app.act(Action::Open);
+    // The open detail asks for the profile at once…
+    let text = snapshot("stall_detail_fetching_120x40", &app, 120, 40);
+    assert!(text.contains("hottest frames: no samples yet"), "{text}");
+    // …and shows it when it arrives; the status push brings the samples to the banner.
+    let stall = profiled_stall();
+    let mut status = support::status(true);
+    let mut banner_stall = stall.clone();
+    banner_stall.profile = None;
+    status.loops[0].stall_in_progress = Some(banner_stall);
+    for u in [
+        Update::Status(Box::new(status)),
+        Update::StallDetail(proto::StallsResult {
+            as_of_ms: NOW,
+            in_progress: vec![stall],
+            recent: Vec::new(),
+            total: 1,
+        }),
+    ] {
+        app.update(AppEvent::Conn(ConnEvent::Update(u)));
+    }
+    let text = snapshot("stall_detail_profile_120x40", &app, 120, 40);
+    assert!(
+        text.contains("hottest frames (40 samples every 10 ms):"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("SELF   TOTAL  FUNCTION"))
+        .skip(1)
+        .take(3)
+        .collect();
+    assert!(
+        rows[0].contains("75.0%") && rows[0].contains("is_prime"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].contains("25.0%") && rows[1].contains("is_multiple_of"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[2].contains("0.0%") && rows[2].contains("100.0%") && rows[2].contains("on_line"),
+        "{rows:?}"
+    );
+    assert!(
+        text.contains("hottest: loopd::services::prime::is_prime (prime.rs:52) · 40 samples"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_stall_without_a_kept_profile_says_why() {
+    let mut app = live_app(true, View::Stalls, 120, 40);
+    app.act(Action::Open);
+    app.update(AppEvent::Conn(ConnEvent::CallFailed {
+        method: loop_top::conn::STALL_DETAIL.into(),
+        error: "no stall 7 is kept (code -32006 not found)".into(),
+    }));
+    let text = snapshot("stall_detail_missing_120x40", &app, 120, 40);
+    assert!(
+        text.contains("hottest frames: none (no stall 7 is kept"),
+        "{text}"
+    );
+    assert!(app.note.is_none(), "not a footer note");
+}
