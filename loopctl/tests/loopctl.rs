@@ -171,7 +171,11 @@ fn stalls_show_stacks() {
     assert!(!out.stdout.contains("innermost first"), "{}", out.stdout);
     assert!(!out.stdout.contains("prime.rs:52\n"), "{}", out.stdout);
     // The summary of the samples stays.
-    assert!(out.stdout.contains("40 samples · hottest: "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("40 samples · hottest: "),
+        "{}",
+        out.stdout
+    );
 
     let v = loopctl_at(&fake.path, &["stalls", "--json"]).ok().json();
     assert_eq!(v["total"], 4);

@@ -243,13 +243,23 @@ fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks(
 
     // Through the real loopctl: the attributed handle is the program's timer, and the loop
     // iterates.
-    let handles = loopctl_json(&socket, &["handles"]);
-    let timer = handles["handles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["id"] == stall["handle_id"])
-        .unwrap_or_else(|| panic!("handle {} not listed: {handles}", stall["handle_id"]));
+    // (The handle list is walked on the loop thread: a loop still blocked serves the last
+    // walk, which may predate the timer's first run.)
+    let deadline = Instant::now() + DEADLINE;
+    let timer = loop {
+        let handles = loopctl_json(&socket, &["handles"]);
+        let found = handles["handles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == stall["handle_id"])
+            .cloned();
+        match found {
+            Some(t) => break t,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => panic!("handle {} not listed: {handles}", stall["handle_id"]),
+        }
+    };
     assert_eq!(timer["type"], "timer", "{timer}");
     assert_eq!(timer["active"], true, "{timer}");
     let iterations = |s: &Value| s["loops"][0]["iterations"].as_u64().unwrap();
