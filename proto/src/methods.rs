@@ -499,7 +499,8 @@ impl MethodCall {
     ///
     /// ```
     /// use proto::{MethodCall, methods::StallsParams};
-    /// let req = MethodCall::Stalls(StallsParams { limit: Some(3) }).into_request(1);
+    /// let req = MethodCall::Stalls(StallsParams { limit: Some(3), ..StallsParams::default() })
+    ///     .into_request(1);
     /// let line = String::from_utf8(proto::encode(&req).unwrap()).unwrap();
     /// assert_eq!(line, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"stalls\",\"params\":{\"limit\":3}}\n");
     /// ```

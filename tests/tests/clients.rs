@@ -1054,7 +1054,7 @@ fn loopctl_stalls_attributes_an_inline_prime() {
     let short = loopctl(&d, &["stalls", "--no-stacks", "--limit", "1"])
         .ok()
         .stdout;
-    assert!(!short.contains("is_prime_trial_division"), "{short}");
+    assert!(!short.contains("innermost first"), "{short}");
     assert!(
         short.contains(&label2) && !short.contains(&label),
         "latest only:\n{short}"
@@ -1304,10 +1304,11 @@ fn loop_top_in_tmux_shows_the_stall_banner_live() {
         banner.contains(&label),
         "attributed to the connection: {banner}"
     );
-    // The banner's second line names the innermost frame of ours (not an inlined `core::` one).
+    // The banner's second line names the hottest frame of the samples so far (ours, not an
+    // inlined `core::` one).
     let screen = tmux.wait_for("the sampled frame in the banner", |s| {
         if s.lines()
-            .any(|l| l.contains("   at ") && l.contains("is_prime_trial_division"))
+            .any(|l| l.contains("   hottest: ") && l.contains("is_prime_trial_division"))
         {
             return true;
         }
