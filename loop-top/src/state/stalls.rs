@@ -44,6 +44,97 @@ pub fn hottest(p: &StallProfile, n: usize) -> Vec<HotFrame> {
         .collect()
 }
 
+/// One line of a profile's call tree: a node, or a chain of nodes each the only caller of
+/// the next with all its samples, collapsed into one line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeLine {
+    /// Nesting under the root.
+    pub depth: usize,
+    /// The functions of the chain, outermost first (one for a plain node).
+    pub chain: Vec<String>,
+    /// Percent of samples under the (last) node.
+    pub total_pct: f64,
+    /// Percent of samples with the (last) node innermost.
+    pub self_pct: f64,
+}
+
+/// The call tree of `p` from the root, children by samples, down to the nodes that hold at
+/// least `min_pct` of the samples; at most `max_lines` lines (depth first: the hottest path
+/// comes first).
+pub fn hot_tree(p: &StallProfile, min_pct: f64, max_lines: usize) -> Vec<TreeLine> {
+    struct Node<'a> {
+        name: &'a str,
+        count: u64,
+        self_count: u64,
+        children: Vec<usize>,
+    }
+    let mut nodes = vec![Node {
+        name: "",
+        count: 0,
+        self_count: 0,
+        children: Vec::new(),
+    }];
+    let mut total = 0;
+    for (stack, n) in p.folded() {
+        total += n;
+        let mut at = 0;
+        nodes[0].count += n;
+        for name in stack {
+            let found = nodes[at]
+                .children
+                .iter()
+                .copied()
+                .find(|&c| nodes[c].name == name);
+            at = match found {
+                Some(c) => c,
+                None => {
+                    nodes.push(Node {
+                        name,
+                        count: 0,
+                        self_count: 0,
+                        children: Vec::new(),
+                    });
+                    let c = nodes.len() - 1;
+                    nodes[at].children.push(c);
+                    c
+                }
+            };
+            nodes[at].count += n;
+        }
+        nodes[at].self_count += n;
+    }
+    let pct = |k: u64| k as f64 * 100.0 / total.max(1) as f64;
+    let mut out = Vec::new();
+    // Depth-first, hottest child first: (node, depth).
+    let mut todo: Vec<(usize, usize)> = Vec::new();
+    let mut roots: Vec<usize> = nodes[0].children.clone();
+    roots.sort_by_key(|&c| std::cmp::Reverse(nodes[c].count));
+    todo.extend(roots.into_iter().rev().map(|c| (c, 0)));
+    while let Some((mut at, depth)) = todo.pop() {
+        if out.len() >= max_lines || pct(nodes[at].count) < min_pct {
+            continue;
+        }
+        let mut chain = vec![nodes[at].name.to_string()];
+        while let [only] = nodes[at].children[..] {
+            if nodes[only].count != nodes[at].count || nodes[at].self_count > 0 {
+                break;
+            }
+            at = only;
+            chain.push(nodes[at].name.to_string());
+        }
+        out.push(TreeLine {
+            depth,
+            chain,
+            total_pct: pct(nodes[at].count),
+            self_pct: pct(nodes[at].self_count),
+        });
+        let mut children = nodes[at].children.clone();
+        children.sort_by_key(|&c| std::cmp::Reverse(nodes[c].count));
+        todo.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
+    }
+    out
+}
+
 /// In-progress and recent stalls.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StallBook {
@@ -260,6 +351,50 @@ mod tests {
         assert_eq!((rows[1].self_pct, rows[1].total_pct), (25.0, 25.0));
         assert_eq!(hottest(&p, 9)[2].function, "main");
         assert_eq!(hottest(&p, 9)[2].total_pct, 100.0);
+
+        // The tree: `main` alone at the root, then its two callees, the hotter first.
+        let tree = hot_tree(&p, 5.0, 10);
+        let shape: Vec<(usize, Vec<&str>, f64, f64)> = tree
+            .iter()
+            .map(|l| {
+                (
+                    l.depth,
+                    l.chain.iter().map(String::as_str).collect(),
+                    l.total_pct,
+                    l.self_pct,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, vec!["main"], 100.0, 0.0),
+                (1, vec!["regex"], 75.0, 75.0),
+                (1, vec!["parse"], 25.0, 25.0),
+            ]
+        );
+        assert_eq!(hot_tree(&p, 50.0, 10).len(), 2, "parse is under 50 %");
+        assert_eq!(hot_tree(&p, 5.0, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_chain_of_single_callers_is_one_tree_line() {
+        use proto::{Frame, ProfileSample};
+        let f = |n: &str| Frame {
+            function: n.into(),
+            file: None,
+            line: None,
+        };
+        let p = StallProfile {
+            interval_ms: 10,
+            frames: vec![f("leaf"), f("mid"), f("main")],
+            stacks: vec![vec![0, 1, 2]],
+            samples: vec![ProfileSample { at_us: 0, stack: 0 }; 3],
+        };
+        let tree = hot_tree(&p, 5.0, 10);
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree[0].chain, ["main", "mid", "leaf"]);
+        assert_eq!((tree[0].total_pct, tree[0].self_pct), (100.0, 100.0));
     }
     use proto::LoopStatus;
 

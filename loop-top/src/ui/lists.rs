@@ -11,7 +11,7 @@ use super::format::{bytes, count, pct, secs, since};
 use super::table::{self, Ctx, RowView, Spec};
 use crate::app::App;
 use crate::state::rows::{handle_state, stall_target, top_frame};
-use crate::state::stalls::{hottest, ProfileState};
+use crate::state::stalls::{hot_tree, hottest, ProfileState};
 
 /// Seconds a stall has run: its own figure, or longer by the clock while it is in progress.
 pub fn stall_age(s: &Stall, clock_ms: u64) -> f64 {
@@ -295,6 +295,19 @@ pub fn stalls(f: &mut Frame<'_>, area: Rect, app: &App, ctx: &Ctx) {
 
 /// Functions listed in the detail's profile table.
 const HOT_FRAMES: usize = 8;
+/// Lines of the detail's call tree, and the share of samples a node needs to be drawn.
+const TREE_LINES: usize = 10;
+const TREE_MIN_PCT: f64 = 5.0;
+
+/// A call-tree line's functions: a long chain of single callers shows its ends.
+fn chain_text(chain: &[String]) -> String {
+    match chain {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} → {b}"),
+        [first, .., last] => format!("{first} → … → {last} ({} frames)", chain.len()),
+    }
+}
 
 /// The open stall's hottest functions (self and total share of its samples), or why not.
 fn profile_lines(s: &Stall, profile: Option<&ProfileState>) -> Vec<Line<'static>> {
@@ -328,6 +341,21 @@ fn profile_lines(s: &Stall, profile: Option<&ProfileState>) -> Vec<Line<'static>
                     Span::styled(format!("  {:>5.1}%", h.self_pct), Style::new().red().bold()),
                     Span::raw(format!(" {:>6.1}%  ", h.total_pct)),
                     Span::raw(h.function),
+                ]));
+            }
+            lines.push(Line::from(""));
+            lines.push(Line::from(vec![
+                "call tree".bold(),
+                Span::raw(format!(
+                    " (from the root; nodes with ≥ {TREE_MIN_PCT:.0} % of samples):"
+                )),
+            ]));
+            lines.push(Line::from("   TOTAL    SELF  CALLS").dim());
+            for t in hot_tree(p, TREE_MIN_PCT, TREE_LINES) {
+                lines.push(Line::from(vec![
+                    Span::raw(format!("  {:>5.1}%  {:>5.1}%  ", t.total_pct, t.self_pct)),
+                    Span::raw("  ".repeat(t.depth)),
+                    Span::raw(chain_text(&t.chain)),
                 ]));
             }
         }

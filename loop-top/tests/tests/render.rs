@@ -317,6 +317,17 @@ fn a_stall_detail_shows_the_hottest_frames_and_the_banner_the_samples() {
         rows[2].contains("0.0%") && rows[2].contains("100.0%") && rows[2].contains("on_line"),
         "{rows:?}"
     );
+    // The call tree: the chain down to is_prime on one line, its callee nested under it.
+    assert!(
+        text.contains(
+            "100.0%   75.0%  loopd::services::prime::on_line → loopd::services::prime::is_prime"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(" 25.0%   25.0%    core::num::<impl u64>::is_multiple_of"),
+        "{text}"
+    );
     assert!(
         text.contains("hottest: loopd::services::prime::is_prime (prime.rs:52) · 40 samples"),
         "{text}"
