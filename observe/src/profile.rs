@@ -29,6 +29,11 @@ impl ProfileBuilder {
         }
     }
 
+    /// Samples kept.
+    pub fn samples(&self) -> usize {
+        self.samples.len()
+    }
+
     /// Whether no more samples are kept.
     pub fn is_full(&self) -> bool {
         self.samples.len() >= self.limit
@@ -137,7 +142,7 @@ mod tests {
             let kept = p.add(i, &[frame("f")]);
             assert_eq!(kept, i < 2);
         }
-        assert_eq!(p.to_wire(1).samples.len(), 2);
+        assert_eq!(p.samples(), 2);
         assert!(!p.add(9, &[]));
     }
 }

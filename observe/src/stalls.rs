@@ -31,6 +31,9 @@ pub(crate) struct StallWindow {
     pub slow: Vec<SlowCallback>,
 }
 
+/// Most samples of profiles in one `stalls` listing (`stalls {id}` answers any one).
+pub const LISTING_PROFILE_SAMPLES: usize = 4_000;
+
 /// How much of the loop's history before a stall its window keeps.
 pub const WINDOW_BEFORE_NS: u64 = 2_000_000_000;
 /// Most iterations in a window: a busy loop runs 10⁵ or more in 2 s; the latest are the
@@ -341,11 +344,16 @@ impl StallBook {
     }
 
     /// Stalls in progress and recent ones (newest first, at most `limit`), with profiles
-    /// when `profile`.
+    /// when `profile` — those in progress first, then the newest, until
+    /// [`LISTING_PROFILE_SAMPLES`] samples are in the answer (one answer stays a few MB at
+    /// most; a client asks for the others by id).
     pub fn listing(&self, limit: usize, profile: bool, now_ns: u64) -> (Vec<Stall>, Vec<Stall>) {
         let inner = self.lock();
-        let view = |r: &StallRecord| {
-            if profile {
+        let mut budget = if profile { LISTING_PROFILE_SAMPLES } else { 0 };
+        let mut view = |r: &StallRecord| {
+            let n = r.profile.as_ref().map_or(0, ProfileBuilder::samples);
+            if n > 0 && n <= budget {
+                budget -= n;
                 r.view_with_profile(now_ns)
             } else {
                 r.view(now_ns)
@@ -355,9 +363,15 @@ impl StallBook {
             .loops
             .values()
             .filter_map(|l| l.open.as_ref())
-            .map(view)
+            .map(&mut view)
             .collect();
-        let recent = inner.recent.iter().rev().take(limit).map(view).collect();
+        let recent = inner
+            .recent
+            .iter()
+            .rev()
+            .take(limit)
+            .map(&mut view)
+            .collect();
         (open, recent)
     }
 
@@ -513,6 +527,42 @@ mod tests {
         let per = book.per_loop(0);
         assert_eq!(per[0].1, 1);
         assert_eq!(per[0].2.count(), 1);
+    }
+
+    #[test]
+    fn a_listing_carries_profiles_up_to_its_sample_budget_and_old_profiles_are_evicted() {
+        let book = StallBook::default();
+        book.add_loop(0);
+        let timer = timer_id();
+        let frame = Frame {
+            function: "f".into(),
+            file: None,
+            line: None,
+        };
+        let n = STALL_PROFILES_KEPT as u64 + 2;
+        for i in 0..n {
+            let id = book.open(0, &cur(timer, i, i * 10), 100, 10);
+            for k in 0..MAX_STALL_SAMPLES {
+                book.add_sample(id, i * 10 + k, vec![frame.clone()], None, 0);
+            }
+            assert!(!book.wants_samples(id), "the bound is reached");
+            assert!(book.drop_sample(id));
+            book.close(0, i * 10 + 5);
+        }
+        let (_, recent) = book.listing(usize::MAX, true, 0);
+        let with: Vec<u64> = recent
+            .iter()
+            .filter(|s| s.profile.is_some())
+            .map(|s| s.id)
+            .collect();
+        let fit = LISTING_PROFILE_SAMPLES / MAX_STALL_SAMPLES as usize;
+        assert_eq!(with, (n - fit as u64 + 1..=n).rev().collect::<Vec<_>>());
+        assert_eq!(recent[0].samples, MAX_STALL_SAMPLES);
+        assert_eq!(recent[0].samples_dropped, 1);
+        // The oldest two lost their profiles (16 are kept), counted.
+        assert_eq!(book.profiles_evicted(), 2);
+        assert!(book.get_with_profile(1, 0).unwrap().profile.is_none());
+        assert!(book.get_with_profile(n, 0).unwrap().profile.is_some());
     }
 
     #[test]
