@@ -663,3 +663,106 @@ fn loopctl_ls_finds_a_daemon_and_a_preloaded_program_in_the_default_runtime_dire
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Two loops in two threads: both attached, each its own `loop` index; the stall of the busy
+/// one is attributed to that loop only; the trace has a track per loop.
+#[test]
+fn two_loops_in_two_threads_are_two_loops_with_their_own_stalls_and_tracks() {
+    let dir = TempDir::new("agent-two-loops");
+    let mut link = pkg_config(&["--libs"]);
+    link.push("-pthread".into());
+    let program = build(&dir.0, "two_loops", &link);
+    let socket = dir.0.join("agent.sock");
+    let _host = preloaded(&program, &[], &socket, &[]);
+    let mut ctl = wait_for_socket(&socket);
+
+    // Both loops attached and iterating.
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        let s = ctl.call("status", json!({}));
+        let loops = s["loops"].as_array().map_or(0, Vec::len);
+        if loops == 2
+            && s["loops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["iterations"].as_u64().unwrap_or(0) > 0)
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut indexes: Vec<u64> = status["loops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["loop"].as_u64().unwrap())
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), 2, "distinct loop labels: {status}");
+
+    // The busy loop stalls; the stall names that loop, and the quiet one keeps iterating.
+    let stall = stall_in_progress(&mut ctl);
+    assert_eq!(stall["type"], "timer", "{stall}");
+    let stalled = stall["loop"].as_u64().unwrap();
+    let quiet = *indexes.iter().find(|&&i| i != stalled).unwrap();
+    let iterations_of = |s: &Value, index: u64| {
+        s["loops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["loop"] == index)
+            .and_then(|l| l["iterations"].as_u64())
+            .unwrap()
+    };
+    let before = iterations_of(&ctl.call("status", json!({})), quiet);
+    let deadline = Instant::now() + DEADLINE;
+    while iterations_of(&ctl.call("status", json!({})), quiet) <= before {
+        assert!(Instant::now() < deadline, "the quiet loop stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = ctl.call("status", json!({}));
+    let quiet_status = status["loops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["loop"] == quiet)
+        .unwrap();
+    assert!(
+        quiet_status["stall_in_progress"].is_null(),
+        "{quiet_status}"
+    );
+
+    // The trace: a named track per loop, iterations on both.
+    let file = dir.0.join("trace.json");
+    let out = Command::new(binary("loopctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["trace", "--last", "2s", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    for index in &indexes {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["name"] == "thread_name" && e["tid"] == *index),
+            "no track for loop {index}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e["name"] == "iteration" && e["tid"] == *index),
+            "no iterations of loop {index}"
+        );
+    }
+}
