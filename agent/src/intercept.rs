@@ -15,7 +15,11 @@ use std::ffi::{c_int, c_uint, c_void};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use loopd_engine::instrument::clock::now_ns;
-use loopd_engine::{HandleId, HandleType, Phase, RequestId, RequestType, Target};
+use std::sync::Arc;
+
+use loopd_engine::{
+    HandleId, HandleType, Phase, RequestId, RequestInfo, RequestState, RequestType, Site, Target,
+};
 
 use crate::loop_agent::agent_of;
 use crate::sites;
@@ -322,6 +326,39 @@ pub(crate) fn track_request(req: Ptr, kind: RequestType, uv_loop: Ptr, cb: usize
             a.request_started(kind);
         }
     }
+}
+
+/// The requests in flight on `uv_loop` (loop thread: the table is the thread's), oldest
+/// first. Work queued with `uv_queue_work` is `queued` or `running`; the agent cannot see
+/// inside libuv's other requests (writes, fs, connects, …), which are `running` while in
+/// flight.
+pub(crate) fn requests_of(uv_loop: Ptr) -> Vec<RequestInfo> {
+    let unknown_site: Arc<str> = Arc::from("?");
+    let mut list: Vec<RequestInfo> = REQS
+        .try_with(|m| {
+            let Ok(m) = m.try_borrow() else {
+                return Vec::new();
+            };
+            m.iter()
+                .filter(|(_, r)| r.uv_loop == uv_loop)
+                .map(|(&req, r)| RequestInfo {
+                    id: r.id,
+                    kind: r.kind,
+                    label: None,
+                    site: Site::Symbol(unknown_site.clone()),
+                    created_ns: r.started_ns,
+                    state: match r.kind {
+                        RequestType::Work => {
+                            crate::pool::work_state(req).unwrap_or(RequestState::Running)
+                        }
+                        _ => RequestState::Running,
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    list.sort_by_key(|r| r.created_ns);
+    list
 }
 
 /// Forgets a request whose registering call failed (no callback will come).

@@ -24,7 +24,9 @@ use loopd_engine::instrument::{
     Histogram, LoopObserver, LoopSnapshot, PerType, PhaseSnapshot, RecorderLocal, SlowCallback,
     SnapshotWindows, TypeCount, SLOW_CALLBACK_NS,
 };
-use loopd_engine::{HandleId, HandleInfo, HandleType, Phase, RequestType, Site, Target};
+use loopd_engine::{
+    HandleId, HandleInfo, HandleType, Phase, RequestInfo, RequestType, Site, Target,
+};
 
 use crate::sites;
 use crate::uv::{self, Ptr, Uv};
@@ -86,6 +88,8 @@ pub struct LoopAgent {
     lists_at_ns: u64,
     known: crate::intercept::PtrMap<Known>,
     handle_list: Arc<Vec<HandleInfo>>,
+    /// The requests in flight at the last walk.
+    request_list: Arc<Vec<RequestInfo>>,
     counts: PerType<HandleType, TypeCount>,
     requests_active: PerType<RequestType, u64>,
     requests_started: PerType<RequestType, u64>,
@@ -237,6 +241,7 @@ pub unsafe fn attach(
         lists_at_ns: 0,
         known: crate::intercept::PtrMap::default(),
         handle_list: Arc::new(Vec::new()),
+        request_list: Arc::new(Vec::new()),
         counts: PerType::default(),
         requests_active: PerType::default(),
         requests_started: PerType::default(),
@@ -610,6 +615,7 @@ impl LoopAgent {
         self.known.retain(|_, k| k.seen);
         self.counts = counts;
         self.handle_list = Arc::new(list);
+        self.request_list = Arc::new(crate::intercept::requests_of(self.uv_loop));
         self.lists_at_ns = now;
     }
 
@@ -650,6 +656,7 @@ impl LoopAgent {
             requests_started: self.requests_started.clone(),
             request_duration: self.request_duration.clone(),
             handle_list: self.handle_list.clone(),
+            request_list: self.request_list.clone(),
             lists_as_of_ns: self.lists_at_ns,
             ..LoopSnapshot::new(self.observer.index(), now)
         };

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use loopd_engine::instrument::clock::now_ns;
 use loopd_engine::instrument::{Histogram, PoolSnapshot, TaskOutcome};
-use loopd_engine::RequestType;
+use loopd_engine::{RequestState, RequestType};
 use loopd_observe::PoolFeed;
 
 use crate::intercept;
@@ -30,8 +30,9 @@ const MAX_SIZE: usize = 1024;
 /// never while running host code or doing I/O.
 #[derive(Default)]
 struct Shared {
-    /// Work callback and queue time of each queued or running item, by request address.
-    work: HashMap<usize, (usize, u64)>,
+    /// Work callback, queue time and whether a worker took it, of each queued or running
+    /// item, by request address.
+    work: HashMap<usize, (usize, u64, bool)>,
     queue_wait: Histogram,
     run: Histogram,
 }
@@ -108,12 +109,27 @@ impl PoolFeed for &'static AgentPool {
     }
 }
 
+/// Whether the work request `req` waits in libuv's queue (`Queued`) or a worker runs it
+/// (`Running`); `None` when it is not work queued through us.
+pub(crate) fn work_state(req: usize) -> Option<RequestState> {
+    let s = lock(&pool().shared);
+    s.work.get(&req).map(|&(_, _, started)| {
+        if started {
+            RequestState::Running
+        } else {
+            RequestState::Queued
+        }
+    })
+}
+
 unsafe extern "C" fn work_tramp(req: Ptr) {
     let p = pool();
     let start = now_ns();
     let entry = std::panic::catch_unwind(|| {
         let mut s = lock(&p.shared);
-        let (cb, queued_ns) = s.work.get(&(req as usize)).copied()?;
+        let entry = s.work.get_mut(&(req as usize))?;
+        entry.2 = true;
+        let (cb, queued_ns, _) = *entry;
         s.queue_wait.record(start.saturating_sub(queued_ns));
         Some(cb)
     })
@@ -174,7 +190,7 @@ pub unsafe extern "C" fn uv_queue_work(
     let _ = std::panic::catch_unwind(|| {
         lock(&p.shared)
             .work
-            .insert(req as usize, (work_cb as usize, now_ns()));
+            .insert(req as usize, (work_cb as usize, now_ns(), false));
         intercept::track_request(req, RequestType::Work, l, after.map_or(0, |a| a as usize));
     });
     p.queued.fetch_add(1, Ordering::Relaxed);

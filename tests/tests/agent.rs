@@ -378,6 +378,48 @@ fn a_prime_server_on_the_thread_pool_does_not_stall_and_its_pool_is_measured() {
     }
     let status = loopctl_json(&socket, &["status"]);
     assert_eq!(status["stalls_total"], 0, "{status}");
+
+    // A large prime keeps a worker busy for seconds: its request is listed, running, while
+    // it is; then no longer.
+    let slow = std::thread::spawn(move || {
+        let mut conn = BufReader::new(TcpStream::connect(addr).unwrap());
+        ask(&mut conn, "2305843009213693951")
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let listed = loop {
+        let r = loopctl_json(&socket, &["requests"]);
+        let running = r["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["type"] == "work" && q["state"] == "running")
+            .cloned();
+        if let Some(q) = running {
+            break q;
+        }
+        assert!(Instant::now() < deadline, "no running work request: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(listed["age_seconds"].as_f64().unwrap() >= 0.0, "{listed}");
+    assert_eq!(slow.join().unwrap(), "prime");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let r = loopctl_json(&socket, &["requests"]);
+        if !r["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["id"] == listed["id"])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the finished request is still listed: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let deadline = Instant::now() + DEADLINE;
     loop {
         let page = scrape(metrics.parse().unwrap());
