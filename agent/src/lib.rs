@@ -20,6 +20,7 @@ pub mod loop_agent;
 pub mod pool;
 pub mod serve;
 mod sites;
+pub mod threads;
 pub mod uv;
 
 use uv::Uv;

@@ -113,9 +113,7 @@ fn notify(r: &mut Registry) {
         }
     }
     let (tx, rx) = mpsc::channel::<()>();
-    let started = std::thread::Builder::new()
-        .name("loopd-agent".into())
-        .spawn(move || serve(rx));
+    let started = crate::threads::spawn_apart("loopd-agent", move || serve(rx));
     match started {
         Ok(_) => {
             let _ = tx.send(());

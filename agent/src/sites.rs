@@ -82,22 +82,20 @@ pub fn symbol(addr: usize) -> Arc<str> {
 
 fn start_resolver() -> Option<Sender<usize>> {
     let (tx, rx) = mpsc::channel::<usize>();
-    std::thread::Builder::new()
-        .name("loopd-agent-sym".into())
-        .spawn(move || {
-            for addr in rx {
-                let name = resolve(addr);
-                let mut c = match cache().lock() {
-                    Ok(c) => c,
-                    Err(p) => p.into_inner(),
-                };
-                if c.names.len() >= CACHE_MAX {
-                    c.names.clear();
-                }
-                c.names.insert(addr, name);
+    crate::threads::spawn_apart("loopd-agent-sym", move || {
+        for addr in rx {
+            let name = resolve(addr);
+            let mut c = match cache().lock() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            if c.names.len() >= CACHE_MAX {
+                c.names.clear();
             }
-        })
-        .ok()?;
+            c.names.insert(addr, name);
+        }
+    })
+    .ok()?;
     Some(tx)
 }
 
