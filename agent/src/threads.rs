@@ -79,7 +79,7 @@ mod tests {
         let fd = file.as_raw_fd();
         let seen = spawn_apart("apart-test", move || {
             // SAFETY: fcntl F_GETFD only queries the descriptor number in this thread's table.
-            unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
+            (unsafe { libc::fcntl(fd, libc::F_GETFD) }) != -1
         })
         .expect("spawn")
         .join()
