@@ -62,7 +62,11 @@ pub unsafe extern "C" fn uv_run(uv_loop: Ptr, mode: c_int) -> c_int {
         });
     }
     // SAFETY: forwarding the host's call.
-    unsafe { real(uv_loop, mode) }
+    let rc = unsafe { real(uv_loop, mode) };
+    if !uv_loop.is_null() {
+        let _ = std::panic::catch_unwind(|| loop_agent::loop_left(uv_loop));
+    }
+    rc
 }
 
 /// Attaches the agent to `uv_loop`: call on the thread that runs it, before or between

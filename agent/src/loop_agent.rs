@@ -1,17 +1,26 @@
 //! One attached libuv loop, on its own thread: what libuv's public API lets us measure, kept
 //! in loopd's data model and published to a [`LoopObserver`].
 //!
-//! Three handles of our own, all unref'd (they never keep the host's loop alive):
-//! - a **prepare** handle: runs right before the poll — an iteration boundary, the start of
-//!   the poll phase, and the publication point;
-//! - a **check** handle: runs right after the poll — the end of the poll phase (its time,
-//!   minus `uv_metrics_idle_time`'s idle, is the poll phase's processing, exact);
+//! Handles of our own, all unref'd (they never keep the host's loop alive):
+//! - a **prepare** handle: runs right before the poll — an iteration boundary and the
+//!   publication point;
+//! - a **check** handle, only when callbacks are *not* attributed (the attach call into a
+//!   statically linked libuv): runs right after the poll — the end of the poll phase (its
+//!   time, minus `uv_metrics_idle_time`'s idle, is the poll phase) and the start of the
+//!   unattributed stretch below;
 //! - a **lag probe** timer (every 10 ms, as loopd's): actual − scheduled firing time.
 //!
-//! From our check callback to our next prepare callback the loop runs the check, close,
-//! timers, pending, idle and prepare phases: when callbacks are not attributed (the attach
-//! call into a statically linked libuv) the current-callback slot names that stretch, so a
-//! callback blocking in it is still a stall ("without attribution, an iteration").
+//! With attribution (preloaded) every host callback is timed by its trampoline, so the poll
+//! phase is the sum of the I/O callbacks of the iteration and a check handle would only add
+//! a handle run and two clock reads to each iteration (BENCHMARKS.md, "The agent's cost").
+//!
+//! The current-callback slot names the stretch between callbacks "not attributed" where a
+//! callback the agent does not wrap may run: without attribution, from our check callback to
+//! our next prepare callback ("without attribution, an iteration"); with it, from the end of
+//! each attributed callback to the next callback or prepare (a host callback registered
+//! through a call the agent does not interpose, `uv_spawn`'s exit callback say, is still seen
+//! blocking). The poll itself (prepare to the first callback) and the host's own code between
+//! `uv_run` calls are never in the slot.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -71,18 +80,29 @@ pub struct LoopAgent {
     /// When our prepare callback last ran (start of the poll phase) and the idle total then.
     prepare_at: u64,
     idle_at_prepare: u64,
-    /// The idle total at the last check callback (the end of the last poll).
-    idle_at_check: u64,
-    /// Between our prepare and our check callbacks.
+    /// The idle total last read (idle grows only inside a poll that may block).
+    idle_last: u64,
+    /// Whether the poll after our last prepare callback may block (`uv_backend_timeout` was
+    /// not 0): only then can idle time have grown, and only then is it read (libuv's
+    /// `uv_metrics_idle_time` takes a mutex).
+    may_block: bool,
+    /// Between our prepare and our check callbacks (check mode only).
     in_poll: bool,
+    /// Callbacks are attributed (the host's registering calls reach the agent): no check
+    /// handle; the poll phase is the sum of the I/O callbacks (see the module doc).
+    attributed: bool,
+    /// This iteration's attributed I/O callbacks: their total time and the first one's start.
+    poll_callbacks_ns: u64,
+    poll_first_ns: Option<u64>,
     /// The last clock read (a callback's end, the check callback) and whether nothing could
     /// have blocked since (false from the prepare callback — the poll may block — and from
     /// each `uv_run` entry — the host ran in between): one clock read per callback, as in
     /// loopd's engine (see `callback_begins`, `poll_begins`).
     last_clock: u64,
     clock_valid: bool,
-    /// An attributed callback ended since the check callback: only libuv's bookkeeping ran
-    /// since `last_clock`, not unattributed callbacks.
+    /// An attributed callback ended since the check callback (check mode; always true with
+    /// attribution): `last_clock` is then a callback's end, not the check callback's read
+    /// with unattributed callbacks run since.
     callback_since_check: bool,
     next_publish_ns: u64,
     lists_at_ns: u64,
@@ -127,6 +147,17 @@ pub fn loop_entered(uv_loop: Ptr) {
     if let Some(agent) = agent_of(uv_loop) {
         if let Ok(mut a) = agent.try_borrow_mut() {
             a.clock_valid = false;
+        }
+    }
+}
+
+/// `uv_run` returned: the host's own code runs next, not a callback of the loop.
+pub fn loop_left(uv_loop: Ptr) {
+    if let Some(agent) = agent_of(uv_loop) {
+        if let Ok(a) = agent.try_borrow() {
+            if a.depth == 0 {
+                a.observer.callback_slot().leave();
+            }
         }
     }
 }
@@ -232,8 +263,12 @@ pub unsafe fn attach(
         probe_due_ns: now + PROBE_MS * 1_000_000,
         prepare_at: now,
         idle_at_prepare: 0,
-        idle_at_check: 0,
+        idle_last: 0,
+        may_block: true,
         in_poll: false,
+        attributed: crate::intercept::interposing(),
+        poll_callbacks_ns: 0,
+        poll_first_ns: None,
         last_clock: now,
         clock_valid: false,
         callback_since_check: false,
@@ -259,6 +294,7 @@ pub unsafe fn attach(
             seen: true,
         },
     );
+    let attributed = agent.attributed;
     let cell = Rc::new(RefCell::new(agent));
     for h in [prepare, check, probe] {
         // SAFETY: our own initialized handles: `data` is the first field of every handle,
@@ -282,7 +318,9 @@ pub unsafe fn attach(
     // SAFETY: our initialized handles, on this loop; the callbacks are ours.
     unsafe {
         (uv.prepare_start)(prepare, on_prepare);
-        (uv.check_start)(check, on_check);
+        if !attributed {
+            (uv.check_start)(check, on_check);
+        }
         (uv.timer_start)(probe, on_probe, PROBE_MS, PROBE_MS);
     }
     Ok(observer)
@@ -400,11 +438,19 @@ impl LoopAgent {
         };
         // The poll may block: the next callback's start needs a fresh read.
         self.clock_valid = false;
-        // Idle time grows only inside the poll: what it was at the check callback it still
-        // is (one `uv_metrics_idle_time` call per iteration, not two: it takes a mutex).
-        let idle = self.idle_at_check;
+        let publishing = now >= self.next_publish_ns || self.observer.details_requested();
+        // Idle time grows only inside a poll that may block: read it (one
+        // `uv_metrics_idle_time` call, which takes a mutex) only after one, or to publish. In
+        // check mode the check callback has read it after the poll.
+        if self.attributed && (self.may_block || publishing) {
+            self.idle_last = self.idle_total();
+        }
+        let idle = self.idle_last;
         if self.depth == 0 {
             self.observer.callback_slot().leave();
+        }
+        if self.attributed {
+            self.poll_phase_ends();
         }
         if self.iterations > 0 {
             self.recorder.end_iteration(
@@ -426,8 +472,22 @@ impl LoopAgent {
                 self.events_waiting = m.events_waiting;
             }
         }
-        if now >= self.next_publish_ns || self.observer.details_requested() {
+        if publishing {
             self.publish(now, idle);
+        }
+        // The timeout libuv is about to poll with (our prepare runs before the host's
+        // prepare handles started before the attach: one of those could still change it; a
+        // missed idle stretch is then read at the next one that may block).
+        // SAFETY: a live loop, on its thread.
+        self.may_block = unsafe { (self.uv.backend_timeout)(self.uv_loop) } != 0;
+    }
+
+    /// With attribution: the I/O callbacks of the iteration that ends are its poll phase.
+    fn poll_phase_ends(&mut self) {
+        if let Some(first) = self.poll_first_ns.take() {
+            let took = std::mem::take(&mut self.poll_callbacks_ns);
+            self.phase_ns[Phase::Poll.index()].record(took);
+            self.recorder.phase(Phase::Poll.index(), first, took);
         }
     }
 
@@ -437,8 +497,10 @@ impl LoopAgent {
         self.last_clock = now;
         self.clock_valid = true;
         self.callback_since_check = false;
-        let idle = self.idle_total();
-        self.idle_at_check = idle;
+        if self.may_block {
+            self.idle_last = self.idle_total();
+        }
+        let idle = self.idle_last;
         let blocked = idle.saturating_sub(self.idle_at_prepare);
         let began = self.prepare_at + blocked;
         let took = now.saturating_sub(began);
@@ -496,6 +558,9 @@ impl LoopAgent {
         self.phase_callbacks[phase.index()] += 1;
         if phase != Phase::Poll {
             self.phase_ns[phase.index()].record(took);
+        } else if self.attributed {
+            self.poll_callbacks_ns += took;
+            self.poll_first_ns.get_or_insert(started);
         }
         if took >= SLOW_CALLBACK_NS {
             self.recorder.slow_callback(SlowCallback {
@@ -507,7 +572,7 @@ impl LoopAgent {
             });
         }
         if self.depth == 0 {
-            if self.in_poll {
+            if self.in_poll && !self.attributed {
                 self.observer.callback_slot().leave();
             } else {
                 self.enter_outside(now);

@@ -133,6 +133,7 @@ functions! {
     run: "uv_run" => fn(Ptr, c_int) -> c_int;
     loop_configure: "uv_loop_configure" => fn(Ptr, c_int) -> c_int;
     metrics_idle_time: "uv_metrics_idle_time" => fn(Ptr) -> u64;
+    backend_timeout: "uv_backend_timeout" => fn(Ptr) -> c_int;
     handle_size: "uv_handle_size" => fn(c_int) -> usize;
     walk: "uv_walk" => fn(Ptr, unsafe extern "C" fn(Ptr, Ptr), Ptr) -> ();
     is_active: "uv_is_active" => fn(Ptr) -> c_int;

@@ -50,6 +50,10 @@ pub struct CallbackSlot {
     label: [AtomicU64; LABEL_WORDS],
     /// The id whose label is in `label` (loop thread only).
     label_owner: AtomicU64,
+    /// The last id found to have no label (loop thread only): a loop alternating between an
+    /// unlabelled target and a labelled one (the agent's host callbacks and its "not
+    /// attributed" stretch) neither asks for labels nor copies one again.
+    unlabelled: AtomicU64,
 }
 
 impl CallbackSlot {
@@ -85,10 +89,19 @@ impl CallbackSlot {
         self.target.store(target.encode_kind(), Ordering::Relaxed);
         self.target_id.store(target.id(), Ordering::Relaxed);
         self.started_ns.store(now_ns, Ordering::Relaxed);
-        // The label is looked up and copied only when the target changes.
-        if self.label_owner.load(Ordering::Relaxed) != target.id() {
-            self.label_owner.store(target.id(), Ordering::Relaxed);
-            self.store_label(label());
+        // The label is looked up and copied only when the target is neither the one whose
+        // label is kept nor the last one found without a label.
+        let id = target.id();
+        if self.label_owner.load(Ordering::Relaxed) == id {
+            self.label_present.store(true, Ordering::Relaxed);
+        } else if self.unlabelled.load(Ordering::Relaxed) == id {
+            self.label_present.store(false, Ordering::Relaxed);
+        } else if let Some(label) = label() {
+            self.label_owner.store(id, Ordering::Relaxed);
+            self.store_label(label);
+        } else {
+            self.unlabelled.store(id, Ordering::Relaxed);
+            self.label_present.store(false, Ordering::Relaxed);
         }
         self.running.store(true, Ordering::Relaxed);
         self.write_end(s);
@@ -107,13 +120,10 @@ impl CallbackSlot {
     /// (call when a target's label changes). Loop thread only.
     pub fn invalidate_label(&self) {
         self.label_owner.store(0, Ordering::Relaxed);
+        self.unlabelled.store(0, Ordering::Relaxed);
     }
 
-    fn store_label(&self, label: Option<&str>) {
-        let Some(label) = label else {
-            self.label_present.store(false, Ordering::Relaxed);
-            return;
-        };
+    fn store_label(&self, label: &str) {
         let mut end = label.len().min(LABEL_MAX);
         while !label.is_char_boundary(end) {
             end -= 1;
@@ -192,6 +202,46 @@ mod tests {
         assert_eq!(cur.started_ns, 42);
         slot.leave();
         assert_eq!(slot.read(), None);
+    }
+
+    #[test]
+    fn alternating_between_an_unlabelled_and_a_labelled_target_keeps_both_right() {
+        let slot = CallbackSlot::default();
+        let plain = Target::Handle(HandleType::Idle, HandleId::new(3));
+        let named = Target::Handle(HandleType::Check, HandleId::new(4));
+        let asked = std::cell::Cell::new(0);
+        for _ in 0..3 {
+            slot.enter(
+                Phase::Idle,
+                plain,
+                || {
+                    asked.set(asked.get() + 1);
+                    None
+                },
+                1,
+            );
+            assert_eq!(slot.read().expect("running").label, None);
+            slot.enter(
+                Phase::Idle,
+                named,
+                || {
+                    asked.set(asked.get() + 1);
+                    Some("outside")
+                },
+                2,
+            );
+            assert_eq!(
+                slot.read().expect("running").label.as_deref(),
+                Some("outside")
+            );
+        }
+        assert_eq!(asked.get(), 2, "each label is asked for once");
+        slot.invalidate_label();
+        slot.enter(Phase::Idle, plain, || Some("now named"), 3);
+        assert_eq!(
+            slot.read().expect("running").label.as_deref(),
+            Some("now named")
+        );
     }
 
     #[test]

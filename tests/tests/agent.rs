@@ -352,6 +352,25 @@ fn an_inline_prime_server_stall_names_the_connection_and_the_blocking_function()
         .unwrap_or_else(|| panic!("handle {} not listed: {handles}", stall["handle_id"]));
     assert_eq!(conn_handle["type"], "tcp", "{conn_handle}");
     assert!(conn_handle["fd"].as_i64().is_some(), "{conn_handle}");
+    // With attribution the poll phase is the sum of the I/O callbacks of each iteration: the
+    // seconds-long read callback is in it (its maximum), iterations without one are not.
+    let stalled_s = stall["duration_seconds"].as_f64().unwrap_or(0.0);
+    let status = loopctl_json(&socket, &["status"]);
+    let poll = status["loops"][0]["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["phase"] == "poll"))
+        .unwrap_or_else(|| panic!("no poll phase: {status}"))
+        .clone();
+    assert!(
+        poll["duration"]["max"].as_f64().unwrap() >= stalled_s,
+        "poll {poll} vs stall {stall}"
+    );
+    let iterations = status["loops"][0]["iterations"].as_u64().unwrap();
+    let polls = poll["duration"]["count"].as_u64().unwrap();
+    assert!(
+        polls >= 2 && polls < iterations,
+        "{polls} polls of {iterations}: {poll}"
+    );
 }
 
 #[test]
