@@ -374,6 +374,39 @@ fn an_inline_prime_server_stall_names_the_connection_and_the_blocking_function()
 }
 
 #[test]
+fn host_code_between_nowait_runs_is_not_a_stall() {
+    let dir = TempDir::new("agent-nowait");
+    let program = build_shared(&dir.0, "nowait_host");
+    let socket = dir.0.join("agent.sock");
+    let _host = preloaded(&program, &[], &socket, &[]);
+    let _ctl = wait_for_socket(&socket);
+    // The host sleeps 300 ms (three times the threshold) between its uv_run calls, right
+    // after the timer's attributed callback: five rounds of that, and iterations go on.
+    let iterations = |s: &Value| s["loops"][0]["iterations"].as_u64().unwrap();
+    let first = iterations(&loopctl_json(&socket, &["status"]));
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status = loopctl_json(&socket, &["status"]);
+        assert_eq!(status["stalls_total"], 0, "{status}");
+        if iterations(&status) >= first + 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "iterations do not grow: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stalls = loopctl_json(&socket, &["stalls"]);
+    assert_eq!(stalls["total"], 0, "{stalls}");
+    assert_eq!(
+        stalls["in_progress"].as_array().map(Vec::len),
+        Some(0),
+        "{stalls}"
+    );
+}
+
+#[test]
 fn a_prime_server_on_the_thread_pool_does_not_stall_and_its_pool_is_measured() {
     let dir = TempDir::new("agent-prime-pool");
     let port = free_port();
