@@ -23,6 +23,7 @@ fn attach_here(uv_loop: Ptr) -> Result<(), String> {
         return Err("already refused".into());
     }
     serve::init_logging();
+    crate::fork::install();
     let result = uv::get().map_err(String::from).and_then(|uv| {
         let index = serve::next_index();
         // SAFETY: `uv_loop` is the initialized loop this thread is about to run (uv_run's or
@@ -57,6 +58,9 @@ pub unsafe extern "C" fn uv_run(uv_loop: Ptr, mode: c_int) -> c_int {
     };
     if !uv_loop.is_null() {
         let _ = std::panic::catch_unwind(|| {
+            if crate::fork::take_pending() {
+                loop_agent::adopt_after_fork();
+            }
             let _ = attach_here(uv_loop);
             loop_agent::loop_entered(uv_loop);
         });

@@ -15,6 +15,7 @@
 //! thread holds while doing I/O; the sampling signal handler (observe's) allocates nothing.
 
 pub mod ffi;
+pub mod fork;
 pub mod intercept;
 pub mod loop_agent;
 pub mod pool;

@@ -151,6 +151,33 @@ pub fn loop_entered(uv_loop: Ptr) {
     }
 }
 
+/// In a forked child (see [`crate::fork`]), on the thread that forked: each loop attached on
+/// it gets a fresh observer (the parent's could be mid-update by a thread the child does not
+/// have) and is served anew, with the child's pid.
+pub fn adopt_after_fork() {
+    crate::serve::forget_parent();
+    crate::sites::forget_resolver();
+    let agents: Vec<(usize, Rc<RefCell<LoopAgent>>)> = AGENTS
+        .try_with(|a| a.try_borrow().map(|l| l.clone()).unwrap_or_default())
+        .unwrap_or_default();
+    for (uv_loop, agent) in agents {
+        let Ok(mut a) = agent.try_borrow_mut() else {
+            continue;
+        };
+        let observer = Arc::new(LoopObserver::new(a.observer.index()));
+        observer.note_thread();
+        a.observer = observer.clone();
+        // Published anew from the next prepare callback on.
+        a.next_publish_ns = 0;
+        drop(a);
+        crate::serve::add(uv_loop, observer);
+        tracing::info!(
+            "loopd-agent: forked child {}: serving loop {uv_loop:#x}",
+            std::process::id()
+        );
+    }
+}
+
 /// `uv_run` returned: the host's own code runs next, not a callback of the loop.
 pub fn loop_left(uv_loop: Ptr) {
     if let Some(agent) = agent_of(uv_loop) {
@@ -404,6 +431,10 @@ fn with_own(h: Ptr, f: impl FnOnce(&mut LoopAgent)) {
 
 unsafe extern "C" fn on_prepare(h: Ptr) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A fork from inside a callback: the child goes on in this loop.
+        if crate::fork::take_pending() {
+            adopt_after_fork();
+        }
         with_own(h, LoopAgent::poll_begins)
     }));
 }

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::OnceLock;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use loopd_engine::instrument::clock::now_ns;
 use loopd_engine::instrument::{Histogram, PoolSnapshot, TaskOutcome};
@@ -49,7 +51,22 @@ pub struct AgentPool {
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
+}
+
+/// Takes the pool's lock for a `fork` (see `crate::fork`): the child must not inherit it held
+/// by a worker it does not have.
+pub(crate) fn hold_for_fork() {
+    std::mem::forget(pool().shared.lock());
+}
+
+/// Releases the lock [`hold_for_fork`] took.
+///
+/// # Safety
+/// Only after [`hold_for_fork`] on this thread (the fork handlers).
+pub(crate) unsafe fn release_after_fork() {
+    // SAFETY: held by this thread since `hold_for_fork` (the caller's contract).
+    unsafe { pool().shared.force_unlock() };
 }
 
 /// The process's pool figures.
@@ -125,14 +142,14 @@ pub(crate) fn work_state(req: usize) -> Option<RequestState> {
 unsafe extern "C" fn work_tramp(req: Ptr) {
     let p = pool();
     let start = now_ns();
-    let entry = std::panic::catch_unwind(|| {
+    let entry = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut s = lock(&p.shared);
         let entry = s.work.get_mut(&(req as usize))?;
         entry.2 = true;
         let (cb, queued_ns, _) = *entry;
         s.queue_wait.record(start.saturating_sub(queued_ns));
         Some(cb)
-    })
+    }))
     .ok()
     .flatten();
     let Some(cb) = entry else {
@@ -148,12 +165,16 @@ unsafe extern "C" fn work_tramp(req: Ptr) {
     }
     p.busy.fetch_sub(1, Ordering::Relaxed);
     let took = now_ns().saturating_sub(start);
-    let _ = std::panic::catch_unwind(|| lock(&p.shared).run.record(took));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lock(&p.shared).run.record(took)
+    }));
 }
 
 unsafe extern "C" fn after_work_tramp(req: Ptr, status: c_int) {
     let p = pool();
-    let _ = std::panic::catch_unwind(|| lock(&p.shared).work.remove(&(req as usize)));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lock(&p.shared).work.remove(&(req as usize))
+    }));
     if status == UV_ECANCELED {
         // libuv cancels only queued work: its work callback never ran.
         p.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -161,9 +182,7 @@ unsafe extern "C" fn after_work_tramp(req: Ptr, status: c_int) {
     } else {
         p.done.fetch_add(1, Ordering::Relaxed);
     }
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        intercept::complete(req, status)
-    }));
+    let _ = std::panic::catch_unwind(|| intercept::complete(req, status));
 }
 
 /// Interposes `uv_queue_work`: queue wait and run time measured, busy workers and queue
@@ -187,12 +206,12 @@ pub unsafe extern "C" fn uv_queue_work(
         return unsafe { real(l, req, work, after) };
     };
     let p = pool();
-    let _ = std::panic::catch_unwind(|| {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         lock(&p.shared)
             .work
             .insert(req as usize, (work_cb as usize, now_ns(), false));
         intercept::track_request(req, RequestType::Work, l, after.map_or(0, |a| a as usize));
-    });
+    }));
     p.queued.fetch_add(1, Ordering::Relaxed);
     // SAFETY: forwarding the host's call with our trampolines.
     let rc = unsafe {
@@ -205,10 +224,10 @@ pub unsafe extern "C" fn uv_queue_work(
     };
     if rc != 0 {
         p.queued.fetch_sub(1, Ordering::Relaxed);
-        let _ = std::panic::catch_unwind(|| {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             lock(&p.shared).work.remove(&(req as usize));
             intercept::untrack_request(req);
-        });
+        }));
     }
     rc
 }

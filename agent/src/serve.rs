@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{const_mutex, Mutex, MutexGuard};
 
 use loopd_engine::instrument::LoopObserver;
 use loopd_observe::{
@@ -17,23 +19,52 @@ use crate::pool;
 pub const SAMPLE_SIGNAL_ENV: &str = "LOOPD_SAMPLE_SIGNAL";
 
 /// The attached loops, in attach order (their `loop` labels).
-#[derive(Default)]
 struct Registry {
     loops: Vec<(usize, Arc<LoopObserver>)>,
     next_index: usize,
     server: Option<Sender<()>>,
 }
 
+static REGISTRY: Mutex<Registry> = const_mutex(Registry {
+    loops: Vec::new(),
+    next_index: 0,
+    server: None,
+});
+
 fn registry() -> MutexGuard<'static, Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    REGISTRY.lock()
 }
 
-/// The socket path being served, for the exit handler (try-locked there).
-static SOCKET: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The socket path being served and the process serving it, for the exit handler
+/// (try-locked there): a forked child's exit must not remove its parent's socket.
+static SOCKET: Mutex<Option<(u32, PathBuf)>> = const_mutex(None);
+
+/// Takes the locks a loop thread may take, for a `fork` (see `crate::fork`).
+pub(crate) fn hold_for_fork() {
+    std::mem::forget(REGISTRY.lock());
+    std::mem::forget(SOCKET.lock());
+}
+
+/// Releases the locks [`hold_for_fork`] took.
+///
+/// # Safety
+/// Only after [`hold_for_fork`] on this thread (the fork handlers).
+#[allow(unsafe_code)]
+pub(crate) unsafe fn release_after_fork() {
+    // SAFETY: held by this thread since `hold_for_fork` (the caller's contract).
+    unsafe {
+        SOCKET.force_unlock();
+        REGISTRY.force_unlock();
+    }
+}
+
+/// In a forked child: the parent's loops and server thread are not the child's. The loops of
+/// the forking thread are added again by [`crate::loop_agent::adopt_after_fork`].
+pub(crate) fn forget_parent() {
+    let mut r = registry();
+    r.loops.clear();
+    r.server = None;
+}
 
 /// The host's stderr is not ours: by default only the agent's own warnings (it cannot
 /// attach, cannot serve) and errors; stalls are in `loopctl stalls`, not in the host's log.
@@ -180,19 +211,21 @@ fn start(loops: Vec<Arc<LoopObserver>>) -> Result<ObserveHandle, String> {
         services: ServiceRegistry::default(),
     };
     options.config = Arc::new(AgentConfig);
+    if crate::fork::in_child() {
+        as_forked_child(&mut options);
+    }
     let handle = Observe::start(options).map_err(|e| e.to_string())?;
     if let Some(path) = handle.control_path() {
         tracing::info!(path = %path.display(), "loopd-agent: control socket listening");
-        if let Ok(mut s) = SOCKET.lock() {
-            if s.is_none() {
-                // SAFETY: registers a plain `extern "C" fn` with no arguments.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::atexit(remove_socket_at_exit);
-                }
+        let mut s = SOCKET.lock();
+        if s.is_none() {
+            // SAFETY: registers a plain `extern "C" fn` with no arguments.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::atexit(remove_socket_at_exit);
             }
-            *s = Some(path.to_path_buf());
         }
+        *s = Some((std::process::id(), path.to_path_buf()));
     }
     if let Some(addr) = handle.metrics_addr() {
         tracing::info!(%addr, "loopd-agent: metrics endpoint listening");
@@ -200,11 +233,34 @@ fn start(loops: Vec<Arc<LoopObserver>>) -> Result<ObserveHandle, String> {
     Ok(handle)
 }
 
-/// At exit, the socket file goes (the threads serving it die with the process).
+/// A forked child's own endpoints: the parent's `$LOOPD_SOCKET` path becomes
+/// `<path without .sock>-<pid>.sock` beside it (the default path already has the child's
+/// pid), and the metrics endpoint is left to the parent, whose address it is.
+fn as_forked_child(options: &mut loopd_observe::ObserveOptions) {
+    let pid = std::process::id();
+    if let Some(path) = std::env::var_os(env::SOCKET_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        let stem = path
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".sock").to_owned())
+            .unwrap_or_default();
+        options.control_path = Some(path.with_file_name(format!("{stem}-{pid}.sock")));
+    }
+    if options.metrics_addr.take().is_some() {
+        tracing::warn!(
+            "loopd-agent: forked child {pid}: no metrics endpoint (LOOPD_METRICS_ADDR is the parent's)"
+        );
+    }
+}
+
+/// At exit, the socket file goes (the threads serving it die with the process) — only the
+/// socket this process serves, not one a forked child inherited the path of.
 extern "C" fn remove_socket_at_exit() {
-    if let Ok(s) = SOCKET.try_lock() {
-        if let Some(p) = s.as_ref() {
-            let _ = std::fs::remove_file(p);
+    if let Some(s) = SOCKET.try_lock() {
+        if let Some((pid, p)) = s.as_ref() {
+            if *pid == std::process::id() {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }

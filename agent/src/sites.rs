@@ -80,6 +80,13 @@ pub fn symbol(addr: usize) -> Arc<str> {
     Arc::from(format!("{addr:#x}"))
 }
 
+/// In a forked child: the resolver thread is the parent's; the next symbol starts one.
+pub fn forget_resolver() {
+    if let Ok(mut c) = cache().try_lock() {
+        c.resolver = None;
+    }
+}
+
 fn start_resolver() -> Option<Sender<usize>> {
     let (tx, rx) = mpsc::channel::<usize>();
     crate::threads::spawn_apart("loopd-agent-sym", move || {

@@ -406,6 +406,95 @@ fn host_code_between_nowait_runs_is_not_a_stall() {
     );
 }
 
+/// A forked child of a preloaded program (killed on drop; the test is not its parent).
+struct Orphan(i32);
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn a_forked_child_is_served_on_its_own_socket_and_its_exit_leaves_the_parents() {
+    let dir = TempDir::new("agent-fork");
+    let program = build_shared(&dir.0, "fork_child");
+    let socket = dir.0.join("agent.sock");
+    let exit_file = dir.0.join("child-exit");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut host = preloaded(
+        &program,
+        &[exit_file.to_str().unwrap()],
+        &socket,
+        &[("LOOPD_METRICS_ADDR", &metrics)],
+    );
+    let mut stdout = BufReader::new(host.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let child_pid: i32 = line
+        .strip_prefix("forked ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let _child = Orphan(child_pid);
+
+    // The child: its own socket beside the parent's ($LOOPD_SOCKET with its pid), its own
+    // process in hello, and its timer's stall seen while it blocks, with the stack.
+    let child_socket = dir.0.join(format!("agent-{child_pid}.sock"));
+    let mut child_ctl = wait_for_socket(&child_socket);
+    assert_eq!(
+        child_ctl.hello["params"]["pid"], child_pid,
+        "{}",
+        child_ctl.hello
+    );
+    let stall = stall_in_progress(&mut child_ctl);
+    assert_eq!(stall["type"], "timer", "{stall}");
+    assert!(
+        functions(&stall)
+            .iter()
+            .any(|f| f.contains("block_in_timer_callback")),
+        "{stall}"
+    );
+
+    // The parent: still served where it was, its own pid, no stall of the child's, and its
+    // metrics endpoint (the child has none: the address is the parent's).
+    let parent = loopctl_json(&socket, &["status"]);
+    assert_eq!(parent["pid"], host.0.id(), "{parent}");
+    assert_eq!(parent["stalls_total"], 0, "{parent}");
+    let page = scrape(metrics.parse().unwrap());
+    assert!(page.contains("loopd_loop_iterations_total"), "{page}");
+
+    // The child exits through exit(): its socket goes, the parent's stays and answers.
+    std::fs::write(&exit_file, b"").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while child_socket.exists() {
+        assert!(Instant::now() < deadline, "the child's socket outlives it");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        socket.exists(),
+        "the child's exit removed the parent's socket"
+    );
+    let first = loopctl_json(&socket, &["status"])["loops"][0]["iterations"]
+        .as_u64()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while loopctl_json(&socket, &["status"])["loops"][0]["iterations"]
+        .as_u64()
+        .unwrap()
+        <= first
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the parent's iterations do not grow"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(host);
+}
+
 #[test]
 fn a_prime_server_on_the_thread_pool_does_not_stall_and_its_pool_is_measured() {
     let dir = TempDir::new("agent-prime-pool");
