@@ -13,7 +13,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_uint, c_void};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::{Rc, Weak};
 
 use loopd_engine::instrument::clock::now_ns;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use loopd_engine::{
     HandleId, HandleType, Phase, RequestId, RequestInfo, RequestState, RequestType, Site, Target,
 };
 
-use crate::loop_agent::{agent_of, LoopAgent};
+use crate::loop_agent::agent_of;
 use crate::sites;
 use crate::uv::{self, Ptr};
 
@@ -84,10 +83,6 @@ struct HandleCbs {
     kind: Option<HandleType>,
     first_seen_ns: u64,
     site: Option<usize>,
-    /// The agent of the handle's loop, once found (a handle may be registered before its
-    /// loop is attached): one table lookup per callback finds both the host's callback and
-    /// the agent. Weak: a detached agent is not kept alive by its handles.
-    agent: Weak<RefCell<LoopAgent>>,
 }
 
 /// A request in flight: the host's callback and what we know of it.
@@ -135,61 +130,39 @@ fn keep(h: Ptr, slot: Slot, cb: usize) {
                     .and_then(|uv| uv::handle_type(unsafe { uv::type_of(uv, h) })),
                 first_seen_ns: now_ns(),
                 site: sites::caller(),
-                agent: Weak::new(),
             });
             e.cbs[slot as usize] = cb;
         }
     });
 }
 
-/// What a trampoline needs: the host's callback, and the target and agent it is attributed
-/// to (none when the handle's loop is not attached).
-type Kept = (usize, Option<(Target, Rc<RefCell<LoopAgent>>)>);
-
-/// One lookup per callback: the host's callback in `slot`, the target it belongs to and the
-/// agent of its loop.
-fn kept(h: Ptr, slot: Slot) -> Option<Kept> {
+/// One lookup per callback: the host's callback in `slot`, and the target it belongs to.
+fn kept(h: Ptr, slot: Slot) -> Option<(usize, Option<Target>)> {
     HANDLES
         .try_with(|m| {
-            let mut m = m.try_borrow_mut().ok()?;
-            let e = m.get_mut(&(h as usize))?;
-            let cb = e.cbs[slot as usize];
-            let Some(kind) = e.kind else {
-                return Some((cb, None));
-            };
-            let agent = match e.agent.upgrade() {
-                Some(agent) => Some(agent),
-                None => {
-                    // SAFETY: libuv passes its callbacks live handles.
-                    let agent = agent_of(unsafe { uv::handle_loop(h) });
-                    if let Some(agent) = &agent {
-                        e.agent = Rc::downgrade(agent);
-                    }
-                    agent
-                }
-            };
-            Some((cb, agent.map(|a| (Target::Handle(kind, e.id), a))))
+            let m = m.try_borrow().ok()?;
+            let e = m.get(&(h as usize))?;
+            Some((
+                e.cbs[slot as usize],
+                e.kind.map(|k| Target::Handle(k, e.id)),
+            ))
         })
         .ok()
         .flatten()
 }
 
-/// Runs `call` (the host's callback) attributed to `target` in `phase` on `agent`'s loop.
-fn attributed(
-    phase: Phase,
-    attribution: Option<(Target, Rc<RefCell<LoopAgent>>)>,
-    call: impl FnOnce(),
-) {
-    let Some((target, agent)) = attribution else {
-        call();
-        return;
-    };
-    let started = match agent.try_borrow_mut() {
-        Ok(mut a) => Some(a.callback_begins(phase, target, None)),
-        Err(_) => None,
-    };
+/// Runs `call` (the host's callback of handle `h`) attributed to `target` in `phase`.
+fn attributed(h: Ptr, phase: Phase, target: Option<Target>, call: impl FnOnce()) {
+    // SAFETY: libuv passes its callbacks live handles.
+    let l = unsafe { uv::handle_loop(h) };
+    let agent = target.and_then(|_| agent_of(l));
+    let begun = agent.as_ref().and_then(|agent| {
+        let target = target?;
+        let mut a = agent.try_borrow_mut().ok()?;
+        Some((target, a.callback_begins(phase, target, None)))
+    });
     call();
-    if let Some(started) = started {
+    if let (Some(agent), Some((target, started))) = (agent, begun) {
         if let Ok(mut a) = agent.try_borrow_mut() {
             a.callback_ends(phase, target, started);
         }
@@ -200,7 +173,7 @@ fn attributed(
 macro_rules! trampoline {
     ($name:ident, $slot:expr, $phase:expr, $ty:ty, ($($arg:ident: $t:ty),*)) => {
         unsafe extern "C" fn $name(h: Ptr $(, $arg: $t)*) {
-            let Some((cb, attribution)) = kept(h, $slot) else {
+            let Some((cb, target)) = kept(h, $slot) else {
                 return;
             };
             if cb == 0 {
@@ -212,7 +185,7 @@ macro_rules! trampoline {
                 // SAFETY: the host's callback, with the arguments libuv gave us.
                 unsafe { f(h $(, $arg)*) }
             };
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attributed($phase, attribution, run))).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attributed(h, $phase, target, run))).is_err() {
                 // Our bookkeeping panicked before or after the host's callback; nothing to undo.
             }
         }
@@ -232,9 +205,9 @@ trampoline!(udp_recv_tramp, Slot::UdpRecv, Phase::Poll, UdpRecvCb,
     (nread: isize, buf: *const c_void, addr: *const c_void, flags: c_uint));
 
 unsafe extern "C" fn close_tramp(h: Ptr) {
-    let (cb, attribution) = kept(h, Slot::Close).unwrap_or((0, None));
+    let (cb, target) = kept(h, Slot::Close).unwrap_or((0, None));
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        attributed(Phase::Close, attribution, || {
+        attributed(h, Phase::Close, target, || {
             if cb != 0 {
                 // SAFETY: stored from the host's non-null `uv_close_cb`.
                 let f = unsafe { std::mem::transmute::<usize, HandleCb>(cb) };
