@@ -42,12 +42,16 @@ fn leave_host_descriptors() -> io::Result<()> {
     close_copies()
 }
 
-/// Closes every descriptor of this thread's (private) table but stderr.
+/// Closes every descriptor of this thread's (private) table but stderr; stdin and stdout
+/// become `/dev/null`, so that no socket of ours ever sits at 0 or 1.
 fn close_copies() -> io::Result<()> {
-    // SAFETY: closes descriptors of this thread's own table only (unshared above).
+    // SAFETY: closes and opens descriptors of this thread's own table only (unshared above);
+    // open takes the lowest free numbers, 0 then 1.
     unsafe {
         libc::close(0);
         libc::close(1);
+        libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
     }
     // close_range(2) by number: glibc's wrapper is newer than some hosts' glibc.
     // SAFETY: a plain system call on this thread's own table.
@@ -79,15 +83,18 @@ mod tests {
         let fd = file.as_raw_fd();
         let seen = spawn_apart("apart-test", move || {
             // SAFETY: fcntl F_GETFD only queries the descriptor number in this thread's table.
-            (unsafe { libc::fcntl(fd, libc::F_GETFD) }) != -1
+            let host_fd_here = (unsafe { libc::fcntl(fd, libc::F_GETFD) }) != -1;
+            let stdin = std::fs::read_link("/proc/thread-self/fd/0").ok();
+            (host_fd_here, stdin)
         })
         .expect("spawn")
         .join()
         .expect("join");
         assert!(
-            !seen,
+            !seen.0,
             "the host's descriptor {fd} is still open in the agent's thread"
         );
+        assert_eq!(seen.1.as_deref(), Some(std::path::Path::new("/dev/null")));
         // The host's own descriptor is untouched.
         // SAFETY: as above, in this (host) thread's table.
         assert_ne!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, -1);
