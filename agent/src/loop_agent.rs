@@ -53,6 +53,22 @@ const PERIODIC_LISTS_MAX: usize = 10_000;
 /// anew after an attributed callback (two words).
 const OUTSIDE_POLL: &str = "not attributed";
 
+/// Whether a handle of `kind` becomes active only through calls the agent interposes
+/// (`uv_timer_start`, `uv_idle/prepare/check_start`, `uv_async_init`, `uv_poll_start`);
+/// streams also start through `uv_tcp_connect`, `uv_pipe_connect`, `uv_spawn`, … and signal
+/// watchers through `uv_signal_start_oneshot`: they do not tell.
+fn started_by_us(kind: HandleType) -> bool {
+    matches!(
+        kind,
+        HandleType::Timer
+            | HandleType::Idle
+            | HandleType::Prepare
+            | HandleType::Check
+            | HandleType::Async
+            | HandleType::Poll
+    )
+}
+
 /// What we know of a host handle beyond what `uv_walk` tells.
 struct Known {
     id: HandleId,
@@ -668,10 +684,12 @@ impl LoopAgent {
         let mut counts: PerType<HandleType, TypeCount> = PerType::default();
         let mut list = Vec::with_capacity(w.seen.len());
         let own = self.own.map(|p| p as usize);
+        let mut bypassed = false;
         for (h, kind, active, closing, has_ref, fd) in w.seen {
             counts[kind].total += 1;
             counts[kind].active += u64::from(active);
             let registered = crate::intercept::registered(h as Ptr);
+            bypassed |= active && registered.is_none() && !own.contains(&h) && started_by_us(kind);
             let k = self.known.entry(h).or_insert_with(|| match registered {
                 Some((id, first_seen_ns, _)) => Known {
                     id,
@@ -709,10 +727,34 @@ impl LoopAgent {
             });
         }
         self.known.retain(|_, k| k.seen);
+        if bypassed && self.attributed {
+            self.stop_attributing();
+        }
         self.counts = counts;
         self.handle_list = Arc::new(list);
         self.request_list = Arc::new(crate::intercept::requests_of(self.uv_loop));
         self.lists_at_ns = now;
+    }
+
+    /// An active handle of a type only our interposed calls start, unknown to them: the
+    /// program's libuv calls do not reach the agent for this loop (a library bound to its own
+    /// libuv, calls through pointers from `dlsym` on libuv's handle, `-Bsymbolic`), although
+    /// `uv_timer_start` resolves to ours. Callbacks would never be attributed, so the loop is
+    /// measured as with the attach call: the check handle brackets the poll, and the stretch
+    /// outside it is the "not attributed" entry a stall is seen in.
+    fn stop_attributing(&mut self) {
+        let check = self.own[1];
+        // SAFETY: our initialized check handle, on this loop; the callback is ours.
+        if unsafe { (self.uv.check_start)(check, on_check) } != 0 {
+            return;
+        }
+        self.attributed = false;
+        self.poll_first_ns = None;
+        self.poll_callbacks_ns = 0;
+        tracing::warn!(
+            "loopd-agent: loop {}: the program's libuv calls do not reach the agent; its callbacks are not attributed (stalls are seen per iteration)",
+            self.observer.index()
+        );
     }
 
     /// Builds and publishes the snapshot (loop thread, at most every 100 ms). Never inlined:

@@ -496,6 +496,39 @@ fn a_forked_child_is_served_on_its_own_socket_and_its_exit_leaves_the_parents() 
 }
 
 #[test]
+fn a_program_whose_calls_bypass_the_agent_still_has_its_stalls_seen() {
+    let dir = TempDir::new("agent-bypass");
+    let mut link = pkg_config(&["--libs"]);
+    link.push("-ldl".into());
+    let program = build(&dir.0, "bypass_timer", &link);
+    let socket = dir.0.join("agent.sock");
+    let mut host = preloaded(&program, &[], &socket, &[]);
+    let mut ctl = wait_for_socket(&socket);
+    // Its timer never went through the agent's uv_timer_start: the agent finds the active
+    // timer it does not know at its first walk and measures the loop per iteration, so the
+    // blocking callback is still a stall while it blocks, "not attributed".
+    let stall = stall_in_progress(&mut ctl);
+    assert!(
+        stall["label"]
+            .as_str()
+            .is_some_and(|l| l.contains("not attributed")),
+        "{stall}"
+    );
+    drop(ctl);
+    let _ = host.0.kill();
+    let _ = host.0.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut host.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("do not reach the agent"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
 fn a_prime_server_on_the_thread_pool_does_not_stall_and_its_pool_is_measured() {
     let dir = TempDir::new("agent-prime-pool");
     let port = free_port();
