@@ -334,6 +334,7 @@ pub(crate) fn track_request(req: Ptr, kind: RequestType, uv_loop: Ptr, cb: usize
 /// flight.
 pub(crate) fn requests_of(uv_loop: Ptr) -> Vec<RequestInfo> {
     let unknown_site: Arc<str> = Arc::from("?");
+    let mut work = Vec::new();
     let mut list: Vec<RequestInfo> = REQS
         .try_with(|m| {
             let Ok(m) = m.try_borrow() else {
@@ -341,22 +342,30 @@ pub(crate) fn requests_of(uv_loop: Ptr) -> Vec<RequestInfo> {
             };
             m.iter()
                 .filter(|(_, r)| r.uv_loop == uv_loop)
-                .map(|(&req, r)| RequestInfo {
-                    id: r.id,
-                    kind: r.kind,
-                    label: None,
-                    site: Site::Symbol(unknown_site.clone()),
-                    created_ns: r.started_ns,
-                    state: match r.kind {
-                        RequestType::Work => {
-                            crate::pool::work_state(req).unwrap_or(RequestState::Running)
-                        }
-                        _ => RequestState::Running,
-                    },
+                .map(|(&req, r)| {
+                    if r.kind == RequestType::Work {
+                        work.push(req);
+                    }
+                    RequestInfo {
+                        id: r.id,
+                        kind: r.kind,
+                        label: None,
+                        site: Site::Symbol(unknown_site.clone()),
+                        created_ns: r.started_ns,
+                        state: RequestState::Running,
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
+    // Work items in the order they were listed: the pool's table says which still wait.
+    let states = crate::pool::work_states(&work);
+    let mut states = states.into_iter();
+    for info in list.iter_mut().filter(|r| r.kind == RequestType::Work) {
+        if let Some(Some(state)) = states.next() {
+            info.state = state;
+        }
+    }
     list.sort_by_key(|r| r.created_ns);
     list
 }

@@ -9,7 +9,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 
 use loopd_engine::instrument::clock::now_ns;
 use loopd_engine::instrument::{Histogram, PoolSnapshot, TaskOutcome};
@@ -50,10 +50,6 @@ pub struct AgentPool {
     cancelled: AtomicU64,
 }
 
-fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    m.lock()
-}
-
 /// Takes the pool's lock for a `fork` (see `crate::fork`): the child must not inherit it held
 /// by a worker it does not have.
 pub(crate) fn hold_for_fork() {
@@ -86,7 +82,7 @@ fn libuv_pool_size() -> usize {
 impl PoolFeed for &'static AgentPool {
     fn snapshot(&self) -> PoolSnapshot {
         let (wait, run) = {
-            let s = lock(&self.shared);
+            let s = self.shared.lock();
             (s.queue_wait.clone(), s.run.clone())
         };
         let queued = self.queued.load(Ordering::Relaxed);
@@ -126,24 +122,29 @@ impl PoolFeed for &'static AgentPool {
     }
 }
 
-/// Whether the work request `req` waits in libuv's queue (`Queued`) or a worker runs it
-/// (`Running`); `None` when it is not work queued through us.
-pub(crate) fn work_state(req: usize) -> Option<RequestState> {
-    let s = lock(&pool().shared);
-    s.work.get(&req).map(|&(_, _, started)| {
-        if started {
-            RequestState::Running
-        } else {
-            RequestState::Queued
-        }
-    })
+/// For each of `reqs`, whether that work request waits in libuv's queue (`Queued`) or a
+/// worker runs it (`Running`); `None` when it is not work queued through us. One lock for the
+/// whole list.
+pub(crate) fn work_states(reqs: &[usize]) -> Vec<Option<RequestState>> {
+    let s = pool().shared.lock();
+    reqs.iter()
+        .map(|req| {
+            s.work.get(req).map(|&(_, _, started)| {
+                if started {
+                    RequestState::Running
+                } else {
+                    RequestState::Queued
+                }
+            })
+        })
+        .collect()
 }
 
 unsafe extern "C" fn work_tramp(req: Ptr) {
     let p = pool();
     let start = now_ns();
     let entry = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut s = lock(&p.shared);
+        let mut s = p.shared.lock();
         let entry = s.work.get_mut(&(req as usize))?;
         entry.2 = true;
         let (cb, queued_ns, _) = *entry;
@@ -166,14 +167,14 @@ unsafe extern "C" fn work_tramp(req: Ptr) {
     p.busy.fetch_sub(1, Ordering::Relaxed);
     let took = now_ns().saturating_sub(start);
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        lock(&p.shared).run.record(took)
+        p.shared.lock().run.record(took)
     }));
 }
 
 unsafe extern "C" fn after_work_tramp(req: Ptr, status: c_int) {
     let p = pool();
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        lock(&p.shared).work.remove(&(req as usize))
+        p.shared.lock().work.remove(&(req as usize))
     }));
     if status == UV_ECANCELED {
         // libuv cancels only queued work: its work callback never ran.
@@ -207,7 +208,8 @@ pub unsafe extern "C" fn uv_queue_work(
     };
     let p = pool();
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        lock(&p.shared)
+        p.shared
+            .lock()
             .work
             .insert(req as usize, (work_cb as usize, now_ns(), false));
         intercept::track_request(req, RequestType::Work, l, after.map_or(0, |a| a as usize));
@@ -225,7 +227,7 @@ pub unsafe extern "C" fn uv_queue_work(
     if rc != 0 {
         p.queued.fetch_sub(1, Ordering::Relaxed);
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lock(&p.shared).work.remove(&(req as usize));
+            p.shared.lock().work.remove(&(req as usize));
             intercept::untrack_request(req);
         }));
     }

@@ -61,7 +61,14 @@ fn build(dir: &Path, name: &str, link: &[String]) -> PathBuf {
 }
 
 fn build_shared(dir: &Path, name: &str) -> PathBuf {
-    build(dir, name, &pkg_config(&["--libs"]))
+    build_shared_with(dir, name, &[])
+}
+
+/// [`build_shared`] with more link flags (`-ldl`, `-pthread`).
+fn build_shared_with(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let mut link = pkg_config(&["--libs"]);
+    link.extend(extra.iter().map(|f| f.to_string()));
+    build(dir, name, &link)
 }
 
 /// A program under test, killed on drop.
@@ -96,6 +103,44 @@ fn wall_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// Loop 0's iterations, from `status`.
+fn iterations(status: &Value) -> u64 {
+    status["loops"][0]["iterations"].as_u64().unwrap()
+}
+
+/// Waits (up to [`DEADLINE`]) until loop 0 at `socket` has iterated past its count now.
+fn wait_for_iterations(socket: &Path) {
+    let first = iterations(&loopctl_json(socket, &["status"]));
+    let deadline = Instant::now() + DEADLINE;
+    while iterations(&loopctl_json(socket, &["status"])) <= first {
+        assert!(
+            Instant::now() < deadline,
+            "iterations do not grow at {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts that `stall`'s stack names the function `name`.
+fn assert_frame(stall: &Value, name: &str) {
+    let frames = functions(stall);
+    assert!(
+        frames.iter().any(|f| f.contains(name)),
+        "no {name} in {frames:?}"
+    );
+}
+
+/// Asserts that `stall` is the unattributed stretch of an iteration.
+fn assert_not_attributed(stall: &Value) {
+    assert!(
+        stall["label"]
+            .as_str()
+            .is_some_and(|l| l.contains("not attributed")),
+        "{stall}"
+    );
 }
 
 /// `loopctl --socket SOCKET ARGS… --json`, parsed.
@@ -201,12 +246,8 @@ fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks(
     assert_eq!(stall["in_progress"], true, "{stall}");
     assert_eq!(stall["type"], "timer", "{stall}");
     assert_eq!(stall["phase"], "timers", "{stall}");
-    let frames = functions(&stall);
-    assert!(
-        frames.iter().any(|f| f.contains("block_in_timer_callback")),
-        "{frames:?}"
-    );
-    assert!(frames.iter().any(|f| f.contains("on_timer")), "{frames:?}");
+    assert_frame(&stall, "block_in_timer_callback");
+    assert_frame(&stall, "on_timer");
 
     // The stall keeps being sampled at the interval asked for: its profile shows the
     // blocking function (the sleep inside it is resolved through the loader).
@@ -262,13 +303,7 @@ fn a_preloaded_timer_program_shows_its_loop_handles_and_a_stall_while_it_blocks(
     };
     assert_eq!(timer["type"], "timer", "{timer}");
     assert_eq!(timer["active"], true, "{timer}");
-    let iterations = |s: &Value| s["loops"][0]["iterations"].as_u64().unwrap();
-    let first = iterations(&loopctl_json(&socket, &["status"]));
-    let deadline = Instant::now() + DEADLINE;
-    while iterations(&loopctl_json(&socket, &["status"])) <= first {
-        assert!(Instant::now() < deadline, "iterations do not grow");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_iterations(&socket);
 
     // The metrics endpoint, checked by promtool.
     let page = scrape(metrics.parse().unwrap());
@@ -333,11 +368,7 @@ fn an_inline_prime_server_stall_names_the_connection_and_the_blocking_function()
     conn.get_mut().write_all(b"2305843009213693951\n").unwrap();
     let stall = stall_in_progress(&mut ctl);
     assert_eq!(stall["type"], "tcp", "{stall}");
-    let frames = functions(&stall);
-    assert!(
-        frames.iter().any(|f| f.contains("is_prime_blocking")),
-        "{frames:?}"
-    );
+    assert_frame(&stall, "is_prime_blocking");
     // Once the answer is out the loop publishes again: the connection is a listed tcp handle
     // (lists are taken on the loop thread, so not while it blocks).
     let mut answer = String::new();
@@ -365,8 +396,8 @@ fn an_inline_prime_server_stall_names_the_connection_and_the_blocking_function()
         poll["duration"]["max"].as_f64().unwrap() >= stalled_s,
         "poll {poll} vs stall {stall}"
     );
-    let iterations = status["loops"][0]["iterations"].as_u64().unwrap();
     let polls = poll["duration"]["count"].as_u64().unwrap();
+    let iterations = iterations(&status);
     assert!(
         polls >= 2 && polls < iterations,
         "{polls} polls of {iterations}: {poll}"
@@ -382,7 +413,6 @@ fn host_code_between_nowait_runs_is_not_a_stall() {
     let _ctl = wait_for_socket(&socket);
     // The host sleeps 300 ms (three times the threshold) between its uv_run calls, right
     // after the timer's attributed callback: five rounds of that, and iterations go on.
-    let iterations = |s: &Value| s["loops"][0]["iterations"].as_u64().unwrap();
     let first = iterations(&loopctl_json(&socket, &["status"]));
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -451,12 +481,7 @@ fn a_forked_child_is_served_on_its_own_socket_and_its_exit_leaves_the_parents() 
     );
     let stall = stall_in_progress(&mut child_ctl);
     assert_eq!(stall["type"], "timer", "{stall}");
-    assert!(
-        functions(&stall)
-            .iter()
-            .any(|f| f.contains("block_in_timer_callback")),
-        "{stall}"
-    );
+    assert_frame(&stall, "block_in_timer_callback");
 
     // The parent: still served where it was, its own pid, no stall of the child's, and its
     // metrics endpoint (the child has none: the address is the parent's).
@@ -477,30 +502,14 @@ fn a_forked_child_is_served_on_its_own_socket_and_its_exit_leaves_the_parents() 
         socket.exists(),
         "the child's exit removed the parent's socket"
     );
-    let first = loopctl_json(&socket, &["status"])["loops"][0]["iterations"]
-        .as_u64()
-        .unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while loopctl_json(&socket, &["status"])["loops"][0]["iterations"]
-        .as_u64()
-        .unwrap()
-        <= first
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the parent's iterations do not grow"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_iterations(&socket);
     drop(host);
 }
 
 #[test]
 fn a_program_whose_calls_bypass_the_agent_still_has_its_stalls_seen() {
     let dir = TempDir::new("agent-bypass");
-    let mut link = pkg_config(&["--libs"]);
-    link.push("-ldl".into());
-    let program = build(&dir.0, "bypass_timer", &link);
+    let program = build_shared_with(&dir.0, "bypass_timer", &["-ldl"]);
     let socket = dir.0.join("agent.sock");
     let mut host = preloaded(&program, &[], &socket, &[]);
     let mut ctl = wait_for_socket(&socket);
@@ -508,12 +517,7 @@ fn a_program_whose_calls_bypass_the_agent_still_has_its_stalls_seen() {
     // timer it does not know at its first walk and measures the loop per iteration, so the
     // blocking callback is still a stall while it blocks, "not attributed".
     let stall = stall_in_progress(&mut ctl);
-    assert!(
-        stall["label"]
-            .as_str()
-            .is_some_and(|l| l.contains("not attributed")),
-        "{stall}"
-    );
+    assert_not_attributed(&stall);
     drop(ctl);
     let _ = host.0.kill();
     let _ = host.0.wait();
@@ -630,8 +634,7 @@ fn python_asyncio_on_uvloop_shows_a_sleep_in_a_callback_as_a_stall_of_its_timer(
     assert_eq!(ctl.hello["params"]["host"]["kind"], "agent");
     let stall = stall_in_progress(&mut ctl);
     assert_eq!(stall["type"], "timer", "{stall}");
-    let frames = functions(&stall);
-    assert!(frames.iter().any(|f| f.contains("sleep")), "{frames:?}");
+    assert_frame(&stall, "sleep");
     // uvloop's call_later timers are one-shot handles, closed once they fire: the stall names
     // one of the program's timers, never one of the agent's own.
     let handles = loopctl_json(&socket, &["handles"]);
@@ -685,17 +688,8 @@ fn the_attach_call_in_a_statically_linked_program_sees_stalls_without_attributio
         "{caps}"
     );
     let stall = stall_in_progress(&mut ctl);
-    assert!(
-        stall["label"]
-            .as_str()
-            .is_some_and(|l| l.contains("not attributed")),
-        "{stall}"
-    );
-    let frames = functions(&stall);
-    assert!(
-        frames.iter().any(|f| f.contains("block_in_timer_callback")),
-        "{frames:?}"
-    );
+    assert_not_attributed(&stall);
+    assert_frame(&stall, "block_in_timer_callback");
 }
 
 /// Runs `program` with the agent preloaded to its end (or `timeout`): exit code, stdout and
@@ -885,9 +879,7 @@ fn loopctl_ls_finds_a_daemon_and_a_preloaded_program_in_the_default_runtime_dire
 #[test]
 fn two_loops_in_two_threads_are_two_loops_with_their_own_stalls_and_tracks() {
     let dir = TempDir::new("agent-two-loops");
-    let mut link = pkg_config(&["--libs"]);
-    link.push("-pthread".into());
-    let program = build(&dir.0, "two_loops", &link);
+    let program = build_shared_with(&dir.0, "two_loops", &["-pthread"]);
     let socket = dir.0.join("agent.sock");
     let _host = preloaded(&program, &[], &socket, &[]);
     let mut ctl = wait_for_socket(&socket);
